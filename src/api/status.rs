@@ -1,0 +1,115 @@
+//! The status: the SageMaker job mirrored, the network findings and kstatus conditions.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a ProcessingJob.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessingJobStatus {
+    /// Name of the SageMaker processing job this resource owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_job_name: Option<String>,
+    /// ARN of the SageMaker processing job.
+    #[serde(rename = "processingJobARN", default, skip_serializing_if = "Option::is_none")]
+    pub processing_job_arn: Option<String>,
+    /// SageMaker's status of the job: InProgress, Completed, Failed, Stopping or Stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_job_status: Option<String>,
+    /// Why the job failed, as SageMaker reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// The container's exit message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_message: Option<String>,
+    /// When SageMaker created the job (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<String>,
+    /// When the job started processing (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_start_time: Option<String>,
+    /// When the job ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_end_time: Option<String>,
+    /// When SageMaker last changed the job (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified_time: Option<String>,
+    /// The monitoring schedule that started the job, if any.
+    #[serde(rename = "monitoringScheduleARN", default, skip_serializing_if = "Option::is_none")]
+    pub monitoring_schedule_arn: Option<String>,
+    /// The AutoML job that started the job, if any.
+    #[serde(rename = "autoMLJobARN", default, skip_serializing_if = "Option::is_none")]
+    pub auto_ml_job_arn: Option<String>,
+    /// The training job that started the job, if any.
+    #[serde(rename = "trainingJobARN", default, skip_serializing_if = "Option::is_none")]
+    pub training_job_arn: Option<String>,
+    /// AWS region the job runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// CloudWatch Logs console link to the job's log streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs_url: Option<String>,
+    /// Result of the network validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStatus>,
+    /// The `metadata.generation` the status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Conditions: NetworkValidated, Submitted, Ready, Reconciling, Stalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Result of the network validation.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkStatus {
+    /// The VPC of the job's subnets.
+    #[serde(rename = "vpcID", default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    /// Problems and advice found in the job's network.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// When the network was validated (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validated_at: Option<String>,
+}
+
+/// One problem or piece of advice about the job's network.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// Stable code of the finding (see the documentation of finding codes).
+    pub code: String,
+    /// Error (blocks the job in Enforce mode), Warning or Info.
+    pub severity: Severity,
+    /// The AWS resource the finding is about (subnet, security group, route table, ...).
+    pub resource: String,
+    /// What is wrong, in words a person can act on.
+    pub message: String,
+    /// How to fix it.
+    pub remediation: String,
+}
+
+/// Severity of a finding.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum Severity {
+    /// Blocks the job in Enforce mode.
+    Error,
+    /// Likely to cause trouble.
+    Warning,
+    /// Advice.
+    Info,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "Error",
+            Severity::Warning => "Warning",
+            Severity::Info => "Info",
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! AWS adapters: they own the SDK types; the rest of the crate works on its own small types.
+
+pub mod ec2;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// How an AWS error should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorClass {
+    /// Throttling: retry later with backoff.
+    Throttled,
+    /// 5xx, timeouts, connection problems: retry with backoff.
+    Transient,
+    /// The request is invalid (ValidationException and friends): retrying will not help.
+    Invalid,
+    /// The resource does not exist.
+    NotFound,
+    /// A service quota was reached: retry slowly.
+    LimitExceeded,
+    /// Missing or rejected credentials, or no region.
+    Credentials,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorClass {
+    /// Stable reason for conditions, Events and metric labels.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ErrorClass::Throttled => "AwsThrottled",
+            ErrorClass::Transient => "AwsUnavailable",
+            ErrorClass::Invalid => "AwsValidationError",
+            ErrorClass::NotFound => "AwsNotFound",
+            ErrorClass::LimitExceeded => "AwsLimitExceeded",
+            ErrorClass::Credentials => "AwsCredentialsError",
+            ErrorClass::Other => "AwsError",
+        }
+    }
+
+    /// Whether retrying the same request may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::LimitExceeded | ErrorClass::Credentials)
+    }
+}
+
+/// Classifies an AWS error from its code, HTTP status and message.
+pub fn classify(code: Option<&str>, http_status: Option<u16>, message: &str) -> ErrorClass {
+    let code = code.unwrap_or_default();
+    let lower = message.to_ascii_lowercase();
+    match code {
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException"
+        | "RequestThrottled" | "SlowDown" | "ProvisionedThroughputExceededException" => ErrorClass::Throttled,
+        "ResourceLimitExceeded" | "LimitExceededException" => ErrorClass::LimitExceeded,
+        "ResourceNotFound" | "ResourceNotFoundException" => ErrorClass::NotFound,
+        c if c.ends_with(".NotFound") => ErrorClass::NotFound,
+        "ValidationException" if lower.contains("could not find") || lower.contains("not found") => ErrorClass::NotFound,
+        "ValidationException" | "InvalidParameterValue" | "InvalidParameterCombination" | "MissingParameter"
+        | "SerializationException" | "ResourceInUse" => ErrorClass::Invalid,
+        "UnrecognizedClientException" | "InvalidClientTokenId" | "AuthFailure" | "SignatureDoesNotMatch"
+        | "ExpiredToken" | "ExpiredTokenException" | "AccessDenied" | "AccessDeniedException"
+        | "UnauthorizedOperation" | "MissingAuthenticationToken" | "IncompleteSignature" => ErrorClass::Credentials,
+        _ => match http_status {
+            Some(s) if s >= 500 => ErrorClass::Transient,
+            Some(429) => ErrorClass::Throttled,
+            Some(401 | 403) => ErrorClass::Credentials,
+            _ => ErrorClass::Other,
+        },
+    }
+}
+
+/// A failed AWS call.
+#[derive(Debug, thiserror::Error)]
+#[error("{service} {operation} failed ({}): {message}", code.as_deref().unwrap_or("no error code"))]
+pub struct AwsError {
+    pub service: &'static str,
+    pub operation: &'static str,
+    pub class: ErrorClass,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsError {
+    /// Converts an SDK error, classifying it.
+    pub fn from_sdk<E, R>(service: &'static str, operation: &'static str, err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + HttpStatus,
+    {
+        use aws_smithy_runtime_api::client::result::SdkError;
+        let (code, message, status, class_hint) = match err {
+            SdkError::ServiceError(ctx) => {
+                let e = ctx.err();
+                (
+                    e.code().map(str::to_string),
+                    e.message().map(str::to_string).unwrap_or_else(|| e.to_string()),
+                    Some(ctx.raw().status_code()),
+                    None,
+                )
+            }
+            SdkError::TimeoutError(_) => (None, "the request timed out".to_string(), None, Some(ErrorClass::Transient)),
+            SdkError::DispatchFailure(d) => {
+                let class = if d.is_user() { ErrorClass::Other } else { ErrorClass::Transient };
+                (None, format!("could not send the request: {}", error_chain(err)), None, Some(class))
+            }
+            SdkError::ResponseError(_) => (None, format!("unreadable response: {}", error_chain(err)), None, Some(ErrorClass::Transient)),
+            SdkError::ConstructionFailure(_) => {
+                let chain = error_chain(err);
+                let class = if chain.contains("credential") || chain.contains("region") { ErrorClass::Credentials } else { ErrorClass::Other };
+                (None, format!("could not build the request: {chain}"), None, Some(class))
+            }
+            _ => {
+                let chain = error_chain(err);
+                let class = if chain.contains("credential") { ErrorClass::Credentials } else { ErrorClass::Other };
+                (None, chain, None, Some(class))
+            }
+        };
+        let class = class_hint.unwrap_or_else(|| classify(code.as_deref(), status, &message));
+        AwsError { service, operation, class, code, message }
+    }
+}
+
+/// Access to the HTTP status of a raw response.
+pub trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Counts AWS calls by service, operation and outcome, with their total latency. The
+/// benchmark, the tests and the metrics read it.
+#[derive(Debug, Default)]
+pub struct CallCounter {
+    inner: Mutex<BTreeMap<(&'static str, &'static str, &'static str), (u64, Duration)>>,
+}
+
+impl CallCounter {
+    pub fn record(&self, service: &'static str, operation: &'static str, outcome: &'static str, latency: Duration) {
+        if let Ok(mut map) = self.inner.lock() {
+            let e = map.entry((service, operation, outcome)).or_default();
+            e.0 += 1;
+            e.1 += latency;
+        }
+    }
+
+    /// Calls of one service, all outcomes.
+    pub fn total(&self, service: &str) -> u64 {
+        self.inner
+            .lock()
+            .map(|m| m.iter().filter(|((s, _, _), _)| *s == service).map(|(_, (n, _))| n).sum())
+            .unwrap_or(0)
+    }
+
+    /// Calls per operation of one service, all outcomes.
+    pub fn by_operation(&self, service: &str) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        if let Ok(m) = self.inner.lock() {
+            for ((s, op, _), (n, _)) in m.iter() {
+                if *s == service {
+                    *out.entry(*op).or_default() += n;
+                }
+            }
+        }
+        out
+    }
+
+    /// Every counter: ((service, operation, outcome), (count, total latency)).
+    pub fn snapshot(&self) -> Vec<((&'static str, &'static str, &'static str), (u64, Duration))> {
+        self.inner.lock().map(|m| m.iter().map(|(k, v)| (*k, *v)).collect()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(Some("ThrottlingException"), Some(400), ""), ErrorClass::Throttled);
+        assert_eq!(classify(Some("RequestLimitExceeded"), Some(503), ""), ErrorClass::Throttled);
+        assert_eq!(classify(Some("InternalFailure"), Some(500), ""), ErrorClass::Transient);
+        assert_eq!(classify(None, Some(503), ""), ErrorClass::Transient);
+        assert_eq!(classify(Some("ValidationException"), Some(400), "bad"), ErrorClass::Invalid);
+        assert_eq!(
+            classify(Some("ValidationException"), Some(400), "Could not find requested job with name x"),
+            ErrorClass::NotFound
+        );
+        assert_eq!(classify(Some("InvalidSubnetID.NotFound"), Some(400), ""), ErrorClass::NotFound);
+        assert_eq!(classify(Some("ResourceLimitExceeded"), Some(400), ""), ErrorClass::LimitExceeded);
+        assert_eq!(classify(Some("UnrecognizedClientException"), Some(400), ""), ErrorClass::Credentials);
+        assert!(ErrorClass::Throttled.is_retryable());
+        assert!(!ErrorClass::Invalid.is_retryable());
+    }
+}

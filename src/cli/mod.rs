@@ -1,0 +1,3 @@
+//! The subcommands of the `sagemaker-processing-controller` binary.
+
+pub mod validate;

@@ -1,0 +1,12 @@
+//! sagemaker-processing-controller: runs Amazon SageMaker Processing Jobs in a customer's VPC,
+//! validating the network first.
+//!
+//! Modules: [`api`] (the CRD types), [`network`] (snapshot, checks, policy evaluation), [`aws`]
+//! (EC2 and SageMaker adapters), [`manifest`] (reading manifests without a cluster), [`cli`]
+//! (the subcommands).
+
+pub mod api;
+pub mod aws;
+pub mod cli;
+pub mod manifest;
+pub mod network;

@@ -1,0 +1,64 @@
+//! The finding codes. They are API: documented in `docs/findings.md`, never renamed.
+
+use crate::api::Severity;
+
+macro_rules! codes {
+    ($( $name:ident, $severity:ident, $req:literal, $remediation:literal; )*) => {
+        /// A stable finding code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code { $( $name, )* }
+
+        impl Code {
+            /// Every code, in the order of the design's table.
+            pub const ALL: &'static [Code] = &[ $( Code::$name, )* ];
+
+            /// The code as it appears in status and output.
+            pub fn as_str(self) -> &'static str {
+                match self { $( Code::$name => stringify!($name), )* }
+            }
+
+            /// How serious a finding of this code is.
+            pub fn severity(self) -> Severity {
+                match self { $( Code::$name => Severity::$severity, )* }
+            }
+
+            /// The requirement (N1–N14) the code belongs to.
+            pub fn requirement(self) -> &'static str {
+                match self { $( Code::$name => $req, )* }
+            }
+
+            /// How to fix it.
+            pub fn remediation(self) -> &'static str {
+                match self { $( Code::$name => $remediation, )* }
+            }
+        }
+    };
+}
+
+codes! {
+    SubnetNotFound, Error, "N1", "Check the subnet ID and the job's region (spec.region or the services.k8s.aws/region annotation); subnets are regional.";
+    SecurityGroupNotFound, Error, "N1", "Check the security group ID and the job's region; security groups belong to one region and VPC.";
+    SubnetsInMultipleVpcs, Error, "N2", "Use subnets of a single VPC in networkConfig.vpcConfig.subnets.";
+    SecurityGroupVpcMismatch, Error, "N2", "Use security groups of the subnets' VPC; an ENI can only join groups of its own VPC.";
+    InsufficientSubnetIps, Error, "N3", "Add subnets with free addresses, free addresses in these subnets, or lower instanceCount; SageMaker needs 2 private IPs per instance.";
+    SubnetLowOnIps, Warning, "N3", "Add a subnet with more free addresses; this subnet alone could not hold all of the job's network interfaces.";
+    MissingSelfReferencingIngress, Error, "N4", "Add an inbound rule to one of the job's security groups allowing all traffic from that same group (a self-referencing rule).";
+    NoS3Egress, Error, "N5", "Allow outbound TCP 443 to the S3 prefix list (pl-...) or 0.0.0.0/0 in one of the job's security groups.";
+    NoS3Route, Error, "N6", "Create an S3 gateway endpoint (com.amazonaws.<region>.s3) associated with the subnet's route table, or route 0.0.0.0/0 to a NAT gateway.";
+    S3EndpointPolicyDenies, Error, "N7", "Allow s3:GetObject and s3:ListBucket on the inputs and s3:PutObject on the outputs in the endpoint policy, and remove Deny statements that match them.";
+    S3EndpointPolicyUnevaluable, Warning, "N7", "Check by hand that the endpoint policy allows the job's S3 access, or simplify the condition so it can be evaluated.";
+    VpcDnsDisabled, Warning, "N8", "Turn on enableDnsSupport and enableDnsHostnames on the VPC (aws ec2 modify-vpc-attribute).";
+    NetworkAclBlocksS3, Error, "N9", "Allow outbound TCP 443 and inbound TCP 1024-65535 (return traffic) in the subnet's network ACL; NACLs are stateless.";
+    NoInternetRoute, Error, "N10", "Route the subnet's 0.0.0.0/0 to a NAT gateway that sits in a public subnet (with a route to an internet gateway), or set networkValidation.requiresInternet to false.";
+    InternetGatewayRouteWithoutNat, Error, "N10", "Put the job in private subnets whose 0.0.0.0/0 route goes to a NAT gateway; SageMaker's interfaces get no public IP, so an internet gateway route alone gives no internet.";
+    MissingInterfaceEndpoint, Error, "N11", "Create an interface VPC endpoint for the service (com.amazonaws.<region>.<service>) with private DNS, or give the subnets a NAT path.";
+    FlowLogsDisabled, Info, "N12", "Enable VPC Flow Logs on the VPC to record the job's traffic.";
+    PackageRepositoriesReachable, Info, "N13", "If containers must not install packages, deny the arn:aws:s3:::packages.*, repo.* and amazonlinux.* buckets in the S3 endpoint policy.";
+    NetworkIsolationSkipsChecks, Info, "N14", "Nothing to do: with network isolation the container's own traffic checks do not apply.";
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,162 @@
+//! A SageMaker processing-job simulator for tests.
+//!
+//! It speaks the AWS JSON 1.1 protocol (`X-Amz-Target: SageMaker.<Operation>`) well enough for
+//! `aws-sdk-sagemaker` to work against it unchanged, and behaves like SageMaker where the
+//! controller cares: API-constraint validation, `ResourceInUse` on a duplicate name, jobs that
+//! start `InProgress`, Stop → `Stopping` → `Stopped`, "Could not find" for missing jobs. An admin
+//! API under `/_sim/` injects faults, drives job states and reports call counts.
+
+mod model;
+mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use clap::Parser;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use model::{ApiError, Sim, SimConfig};
+
+/// SageMaker processing-job simulator.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0", env = "SIM_LISTEN")]
+    listen: SocketAddr,
+    /// Write the chosen port to this file once listening.
+    #[arg(long)]
+    port_file: Option<std::path::PathBuf>,
+    /// Region used in job ARNs.
+    #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
+    region: String,
+    /// Account ID used in job ARNs.
+    #[arg(long, default_value = "123456789012")]
+    account: String,
+}
+
+type Shared = Arc<Mutex<Sim>>;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let sim = Arc::new(Mutex::new(Sim::new(args.region, args.account)));
+    let app = Router::new()
+        .route("/", post(api))
+        .route("/_sim/config", put(put_config).get(get_config))
+        .route("/_sim/jobs", get(list_jobs))
+        .route("/_sim/jobs/{name}/status", post(set_status))
+        .route("/_sim/calls", get(get_calls).delete(reset_calls))
+        .route("/_sim/health", get(|| async { "ok" }))
+        .with_state(sim);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    if let Some(path) = args.port_file {
+        std::fs::write(path, addr.port().to_string())?;
+    }
+    eprintln!("sagemaker-sim listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
+
+/// The SageMaker API: one POST endpoint dispatching on `X-Amz-Target`.
+async fn api(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Some(operation) = target.strip_prefix("SageMaker.") else {
+        return error_response(ApiError::unknown_operation(target));
+    };
+    let input: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return error_response(ApiError::serialization(e.to_string())),
+        }
+    };
+    // Faults and latency are decided under the lock, applied outside it.
+    let (latency, fault) = {
+        let mut s = sim.lock().await;
+        s.count_call(operation);
+        (s.config.latency(), s.draw_fault(operation))
+    };
+    if let Some(latency) = latency {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(err) = fault {
+        return error_response(err);
+    }
+    let result = sim.lock().await.handle(operation, &input);
+    match result {
+        Ok(v) => (
+            StatusCode::OK,
+            [("content-type", "application/x-amz-json-1.1")],
+            v.to_string(),
+        )
+            .into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+fn error_response(e: ApiError) -> Response {
+    let body = json!({"__type": e.kind, "message": e.message});
+    (
+        e.status,
+        [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amzn-errortype", e.kind),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn put_config(State(sim): State<Shared>, body: Bytes) -> Response {
+    match serde_json::from_slice::<SimConfig>(&body) {
+        Ok(config) => {
+            let mut s = sim.lock().await;
+            s.set_config(config);
+            (StatusCode::OK, axum::Json(json!(s.config))).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("invalid config: {e}")).into_response(),
+    }
+}
+
+async fn get_config(State(sim): State<Shared>) -> Response {
+    axum::Json(json!(sim.lock().await.config)).into_response()
+}
+
+async fn list_jobs(State(sim): State<Shared>) -> Response {
+    axum::Json(sim.lock().await.admin_jobs()).into_response()
+}
+
+async fn set_status(State(sim): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
+    let req: model::StatusChange = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid status change: {e}")).into_response(),
+    };
+    match sim.lock().await.admin_set_status(&name, req) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(msg) => (StatusCode::NOT_FOUND, msg).into_response(),
+    }
+}
+
+async fn get_calls(State(sim): State<Shared>) -> Response {
+    axum::Json(json!(sim.lock().await.calls)).into_response()
+}
+
+async fn reset_calls(State(sim): State<Shared>) -> Response {
+    sim.lock().await.calls.clear();
+    StatusCode::NO_CONTENT.into_response()
+}

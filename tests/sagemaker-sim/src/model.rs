@@ -1,0 +1,444 @@
+//! The simulator's state: jobs, their lifecycle, fault injection and call counters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::validate;
+
+/// An error answered in SageMaker's JSON 1.1 shape.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, kind: "ValidationException", message: message.into() }
+    }
+    fn in_use(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, kind: "ResourceInUse", message: message.into() }
+    }
+    fn not_found(name: &str) -> Self {
+        Self::validation(format!("Could not find requested job with name {name}"))
+    }
+    fn throttling() -> Self {
+        Self { status: StatusCode::BAD_REQUEST, kind: "ThrottlingException", message: "Rate exceeded".into() }
+    }
+    fn internal() -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "InternalFailure",
+            message: "We encountered an internal error. Please try again.".into(),
+        }
+    }
+    pub fn unknown_operation(target: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "UnknownOperationException",
+            message: format!("unsupported operation target '{target}'"),
+        }
+    }
+    pub fn serialization(message: String) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, kind: "SerializationException", message }
+    }
+}
+
+/// Fault injection and timing, set with `PUT /_sim/config`. 0 or absent means off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimConfig {
+    /// A created job completes by itself after this many seconds (0: stays InProgress).
+    #[serde(default)]
+    pub in_progress_seconds: f64,
+    /// A stopped job goes from Stopping to Stopped after this many seconds.
+    #[serde(default = "default_stopping_seconds")]
+    pub stopping_seconds: f64,
+    /// Share of API calls answered with ThrottlingException.
+    #[serde(default)]
+    pub throttle_rate: f64,
+    /// Share of API calls answered with HTTP 500 InternalFailure.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Latency added to every API call.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Creates allowed per second; more are throttled (0: unlimited).
+    #[serde(default)]
+    pub creates_per_second: f64,
+}
+
+fn default_stopping_seconds() -> f64 {
+    1.0
+}
+
+impl SimConfig {
+    pub fn latency(&self) -> Option<Duration> {
+        (self.latency_ms > 0).then(|| Duration::from_millis(self.latency_ms))
+    }
+}
+
+/// `POST /_sim/jobs/{name}/status` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusChange {
+    pub status: String,
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+    #[serde(default)]
+    pub exit_message: Option<String>,
+}
+
+struct Job {
+    /// The CreateProcessingJob request as sent.
+    request: Map<String, Value>,
+    arn: String,
+    status: String,
+    failure_reason: Option<String>,
+    exit_message: Option<String>,
+    creation_time: f64,
+    start_time: Option<f64>,
+    end_time: Option<f64>,
+    last_modified: f64,
+    /// When an automatic transition (auto-complete or Stopping → Stopped) is due.
+    due: Option<f64>,
+    tags: Vec<Value>,
+}
+
+pub struct Sim {
+    region: String,
+    account: String,
+    pub config: SimConfig,
+    jobs: BTreeMap<String, Job>,
+    pub calls: BTreeMap<String, u64>,
+    /// Token bucket for `createsPerSecond`.
+    create_tokens: f64,
+    create_refill_at: f64,
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}
+
+impl Sim {
+    pub fn new(region: String, account: String) -> Self {
+        Self {
+            region,
+            account,
+            config: SimConfig { stopping_seconds: default_stopping_seconds(), ..Default::default() },
+            jobs: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            create_tokens: 0.0,
+            create_refill_at: now(),
+        }
+    }
+
+    pub fn set_config(&mut self, config: SimConfig) {
+        self.create_tokens = config.creates_per_second;
+        self.create_refill_at = now();
+        self.config = config;
+    }
+
+    pub fn count_call(&mut self, operation: &str) {
+        *self.calls.entry(operation.to_string()).or_default() += 1;
+    }
+
+    /// Draws the injected fault for one call, if any: random throttling and server errors, and
+    /// the create rate limit.
+    pub fn draw_fault(&mut self, operation: &str) -> Option<ApiError> {
+        let mut rng = rand::rng();
+        if self.config.throttle_rate > 0.0 && rng.random::<f64>() < self.config.throttle_rate {
+            return Some(ApiError::throttling());
+        }
+        if self.config.error_rate > 0.0 && rng.random::<f64>() < self.config.error_rate {
+            return Some(ApiError::internal());
+        }
+        if operation == "CreateProcessingJob" && self.config.creates_per_second > 0.0 {
+            let t = now();
+            let rate = self.config.creates_per_second;
+            self.create_tokens = (self.create_tokens + (t - self.create_refill_at) * rate).min(rate.max(1.0));
+            self.create_refill_at = t;
+            if self.create_tokens < 1.0 {
+                return Some(ApiError::throttling());
+            }
+            self.create_tokens -= 1.0;
+        }
+        None
+    }
+
+    /// Applies the automatic transitions that are due.
+    fn advance(&mut self) {
+        let t = now();
+        for job in self.jobs.values_mut() {
+            let Some(due) = job.due else { continue };
+            if due > t {
+                continue;
+            }
+            job.due = None;
+            match job.status.as_str() {
+                "InProgress" => {
+                    job.status = "Completed".into();
+                    job.exit_message = Some("Processing completed".into());
+                }
+                "Stopping" => job.status = "Stopped".into(),
+                _ => continue,
+            }
+            job.end_time = Some(due);
+            job.last_modified = due;
+        }
+    }
+
+    pub fn handle(&mut self, operation: &str, input: &Value) -> Result<Value, ApiError> {
+        self.advance();
+        match operation {
+            "CreateProcessingJob" => self.create(input),
+            "DescribeProcessingJob" => self.describe(input),
+            "StopProcessingJob" => self.stop(input),
+            "ListProcessingJobs" => self.list(input),
+            "AddTags" => self.add_tags(input),
+            "ListTags" => self.list_tags(input),
+            other => Err(ApiError::unknown_operation(other)),
+        }
+    }
+
+    fn create(&mut self, input: &Value) -> Result<Value, ApiError> {
+        validate::create_request(input).map_err(ApiError::validation)?;
+        let request = input.as_object().cloned().unwrap_or_default();
+        let name = request
+            .get("ProcessingJobName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if self.jobs.contains_key(&name) {
+            return Err(ApiError::in_use(format!(
+                "Job name must be unique within an AWS account and region, and a job with this name already exists ({})",
+                self.arn(&name)
+            )));
+        }
+        let t = now();
+        let arn = self.arn(&name);
+        let tags = request.get("Tags").and_then(Value::as_array).cloned().unwrap_or_default();
+        let due = (self.config.in_progress_seconds > 0.0).then(|| t + self.config.in_progress_seconds);
+        self.jobs.insert(
+            name,
+            Job {
+                request,
+                arn: arn.clone(),
+                status: "InProgress".into(),
+                failure_reason: None,
+                exit_message: None,
+                creation_time: t,
+                start_time: Some(t),
+                end_time: None,
+                last_modified: t,
+                due,
+                tags,
+            },
+        );
+        Ok(json!({ "ProcessingJobArn": arn }))
+    }
+
+    fn job_name<'a>(&self, input: &'a Value) -> Result<&'a str, ApiError> {
+        input
+            .get("ProcessingJobName")
+            .and_then(Value::as_str)
+            .filter(|n| validate::job_name(n).is_ok())
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "1 validation error detected: Value at 'processingJobName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}",
+                )
+            })
+    }
+
+    fn describe(&self, input: &Value) -> Result<Value, ApiError> {
+        let name = self.job_name(input)?;
+        let job = self.jobs.get(name).ok_or_else(|| ApiError::not_found(name))?;
+        let mut out = job.request.clone();
+        out.remove("Tags");
+        out.insert("ProcessingJobArn".into(), json!(job.arn));
+        out.insert("ProcessingJobStatus".into(), json!(job.status));
+        out.insert("CreationTime".into(), json!(job.creation_time));
+        out.insert("LastModifiedTime".into(), json!(job.last_modified));
+        if let Some(v) = job.start_time {
+            out.insert("ProcessingStartTime".into(), json!(v));
+        }
+        if let Some(v) = job.end_time {
+            out.insert("ProcessingEndTime".into(), json!(v));
+        }
+        if let Some(v) = &job.failure_reason {
+            out.insert("FailureReason".into(), json!(v));
+        }
+        if let Some(v) = &job.exit_message {
+            out.insert("ExitMessage".into(), json!(v));
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn stop(&mut self, input: &Value) -> Result<Value, ApiError> {
+        let name = self.job_name(input)?.to_string();
+        let stopping = self.config.stopping_seconds;
+        let job = self.jobs.get_mut(&name).ok_or_else(|| ApiError::not_found(&name))?;
+        if job.status != "InProgress" {
+            return Err(ApiError::validation(format!(
+                "The request was rejected because the processing job is in status {}.",
+                job.status
+            )));
+        }
+        let t = now();
+        job.status = "Stopping".into();
+        job.last_modified = t;
+        job.due = Some(t + stopping.max(0.0));
+        Ok(json!({}))
+    }
+
+    fn list(&self, input: &Value) -> Result<Value, ApiError> {
+        let num = |k: &str| input.get(k).and_then(Value::as_f64);
+        let text = |k: &str| input.get(k).and_then(Value::as_str);
+        let max_results = match input.get("MaxResults").and_then(Value::as_i64) {
+            None => 10,
+            Some(n @ 1..=100) => n as usize,
+            Some(n) => {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and 100"
+                )))
+            }
+        };
+        let status_equals = text("StatusEquals");
+        if let Some(s) = status_equals {
+            if !["InProgress", "Completed", "Failed", "Stopping", "Stopped"].contains(&s) {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{s}' at 'statusEquals' failed to satisfy constraint: Member must satisfy enum value set: [Completed, InProgress, Stopping, Stopped, Failed]"
+                )));
+            }
+        }
+        let mut jobs: Vec<&Job> = self
+            .jobs
+            .iter()
+            .filter(|(name, j)| {
+                num("CreationTimeAfter").is_none_or(|t| j.creation_time > t)
+                    && num("CreationTimeBefore").is_none_or(|t| j.creation_time < t)
+                    && num("LastModifiedTimeAfter").is_none_or(|t| j.last_modified > t)
+                    && num("LastModifiedTimeBefore").is_none_or(|t| j.last_modified < t)
+                    && text("NameContains").is_none_or(|s| name.contains(s))
+                    && status_equals.is_none_or(|s| j.status == s)
+            })
+            .map(|(_, j)| j)
+            .collect();
+        match text("SortBy").unwrap_or("CreationTime") {
+            "Name" => jobs.sort_by(|a, b| name_of(a).cmp(name_of(b))),
+            "Status" => jobs.sort_by(|a, b| a.status.cmp(&b.status).then(name_of(a).cmp(name_of(b)))),
+            "CreationTime" => jobs.sort_by(|a, b| a.creation_time.total_cmp(&b.creation_time).then(name_of(a).cmp(name_of(b)))),
+            other => return Err(ApiError::validation(format!("Invalid SortBy value '{other}'"))),
+        }
+        match text("SortOrder").unwrap_or("Descending") {
+            "Descending" => jobs.reverse(),
+            "Ascending" => {}
+            other => return Err(ApiError::validation(format!("Invalid SortOrder value '{other}'"))),
+        }
+        let start = match text("NextToken") {
+            None => 0,
+            Some(tok) => tok.parse::<usize>().map_err(|_| ApiError::validation("Invalid pagination token"))?,
+        };
+        let page: Vec<Value> = jobs.iter().skip(start).take(max_results).map(|j| summary(j)).collect();
+        let mut out = json!({ "ProcessingJobSummaries": page });
+        if start + max_results < jobs.len() {
+            out["NextToken"] = json!((start + max_results).to_string());
+        }
+        Ok(out)
+    }
+
+    fn job_by_arn(&mut self, input: &Value) -> Result<&mut Job, ApiError> {
+        let arn = input.get("ResourceArn").and_then(Value::as_str).unwrap_or_default().to_string();
+        self.jobs
+            .values_mut()
+            .find(|j| j.arn == arn)
+            .ok_or_else(|| ApiError::validation(format!("Could not find resource with ARN {arn}")))
+    }
+
+    fn add_tags(&mut self, input: &Value) -> Result<Value, ApiError> {
+        let new_tags = input.get("Tags").and_then(Value::as_array).cloned().unwrap_or_default();
+        validate::tags(&new_tags).map_err(ApiError::validation)?;
+        let job = self.job_by_arn(input)?;
+        for tag in new_tags {
+            let key = tag.get("Key").cloned();
+            job.tags.retain(|t| t.get("Key") != key.as_ref());
+            job.tags.push(tag);
+        }
+        Ok(json!({ "Tags": job.tags }))
+    }
+
+    fn list_tags(&mut self, input: &Value) -> Result<Value, ApiError> {
+        let max = input.get("MaxResults").and_then(Value::as_u64).unwrap_or(50) as usize;
+        let start = input.get("NextToken").and_then(Value::as_str).and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+        let job = self.job_by_arn(input)?;
+        let page: Vec<Value> = job.tags.iter().skip(start).take(max).cloned().collect();
+        let mut out = json!({ "Tags": page });
+        if start + max < job.tags.len() {
+            out["NextToken"] = json!((start + max).to_string());
+        }
+        Ok(out)
+    }
+
+    pub fn admin_set_status(&mut self, name: &str, change: StatusChange) -> Result<(), String> {
+        self.advance();
+        let job = self.jobs.get_mut(name).ok_or_else(|| format!("no job named {name}"))?;
+        let t = now();
+        match change.status.as_str() {
+            "Completed" | "Failed" | "Stopped" => {
+                job.end_time = Some(t);
+                job.due = None;
+            }
+            "InProgress" | "Stopping" => {}
+            other => return Err(format!("unknown status {other}")),
+        }
+        job.status = change.status;
+        job.failure_reason = change.failure_reason;
+        job.exit_message = change.exit_message;
+        job.last_modified = t;
+        Ok(())
+    }
+
+    pub fn admin_jobs(&mut self) -> Value {
+        self.advance();
+        let jobs: HashMap<&String, Value> = self
+            .jobs
+            .iter()
+            .map(|(name, j)| (name, json!({"status": j.status, "arn": j.arn, "tags": j.tags})))
+            .collect();
+        json!(jobs)
+    }
+
+    fn arn(&self, name: &str) -> String {
+        format!("arn:aws:sagemaker:{}:{}:processing-job/{}", self.region, self.account, name.to_lowercase())
+    }
+}
+
+fn name_of(job: &Job) -> &str {
+    job.request.get("ProcessingJobName").and_then(Value::as_str).unwrap_or_default()
+}
+
+fn summary(job: &Job) -> Value {
+    let mut s = json!({
+        "ProcessingJobName": name_of(job),
+        "ProcessingJobArn": job.arn,
+        "CreationTime": job.creation_time,
+        "LastModifiedTime": job.last_modified,
+        "ProcessingJobStatus": job.status,
+    });
+    if let Some(v) = job.end_time {
+        s["ProcessingEndTime"] = json!(v);
+    }
+    if let Some(v) = &job.failure_reason {
+        s["FailureReason"] = json!(v);
+    }
+    if let Some(v) = &job.exit_message {
+        s["ExitMessage"] = json!(v);
+    }
+    s
+}
