@@ -48,7 +48,7 @@ pub struct ProcessingJobSpec {
 
     /// Environment variables set in the container (at most 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 100))]
+    #[schemars(extend("maxProperties" = 100))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "self.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$') && size(k) <= 256)", "message": "environment variable names must match [a-zA-Z_][a-zA-Z0-9_]* and be at most 256 characters"},
         {"rule": "self.all(k, size(self[k]) <= 256)", "message": "environment variable values must be at most 256 characters"}

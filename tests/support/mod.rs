@@ -1,0 +1,154 @@
+//! Test support: the local stack started by `scripts/stack up` (real kube-apiserver + etcd,
+//! moto, the SageMaker simulator), `kubectl`, and the AWS SDK clients pointed at them.
+//!
+//! Tests that need the stack fail — they never skip — when it is not up, with a message saying
+//! how to start it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The stack's environment, read from `.stack/env` (or `$STACK_DIR/env`).
+pub struct Stack {
+    pub vars: BTreeMap<String, String>,
+}
+
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let dir = std::env::var("STACK_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack"));
+        let path = dir.join("env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("cannot read {}: {e}. Start the local stack first: scripts/stack up", path.display())
+        });
+        let vars = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Stack { vars }
+    })
+}
+
+impl Stack {
+    pub fn var(&self, key: &str) -> &str {
+        self.vars.get(key).map(String::as_str).unwrap_or_else(|| panic!("{key} missing from the stack env"))
+    }
+
+    /// A command with the stack's environment (and no AWS profile from the host).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.envs(&self.vars).env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+        cmd
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.command("kubectl").args(args).output().expect("run kubectl")
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command("kubectl")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// `kubectl` that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Installs the checked-in CRD and waits until it is Established.
+    pub fn install_crd(&self) {
+        static DONE: OnceLock<()> = OnceLock::new();
+        DONE.get_or_init(|| {
+            let crd = repo_root().join("crds/processingjobs.yaml");
+            self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", crd.to_str().expect("utf-8 path")]);
+            self.kubectl_ok(&[
+                "wait",
+                "--for=condition=Established",
+                "crd/processingjobs.sagemaker.processing.dev",
+                "--timeout=60s",
+            ]);
+        });
+    }
+
+    /// A fresh namespace (the stack has no namespace controller, so namespaces are never reused).
+    pub fn namespace(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", unique_suffix());
+        self.kubectl_ok(&["create", "namespace", &name]);
+        name
+    }
+
+    /// `curl` against the simulator's admin API; returns the body.
+    pub fn sim_admin(&self, method: &str, path: &str, body: Option<&str>) -> String {
+        let url = format!("{}{path}", self.var("SIM_ADMIN_URL"));
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-f", "-X", method, &url]);
+        if let Some(b) = body {
+            cmd.args(["-H", "content-type: application/json", "--data", b]);
+        }
+        let out = cmd.output().expect("run curl");
+        assert!(out.status.success(), "{method} {url} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.var("AWS_REGION").to_string()))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                self.var("AWS_ACCESS_KEY_ID"),
+                self.var("AWS_SECRET_ACCESS_KEY"),
+                None,
+                None,
+                "stack",
+            ))
+            .load()
+            .await
+    }
+
+    pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        let conf = aws_sdk_ec2::config::Builder::from(&self.sdk_config().await)
+            .endpoint_url(self.var("AWS_ENDPOINT_URL_EC2"))
+            .build();
+        aws_sdk_ec2::Client::from_conf(conf)
+    }
+
+    pub async fn sagemaker_at(&self, endpoint: &str) -> aws_sdk_sagemaker::Client {
+        let conf = aws_sdk_sagemaker::config::Builder::from(&self.sdk_config().await).endpoint_url(endpoint).build();
+        aws_sdk_sagemaker::Client::from_conf(conf)
+    }
+
+    pub async fn sagemaker(&self) -> aws_sdk_sagemaker::Client {
+        self.sagemaker_at(self.var("AWS_ENDPOINT_URL_SAGEMAKER")).await
+    }
+}
+
+/// A short suffix unique to this process and call.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{:x}{:x}{}", std::process::id() % 4096, nanos % 65536, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The controller binary built by cargo for this test run.
+pub fn controller_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sagemaker-processing-controller"))
+}
