@@ -16,13 +16,30 @@ pub const ACK_GROUP: &str = "sagemaker.services.k8s.aws";
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{source_name}: cannot read: {error}")]
-    Read { source_name: String, error: std::io::Error },
+    Read {
+        source_name: String,
+        error: std::io::Error,
+    },
     #[error("{source_name}: document {document}: not valid YAML: {error}")]
-    Yaml { source_name: String, document: usize, error: String },
+    Yaml {
+        source_name: String,
+        document: usize,
+        error: String,
+    },
     #[error("{source_name}: document {document}: not a ProcessingJob (apiVersion {api_version:?}, kind {kind:?}); expected apiVersion {GROUP}/{VERSION} (or ACK's {ACK_GROUP}/v1alpha1) and kind ProcessingJob")]
-    NotAProcessingJob { source_name: String, document: usize, api_version: String, kind: String },
+    NotAProcessingJob {
+        source_name: String,
+        document: usize,
+        api_version: String,
+        kind: String,
+    },
     #[error("{source_name}: document {document} ({name}): {problems}")]
-    Invalid { source_name: String, document: usize, name: String, problems: String },
+    Invalid {
+        source_name: String,
+        document: usize,
+        name: String,
+        problems: String,
+    },
 }
 
 /// One ProcessingJob read from a manifest.
@@ -52,14 +69,36 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<LoadedJob>, 
     Ok(out)
 }
 
-fn parse_object(source_name: &str, document: usize, mut value: Value) -> Result<LoadedJob, ManifestError> {
-    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-    let group_ok = api_version == format!("{GROUP}/{VERSION}") || api_version == format!("{ACK_GROUP}/v1alpha1");
+fn parse_object(
+    source_name: &str,
+    document: usize,
+    mut value: Value,
+) -> Result<LoadedJob, ManifestError> {
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let group_ok = api_version == format!("{GROUP}/{VERSION}")
+        || api_version == format!("{ACK_GROUP}/v1alpha1");
     if !group_ok || kind != "ProcessingJob" {
-        return Err(ManifestError::NotAProcessingJob { source_name: source_name.to_string(), document, api_version, kind });
+        return Err(ManifestError::NotAProcessingJob {
+            source_name: source_name.to_string(),
+            document,
+            api_version,
+            kind,
+        });
     }
-    let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>").to_string();
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>")
+        .to_string();
     let invalid = |problems: Vec<String>| ManifestError::Invalid {
         source_name: source_name.to_string(),
         document,
@@ -67,7 +106,11 @@ fn parse_object(source_name: &str, document: usize, mut value: Value) -> Result<
         problems: problems.join("; "),
     };
     let mut problems = Vec::new();
-    if value.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         problems.push("metadata.name: required".to_string());
     }
     match value.get("spec") {
@@ -79,9 +122,13 @@ fn parse_object(source_name: &str, document: usize, mut value: Value) -> Result<
     }
     // ACK manifests differ only in apiVersion.
     value["apiVersion"] = Value::String(format!("{GROUP}/{VERSION}"));
-    let job: ProcessingJob =
-        serde_path_to_error::deserialize(value).map_err(|e| invalid(vec![format!("{}: {}", e.path(), e.inner())]))?;
-    Ok(LoadedJob { source_name: source_name.to_string(), document, job })
+    let job: ProcessingJob = serde_path_to_error::deserialize(value)
+        .map_err(|e| invalid(vec![format!("{}: {}", e.path(), e.inner())]))?;
+    Ok(LoadedJob {
+        source_name: source_name.to_string(),
+        document,
+        job,
+    })
 }
 
 /// The CRD's schema of `spec`.
@@ -89,7 +136,9 @@ fn spec_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
         let crd = serde_json::to_value(ProcessingJob::crd()).unwrap_or(Value::Null);
-        crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec").cloned().unwrap_or(Value::Null)
+        crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec")
+            .cloned()
+            .unwrap_or(Value::Null)
     })
 }
 
@@ -108,7 +157,12 @@ fn type_matches(ty: &str, v: &Value) -> bool {
 /// Checks a value against the structural OpenAPI subset the CRD uses (CEL rules excepted; the
 /// apiserver enforces those).
 pub fn check_schema(schema: &Value, v: &Value, path: &str, problems: &mut Vec<String>) {
-    if schema.is_null() || schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true) {
+    if schema.is_null()
+        || schema
+            .get("x-kubernetes-preserve-unknown-fields")
+            .and_then(Value::as_bool)
+            == Some(true)
+    {
         return;
     }
     if let Some(ty) = schema.get("type").and_then(Value::as_str) {
@@ -119,24 +173,40 @@ pub fn check_schema(schema: &Value, v: &Value, path: &str, problems: &mut Vec<St
     }
     if let Some(options) = schema.get("enum").and_then(Value::as_array) {
         if !options.contains(v) {
-            let list: Vec<String> = options.iter().map(|o| o.as_str().map(str::to_string).unwrap_or_else(|| o.to_string())).collect();
-            problems.push(format!("{path}: must be one of {}, got {v}", list.join(", ")));
+            let list: Vec<String> = options
+                .iter()
+                .map(|o| {
+                    o.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| o.to_string())
+                })
+                .collect();
+            problems.push(format!(
+                "{path}: must be one of {}, got {v}",
+                list.join(", ")
+            ));
         }
     }
     let num = |k: &str| schema.get(k).and_then(Value::as_f64);
     match v {
         Value::String(s) => {
             let len = s.chars().count() as f64;
-            if num("minLength").is_some_and(|m| len < m) || num("maxLength").is_some_and(|m| len > m) {
+            if num("minLength").is_some_and(|m| len < m)
+                || num("maxLength").is_some_and(|m| len > m)
+            {
                 problems.push(format!(
                     "{path}: length {len} outside {}..{}",
                     num("minLength").unwrap_or(0.0),
-                    num("maxLength").map(|m| m.to_string()).unwrap_or_else(|| "∞".into())
+                    num("maxLength")
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| "∞".into())
                 ));
             }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
                 match regex::Regex::new(pattern) {
-                    Ok(re) if !re.is_match(s) => problems.push(format!("{path}: {s:?} does not match {pattern}")),
+                    Ok(re) if !re.is_match(s) => {
+                        problems.push(format!("{path}: {s:?} does not match {pattern}"))
+                    }
                     _ => {}
                 }
             }
@@ -166,9 +236,18 @@ pub fn check_schema(schema: &Value, v: &Value, path: &str, problems: &mut Vec<St
         }
         Value::Object(map) => {
             if let Some(max) = num("maxProperties").filter(|m| map.len() as f64 > *m) {
-                problems.push(format!("{path}: allows at most {max} entries, has {}", map.len()));
+                problems.push(format!(
+                    "{path}: allows at most {max} entries, has {}",
+                    map.len()
+                ));
             }
-            for req in schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+            for req in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 if !map.contains_key(req) {
                     problems.push(format!("{path}.{req}: required"));
                 }
@@ -179,7 +258,9 @@ pub fn check_schema(schema: &Value, v: &Value, path: &str, problems: &mut Vec<St
                 let child_path = format!("{path}.{k}");
                 match (props.and_then(|p| p.get(k)), additional) {
                     (Some(s), _) => check_schema(s, child, &child_path, problems),
-                    (None, Some(s)) if s.is_object() => check_schema(s, child, &child_path, problems),
+                    (None, Some(s)) if s.is_object() => {
+                        check_schema(s, child, &child_path, problems)
+                    }
                     (None, Some(Value::Bool(true))) => {}
                     (None, _) => problems.push(format!("{child_path}: unknown field")),
                 }
@@ -213,20 +294,43 @@ spec:
 
     #[test]
     fn accepts_ack_manifests() {
-        let ack = VALID.replace("sagemaker.processing.dev/v1alpha1", "sagemaker.services.k8s.aws/v1alpha1");
-        assert_eq!(parse_documents("f.yaml", &ack).expect("ACK manifest").len(), 1);
+        let ack = VALID.replace(
+            "sagemaker.processing.dev/v1alpha1",
+            "sagemaker.services.k8s.aws/v1alpha1",
+        );
+        assert_eq!(
+            parse_documents("f.yaml", &ack).expect("ACK manifest").len(),
+            1
+        );
     }
 
     #[test]
     fn names_file_document_and_field() {
-        let bad = format!("{VALID}\n---\n{}", VALID.replace("instanceCount: 1", "instanceCount: 101"));
-        let err = parse_documents("f.yaml", &bad).expect_err("instanceCount 101").to_string();
-        assert!(err.contains("f.yaml") && err.contains("document 2") && err.contains("spec.processingResources.clusterConfig.instanceCount"), "{err}");
+        let bad = format!(
+            "{VALID}\n---\n{}",
+            VALID.replace("instanceCount: 1", "instanceCount: 101")
+        );
+        let err = parse_documents("f.yaml", &bad)
+            .expect_err("instanceCount 101")
+            .to_string();
+        assert!(
+            err.contains("f.yaml")
+                && err.contains("document 2")
+                && err.contains("spec.processingResources.clusterConfig.instanceCount"),
+            "{err}"
+        );
         let typo = VALID.replace("roleARN", "roleArn");
-        let err = parse_documents("f.yaml", &typo).expect_err("typo").to_string();
-        assert!(err.contains("spec.roleArn: unknown field") && err.contains("spec.roleARN: required"), "{err}");
+        let err = parse_documents("f.yaml", &typo)
+            .expect_err("typo")
+            .to_string();
+        assert!(
+            err.contains("spec.roleArn: unknown field") && err.contains("spec.roleARN: required"),
+            "{err}"
+        );
         let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n";
-        let err = parse_documents("f.yaml", other).expect_err("configmap").to_string();
+        let err = parse_documents("f.yaml", other)
+            .expect_err("configmap")
+            .to_string();
         assert!(err.contains("not a ProcessingJob"), "{err}");
     }
 }

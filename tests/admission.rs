@@ -9,13 +9,17 @@ use support::{repo_root, stack};
 #[test]
 fn crd_output_matches_the_checked_in_file() {
     let generated = smpc::api::crd_yaml().expect("render CRD");
-    let committed = std::fs::read_to_string(repo_root().join("crds/processingjobs.yaml")).expect("read crds/processingjobs.yaml");
+    let committed = std::fs::read_to_string(repo_root().join("crds/processingjobs.yaml"))
+        .expect("read crds/processingjobs.yaml");
     assert!(
         generated == committed,
         "crds/processingjobs.yaml is stale: regenerate it with `cargo run -- crd > crds/processingjobs.yaml`"
     );
     // The binary prints the same.
-    let out = std::process::Command::new(support::controller_bin()).arg("crd").output().expect("run crd");
+    let out = std::process::Command::new(support::controller_bin())
+        .arg("crd")
+        .output()
+        .expect("run crd");
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
 }
@@ -24,10 +28,19 @@ fn crd_output_matches_the_checked_in_file() {
 fn crd_is_established_with_names_and_columns() {
     let s = stack();
     s.install_crd();
-    let names = s.kubectl_ok(&["get", "crd", "processingjobs.sagemaker.processing.dev", "-o", "jsonpath={.spec.names.shortNames} {.spec.names.categories}"]);
+    let names = s.kubectl_ok(&[
+        "get",
+        "crd",
+        "processingjobs.sagemaker.processing.dev",
+        "-o",
+        "jsonpath={.spec.names.shortNames} {.spec.names.categories}",
+    ]);
     assert_eq!(names.trim(), r#"["smpj"] ["sagemaker"]"#);
     let explain = s.kubectl_ok(&["explain", "processingjob.spec.networkConfig.vpcConfig"]);
-    assert!(explain.contains("Subnet IDs (1 to 16), all in one VPC"), "{explain}");
+    assert!(
+        explain.contains("Subnet IDs (1 to 16), all in one VPC"),
+        "{explain}"
+    );
 }
 
 fn manifests(dir: &str) -> Vec<std::path::PathBuf> {
@@ -53,8 +66,16 @@ fn every_example_is_accepted() {
     let files = manifests("examples");
     assert!(files.len() >= 4, "examples/ has too few manifests");
     for f in files {
-        let out = s.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &in_namespace(&f, &ns));
-        assert!(out.status.success(), "{} rejected: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+        let out = s.kubectl_stdin(
+            &["apply", "--dry-run=server", "-f", "-"],
+            &in_namespace(&f, &ns),
+        );
+        assert!(
+            out.status.success(),
+            "{} rejected: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -64,7 +85,11 @@ fn every_invalid_manifest_is_rejected_with_its_message() {
     s.install_crd();
     let ns = s.namespace("invalid");
     let files = manifests("tests/admission/invalid");
-    assert!(files.len() >= 25, "the invalid corpus must cover at least 25 rules, has {}", files.len());
+    assert!(
+        files.len() >= 25,
+        "the invalid corpus must cover at least 25 rules, has {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for f in &files {
         let text = in_namespace(f, &ns);
@@ -77,12 +102,24 @@ fn every_invalid_manifest_is_rejected_with_its_message() {
         let out = s.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &text);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
-            failures.push(format!("{}: accepted, expected rejection with {expect:?}", f.display()));
+            failures.push(format!(
+                "{}: accepted, expected rejection with {expect:?}",
+                f.display()
+            ));
         } else if !stderr.contains(&expect) {
-            failures.push(format!("{}: rejected without {expect:?}: {stderr}", f.display()));
+            failures.push(format!(
+                "{}: rejected without {expect:?}: {stderr}",
+                f.display()
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), files.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -92,9 +129,14 @@ fn the_offline_validator_rejects_what_the_schema_rejects() {
     let mut failures = Vec::new();
     for f in manifests("tests/admission/invalid") {
         let text = std::fs::read_to_string(&f).expect("read");
-        let cel_only = ["must be unique", "exactly one of", "s3Output or featureStoreOutput", "environment variable names"]
-            .iter()
-            .any(|m| text.lines().next().is_some_and(|l| l.contains(m)));
+        let cel_only = [
+            "must be unique",
+            "exactly one of",
+            "s3Output or featureStoreOutput",
+            "environment variable names",
+        ]
+        .iter()
+        .any(|m| text.lines().next().is_some_and(|l| l.contains(m)));
         if cel_only {
             continue;
         }
@@ -112,11 +154,27 @@ fn spec_updates_are_rejected_and_metadata_updates_are_not() {
     let ns = s.namespace("immutable");
     let manifest = in_namespace(&repo_root().join("examples/processingjob-no-vpc.yaml"), &ns);
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = s.kubectl(&["-n", &ns, "patch", "processingjob", "no-vpc", "--type=merge", "-p", r#"{"spec":{"processingResources":{"clusterConfig":{"instanceCount":2}}}}"#]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.kubectl(&[
+        "-n",
+        &ns,
+        "patch",
+        "processingjob",
+        "no-vpc",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"processingResources":{"clusterConfig":{"instanceCount":2}}}}"#,
+    ]);
     assert!(!out.status.success(), "a spec update was accepted");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("spec is immutable") && stderr.contains("create a new ProcessingJob"), "{stderr}");
+    assert!(
+        stderr.contains("spec is immutable") && stderr.contains("create a new ProcessingJob"),
+        "{stderr}"
+    );
     s.kubectl_ok(&["-n", &ns, "label", "processingjob", "no-vpc", "team=growth"]);
 }
 
@@ -127,15 +185,40 @@ fn ack_manifests_are_accepted_with_only_the_api_version_changed() {
     let ns = s.namespace("ack");
     for f in manifests("tests/admission/ack") {
         let original = in_namespace(&f, &ns);
-        assert!(original.contains("apiVersion: sagemaker.services.k8s.aws/v1alpha1"), "{} is not an ACK manifest", f.display());
-        let ours = original.replace("apiVersion: sagemaker.services.k8s.aws/v1alpha1", "apiVersion: sagemaker.processing.dev/v1alpha1");
-        let out = s.kubectl_stdin(&["apply", "--dry-run=server", "-o", "json", "-f", "-"], &ours);
-        assert!(out.status.success(), "{} rejected: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            original.contains("apiVersion: sagemaker.services.k8s.aws/v1alpha1"),
+            "{} is not an ACK manifest",
+            f.display()
+        );
+        let ours = original.replace(
+            "apiVersion: sagemaker.services.k8s.aws/v1alpha1",
+            "apiVersion: sagemaker.processing.dev/v1alpha1",
+        );
+        let out = s.kubectl_stdin(
+            &["apply", "--dry-run=server", "-o", "json", "-f", "-"],
+            &ours,
+        );
+        assert!(
+            out.status.success(),
+            "{} rejected: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Nothing was pruned: every field of the ACK spec survives.
         let stored: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         let sent: serde_json::Value = serde_yaml_ng::from_str(&ours).expect("yaml");
-        assert_eq!(stored["spec"], sent["spec"], "{}: fields were dropped", f.display());
+        assert_eq!(
+            stored["spec"],
+            sent["spec"],
+            "{}: fields were dropped",
+            f.display()
+        );
         // And the offline reader takes the original ACK manifest as it is.
-        assert_eq!(smpc::manifest::parse_documents("ack", &original).expect("ACK manifest parses").len(), 1);
+        assert_eq!(
+            smpc::manifest::parse_documents("ack", &original)
+                .expect("ACK manifest parses")
+                .len(),
+            1
+        );
     }
 }

@@ -24,7 +24,8 @@ pub const ACK_DELETION_POLICY_ANNOTATION: &str = "services.k8s.aws/deletion-poli
 
 /// The CRD as YAML, exactly as checked in under `crds/processingjobs.yaml`.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
-    let mut crd = serde_json::to_value(ProcessingJob::crd()).map_err(<serde_yaml_ng::Error as serde::ser::Error>::custom)?;
+    let mut crd = serde_json::to_value(ProcessingJob::crd())
+        .map_err(<serde_yaml_ng::Error as serde::ser::Error>::custom)?;
     unwrap_descriptions(&mut crd);
     let body = serde_yaml_ng::to_string(&crd)?;
     Ok(format!(
@@ -40,7 +41,11 @@ fn unwrap_descriptions(v: &mut serde_json::Value) {
             for (k, child) in map.iter_mut() {
                 match child {
                     serde_json::Value::String(s) if k == "description" => {
-                        *s = s.split("\n\n").map(|p| p.replace('\n', " ")).collect::<Vec<_>>().join("\n\n");
+                        *s = s
+                            .split("\n\n")
+                            .map(|p| p.replace('\n', " "))
+                            .collect::<Vec<_>>()
+                            .join("\n\n");
                     }
                     other => unwrap_descriptions(other),
                 }

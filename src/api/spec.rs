@@ -26,11 +26,36 @@ pub const JOB_NAME_PATTERN: &str = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
     namespaced,
     status = "ProcessingJobStatus",
     doc = "A SageMaker Processing Job run in a VPC, validated before it is created",
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.processingJobStatus", description = "SageMaker job status"),
-    printcolumn(name = "Network", type_ = "string", json_path = ".status.conditions[?(@.type==\"NetworkValidated\")].reason", description = "Outcome of the network validation"),
-    printcolumn(name = "Job", type_ = "string", json_path = ".status.processingJobName", description = "SageMaker processing job name"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Failure", type_ = "string", json_path = ".status.failureReason", priority = 1, description = "Why the job failed")
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.processingJobStatus",
+        description = "SageMaker job status"
+    ),
+    printcolumn(
+        name = "Network",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"NetworkValidated\")].reason",
+        description = "Outcome of the network validation"
+    ),
+    printcolumn(
+        name = "Job",
+        type_ = "string",
+        json_path = ".status.processingJobName",
+        description = "SageMaker processing job name"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Failure",
+        type_ = "string",
+        json_path = ".status.failureReason",
+        priority = 1,
+        description = "Why the job failed"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -40,7 +65,10 @@ pub struct ProcessingJobSpec {
     /// Name of the SageMaker processing job, unique per account and region. Optional: when
     /// omitted, the controller derives a deterministic name from the resource's name and UID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    )]
     pub processing_job_name: Option<String>,
 
     /// The container image and how to run it.
@@ -81,7 +109,10 @@ pub struct ProcessingJobSpec {
 
     /// ARN of the IAM role SageMaker assumes to run the job.
     #[serde(rename = "roleARN")]
-    #[schemars(length(min = 20, max = 2048), regex(pattern = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"))]
+    #[schemars(
+        length(min = 20, max = 2048),
+        regex(pattern = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
+    )]
     pub role_arn: String,
 
     /// Time limit of the job.
@@ -136,19 +167,31 @@ pub struct AppSpecification {
 pub struct ExperimentConfig {
     /// Name of an existing experiment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 120), regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$"))]
+    #[schemars(
+        length(min = 1, max = 120),
+        regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$")
+    )]
     pub experiment_name: Option<String>,
     /// Name of an existing trial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 120), regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$"))]
+    #[schemars(
+        length(min = 1, max = 120),
+        regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$")
+    )]
     pub trial_name: Option<String>,
     /// Display name of the trial component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 120), regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$"))]
+    #[schemars(
+        length(min = 1, max = 120),
+        regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$")
+    )]
     pub trial_component_display_name: Option<String>,
     /// Name of the experiment run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 120), regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$"))]
+    #[schemars(
+        length(min = 1, max = 120),
+        regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$")
+    )]
     pub run_name: Option<String>,
 }
 
@@ -174,10 +217,16 @@ pub struct NetworkConfig {
 pub struct VpcConfig {
     /// Security group IDs (1 to 5), all in the subnets' VPC.
     #[serde(rename = "securityGroupIDs")]
-    #[schemars(length(min = 1, max = 5), inner(length(max = 32), regex(pattern = r"^sg-[0-9a-z]+$")))]
+    #[schemars(
+        length(min = 1, max = 5),
+        inner(length(max = 32), regex(pattern = r"^sg-[0-9a-z]+$"))
+    )]
     pub security_group_ids: Vec<String>,
     /// Subnet IDs (1 to 16), all in one VPC.
-    #[schemars(length(min = 1, max = 16), inner(length(max = 32), regex(pattern = r"^subnet-[0-9a-z]+$")))]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(max = 32), regex(pattern = r"^subnet-[0-9a-z]+$"))
+    )]
     pub subnets: Vec<String>,
 }
 
@@ -218,13 +267,25 @@ pub struct ProcessingS3Input {
     #[serde(rename = "s3DataType")]
     pub s3_data_type: S3DataType,
     /// How the input reaches the container.
-    #[serde(rename = "s3InputMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3InputMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_input_mode: Option<S3InputMode>,
     /// Whether every instance gets all data or a shard.
-    #[serde(rename = "s3DataDistributionType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3DataDistributionType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_data_distribution_type: Option<DataDistributionType>,
     /// Whether the data is compressed (Pipe mode only).
-    #[serde(rename = "s3CompressionType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3CompressionType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_compression_type: Option<S3CompressionType>,
 }
 
@@ -397,7 +458,11 @@ pub struct ProcessingClusterConfig {
     #[schemars(range(min = 1, max = 16384))]
     pub volume_size_in_gb: i32,
     /// KMS key encrypting the storage volume.
-    #[serde(rename = "volumeKMSKeyID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeKMSKeyID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(length(max = 2048))]
     pub volume_kms_key_id: Option<String>,
 }
@@ -416,7 +481,10 @@ pub struct ProcessingStoppingCondition {
 #[serde(rename_all = "camelCase")]
 pub struct Tag {
     /// Tag key.
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$")
+    )]
     pub key: String,
     /// Tag value.
     #[serde(default)]
@@ -504,7 +572,10 @@ pub struct NetworkValidation {
     /// AWS services the container calls besides S3 (e.g. `sts`, `kms`, `logs`, `ecr.api`,
     /// `ecr.dkr`, `secretsmanager`): without a NAT path, each needs an interface endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32), inner(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9][a-z0-9.\-]*$")))]
+    #[schemars(
+        length(max = 32),
+        inner(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9][a-z0-9.\-]*$"))
+    )]
     pub required_services: Option<Vec<String>>,
 }
 

@@ -14,8 +14,8 @@ use tokio::sync::{Mutex, OnceCell};
 use super::{AwsError, CallCounter};
 use crate::api::ProcessingJobSpec;
 use crate::network::snapshot::{
-    AclEntry, EndpointType, NatGateway, NetworkAcl, NetworkSnapshot, Route, RouteTable, SecurityGroup, SgRule, Subnet,
-    VpcEndpoint, VpcTopology,
+    AclEntry, EndpointType, NatGateway, NetworkAcl, NetworkSnapshot, Route, RouteTable,
+    SecurityGroup, SgRule, Subnet, VpcEndpoint, VpcTopology,
 };
 
 const SERVICE: &str = "ec2";
@@ -41,11 +41,19 @@ pub struct Ec2Resolver {
 }
 
 fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
-    Filter::builder().name(name).set_values(Some(values.into_iter().map(Into::into).collect())).build()
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.into_iter().map(Into::into).collect()))
+        .build()
 }
 
 impl Ec2Resolver {
-    pub fn new(client: Client, region: impl Into<String>, ttl: Duration, calls: Arc<CallCounter>) -> Self {
+    pub fn new(
+        client: Client,
+        region: impl Into<String>,
+        ttl: Duration,
+        calls: Arc<CallCounter>,
+    ) -> Self {
         Self {
             client,
             region: region.into(),
@@ -72,40 +80,70 @@ impl Ec2Resolver {
         let start = Instant::now();
         let result = fut.await;
         let outcome = if result.is_ok() { "success" } else { "error" };
-        self.calls.record(SERVICE, operation, outcome, start.elapsed());
+        self.calls
+            .record(SERVICE, operation, outcome, start.elapsed());
         result.map_err(|e| AwsError::from_sdk(SERVICE, operation, &e))
     }
 
     fn fresh<T: Clone>(&self, entry: Option<&Cached<T>>) -> Option<T> {
-        entry.filter(|(_, at)| at.elapsed() < self.ttl).map(|(v, _)| v.clone())
+        entry
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(v, _)| v.clone())
     }
 
     /// The job's network: its subnets and security groups, and the topology of their VPC.
     pub async fn snapshot(&self, spec: &ProcessingJobSpec) -> Result<NetworkSnapshot, AwsError> {
         let Some(vpc_config) = spec.vpc_config() else {
-            return Ok(NetworkSnapshot { region: self.region.clone(), ..Default::default() });
+            return Ok(NetworkSnapshot {
+                region: self.region.clone(),
+                ..Default::default()
+            });
         };
-        self.lookup_ids(&vpc_config.subnets, &vpc_config.security_group_ids).await?;
+        self.lookup_ids(&vpc_config.subnets, &vpc_config.security_group_ids)
+            .await?;
         let (subnets, groups) = {
             let cache = self.cache.lock().map_err(|_| poisoned())?;
-            let subnets: Vec<Subnet> =
-                vpc_config.subnets.iter().filter_map(|id| self.fresh(cache.subnets.get(id))).collect();
-            let groups: Vec<SecurityGroup> =
-                vpc_config.security_group_ids.iter().filter_map(|id| self.fresh(cache.groups.get(id))).collect();
+            let subnets: Vec<Subnet> = vpc_config
+                .subnets
+                .iter()
+                .filter_map(|id| self.fresh(cache.subnets.get(id)))
+                .collect();
+            let groups: Vec<SecurityGroup> = vpc_config
+                .security_group_ids
+                .iter()
+                .filter_map(|id| self.fresh(cache.groups.get(id)))
+                .collect();
             (subnets, groups)
         };
         let vpc = match subnets.first() {
             Some(s) => Some(self.topology(&s.vpc_id).await?),
             None => None,
         };
-        Ok(NetworkSnapshot { region: self.region.clone(), subnets, security_groups: groups, vpc })
+        Ok(NetworkSnapshot {
+            region: self.region.clone(),
+            subnets,
+            security_groups: groups,
+            vpc,
+        })
     }
 
     /// Looks up the subnets and groups the cache does not know (or knows from too long ago).
-    async fn lookup_ids(&self, subnet_ids: &[String], group_ids: &[String]) -> Result<(), AwsError> {
+    async fn lookup_ids(
+        &self,
+        subnet_ids: &[String],
+        group_ids: &[String],
+    ) -> Result<(), AwsError> {
         let missing = |cache: &Cache| -> (Vec<String>, Vec<String>) {
-            let s = subnet_ids.iter().filter(|id| self.fresh(cache.subnets.get(*id)).is_none()).cloned().collect();
-            let g = group_ids.iter().filter(|id| self.fresh(cache.groups.get(*id)).is_none()).cloned().collect();
+            let s = subnet_ids
+                .iter()
+                .filter(|id| self.fresh(cache.subnets.get(*id)).is_none())
+                .cloned()
+                .collect();
+            let g = group_ids
+                .iter()
+                .filter(|id| self.fresh(cache.groups.get(*id)).is_none())
+                .cloned()
+                .collect();
             (s, g)
         };
         if {
@@ -129,7 +167,9 @@ impl Ec2Resolver {
             }
         }
         if !groups.is_empty() {
-            let found = self.describe_security_groups(filter("group-id", groups)).await?;
+            let found = self
+                .describe_security_groups(filter("group-id", groups))
+                .await?;
             let mut cache = self.cache.lock().map_err(|_| poisoned())?;
             for g in found {
                 cache.groups.insert(g.id.clone(), (g, now));
@@ -146,52 +186,69 @@ impl Ec2Resolver {
                 Some(cell) => cell,
                 None => {
                     let cell = Arc::new(OnceCell::new());
-                    cache.vpcs.insert(vpc_id.to_string(), (cell.clone(), Instant::now()));
+                    cache
+                        .vpcs
+                        .insert(vpc_id.to_string(), (cell.clone(), Instant::now()));
                     cell
                 }
             }
         };
-        let topology = cell.get_or_try_init(|| self.read_topology(vpc_id)).await?.clone();
-        let mut cache = self.cache.lock().map_err(|_| poisoned())?;
-        let now = Instant::now();
-        for s in &topology.subnets {
-            cache.subnets.entry(s.id.clone()).or_insert_with(|| (s.clone(), now));
-        }
-        for g in &topology.security_groups {
-            cache.groups.entry(g.id.clone()).or_insert_with(|| (g.clone(), now));
-        }
-        Ok(topology)
+        Ok(cell
+            .get_or_try_init(|| self.read_topology(vpc_id))
+            .await?
+            .clone())
     }
 
     async fn read_topology(&self, vpc_id: &str) -> Result<Arc<VpcTopology>, AwsError> {
         let vpc = || filter("vpc-id", [vpc_id]);
-        let (vpcs, dns_support, dns_hostnames, subnets, groups, route_tables, endpoints, nats, igws, acls) = futures::try_join!(
-            self.call("DescribeVpcs", self.client.describe_vpcs().vpc_ids(vpc_id).send()),
+        let (
+            vpcs,
+            dns_support,
+            dns_hostnames,
+            route_tables,
+            endpoints,
+            nats,
+            igws,
+            acls,
+            flow_logs,
+        ) = futures::try_join!(
             self.call(
-                "DescribeVpcAttribute",
-                self.client.describe_vpc_attribute().vpc_id(vpc_id).attribute(VpcAttributeName::EnableDnsSupport).send()
+                "DescribeVpcs",
+                self.client.describe_vpcs().vpc_ids(vpc_id).send()
             ),
             self.call(
                 "DescribeVpcAttribute",
-                self.client.describe_vpc_attribute().vpc_id(vpc_id).attribute(VpcAttributeName::EnableDnsHostnames).send()
+                self.client
+                    .describe_vpc_attribute()
+                    .vpc_id(vpc_id)
+                    .attribute(VpcAttributeName::EnableDnsSupport)
+                    .send()
             ),
-            self.describe_subnets(vpc()),
-            self.describe_security_groups(vpc()),
+            self.call(
+                "DescribeVpcAttribute",
+                self.client
+                    .describe_vpc_attribute()
+                    .vpc_id(vpc_id)
+                    .attribute(VpcAttributeName::EnableDnsHostnames)
+                    .send()
+            ),
             self.describe_route_tables(vpc()),
             self.describe_endpoints(vpc()),
             self.describe_nat_gateways(vpc()),
             self.describe_internet_gateways(filter("attachment.vpc-id", [vpc_id])),
             self.describe_network_acls(vpc()),
+            self.describe_flow_logs(filter("resource-id", [vpc_id])),
         )?;
-        let mut flow_ids = vec![vpc_id.to_string()];
-        flow_ids.extend(subnets.iter().map(|s| s.id.clone()));
-        let flow_log_resources = self.describe_flow_logs(filter("resource-id", flow_ids)).await?;
         let cidr_blocks = vpcs
             .vpcs()
             .iter()
             .flat_map(|v| {
                 let mut c: Vec<String> = v.cidr_block().map(str::to_string).into_iter().collect();
-                c.extend(v.cidr_block_association_set().iter().filter_map(|a| a.cidr_block().map(str::to_string)));
+                c.extend(
+                    v.cidr_block_association_set()
+                        .iter()
+                        .filter_map(|a| a.cidr_block().map(str::to_string)),
+                );
                 c
             })
             .collect::<std::collections::BTreeSet<_>>()
@@ -200,16 +257,20 @@ impl Ec2Resolver {
         Ok(Arc::new(VpcTopology {
             vpc_id: vpc_id.to_string(),
             cidr_blocks,
-            dns_support: dns_support.enable_dns_support().and_then(|a| a.value()).unwrap_or(false),
-            dns_hostnames: dns_hostnames.enable_dns_hostnames().and_then(|a| a.value()).unwrap_or(false),
+            dns_support: dns_support
+                .enable_dns_support()
+                .and_then(|a| a.value())
+                .unwrap_or(false),
+            dns_hostnames: dns_hostnames
+                .enable_dns_hostnames()
+                .and_then(|a| a.value())
+                .unwrap_or(false),
             route_tables,
             endpoints,
             nat_gateways: nats,
             internet_gateways: igws,
             network_acls: acls,
-            flow_log_resources,
-            subnets,
-            security_groups: groups,
+            flow_logs: flow_logs.iter().any(|r| r == vpc_id),
         }))
     }
 
@@ -218,7 +279,14 @@ impl Ec2Resolver {
         let mut token: Option<String> = None;
         loop {
             let resp = self
-                .call("DescribeSubnets", self.client.describe_subnets().filters(f.clone()).set_next_token(token.take()).send())
+                .call(
+                    "DescribeSubnets",
+                    self.client
+                        .describe_subnets()
+                        .filters(f.clone())
+                        .set_next_token(token.take())
+                        .send(),
+                )
                 .await?;
             out.extend(resp.subnets().iter().map(|s| Subnet {
                 id: s.subnet_id().unwrap_or_default().to_string(),
@@ -241,7 +309,11 @@ impl Ec2Resolver {
             let resp = self
                 .call(
                     "DescribeSecurityGroups",
-                    self.client.describe_security_groups().filters(f.clone()).set_next_token(token.take()).send(),
+                    self.client
+                        .describe_security_groups()
+                        .filters(f.clone())
+                        .set_next_token(token.take())
+                        .send(),
                 )
                 .await?;
             out.extend(resp.security_groups().iter().map(|g| SecurityGroup {
@@ -263,30 +335,45 @@ impl Ec2Resolver {
         let mut token: Option<String> = None;
         loop {
             let resp = self
-                .call("DescribeRouteTables", self.client.describe_route_tables().filters(f.clone()).set_next_token(token.take()).send())
+                .call(
+                    "DescribeRouteTables",
+                    self.client
+                        .describe_route_tables()
+                        .filters(f.clone())
+                        .set_next_token(token.take())
+                        .send(),
+                )
                 .await?;
-            out.extend(resp.route_tables().iter().map(|rt| RouteTable {
-                id: rt.route_table_id().unwrap_or_default().to_string(),
-                vpc_id: rt.vpc_id().unwrap_or_default().to_string(),
-                main: rt.associations().iter().any(|a| a.main().unwrap_or(false)),
-                subnet_ids: rt.associations().iter().filter_map(|a| a.subnet_id().map(str::to_string)).collect(),
-                routes: rt
-                    .routes()
-                    .iter()
-                    .map(|r| Route {
-                        destination_cidr: r.destination_cidr_block().map(str::to_string),
-                        destination_prefix_list_id: r.destination_prefix_list_id().map(str::to_string),
-                        gateway_id: r.gateway_id().map(str::to_string),
-                        nat_gateway_id: r.nat_gateway_id().map(str::to_string),
-                        other_target: r
-                            .transit_gateway_id()
-                            .or(r.vpc_peering_connection_id())
-                            .or(r.instance_id())
-                            .or(r.network_interface_id())
-                            .map(str::to_string),
-                        active: r.state().is_none_or(|s| s.as_str() != "blackhole"),
-                    })
-                    .collect(),
+            out.extend(resp.route_tables().iter().map(|rt| {
+                RouteTable {
+                    id: rt.route_table_id().unwrap_or_default().to_string(),
+                    vpc_id: rt.vpc_id().unwrap_or_default().to_string(),
+                    main: rt.associations().iter().any(|a| a.main().unwrap_or(false)),
+                    subnet_ids: rt
+                        .associations()
+                        .iter()
+                        .filter_map(|a| a.subnet_id().map(str::to_string))
+                        .collect(),
+                    routes: rt
+                        .routes()
+                        .iter()
+                        .map(|r| Route {
+                            destination_cidr: r.destination_cidr_block().map(str::to_string),
+                            destination_prefix_list_id: r
+                                .destination_prefix_list_id()
+                                .map(str::to_string),
+                            gateway_id: r.gateway_id().map(str::to_string),
+                            nat_gateway_id: r.nat_gateway_id().map(str::to_string),
+                            other_target: r
+                                .transit_gateway_id()
+                                .or(r.vpc_peering_connection_id())
+                                .or(r.instance_id())
+                                .or(r.network_interface_id())
+                                .map(str::to_string),
+                            active: r.state().is_none_or(|s| s.as_str() != "blackhole"),
+                        })
+                        .collect(),
+                }
             }));
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -300,22 +387,37 @@ impl Ec2Resolver {
         let mut token: Option<String> = None;
         loop {
             let resp = self
-                .call("DescribeVpcEndpoints", self.client.describe_vpc_endpoints().filters(f.clone()).set_next_token(token.take()).send())
+                .call(
+                    "DescribeVpcEndpoints",
+                    self.client
+                        .describe_vpc_endpoints()
+                        .filters(f.clone())
+                        .set_next_token(token.take())
+                        .send(),
+                )
                 .await?;
-            out.extend(resp.vpc_endpoints().iter().map(|e| VpcEndpoint {
-                id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
-                service_name: e.service_name().unwrap_or_default().to_string(),
-                endpoint_type: match e.vpc_endpoint_type().map(|t| t.as_str().to_ascii_lowercase()) {
-                    Some(t) if t == "gateway" => EndpointType::Gateway,
-                    Some(t) if t == "interface" => EndpointType::Interface,
-                    Some(_) => EndpointType::Other,
-                    None => EndpointType::Gateway,
-                },
-                state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                policy_document: e.policy_document().map(str::to_string),
-                route_table_ids: e.route_table_ids().to_vec(),
-                subnet_ids: e.subnet_ids().to_vec(),
-                private_dns_enabled: e.private_dns_enabled().unwrap_or(false),
+            out.extend(resp.vpc_endpoints().iter().map(|e| {
+                VpcEndpoint {
+                    id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
+                    service_name: e.service_name().unwrap_or_default().to_string(),
+                    endpoint_type: match e
+                        .vpc_endpoint_type()
+                        .map(|t| t.as_str().to_ascii_lowercase())
+                    {
+                        Some(t) if t == "gateway" => EndpointType::Gateway,
+                        Some(t) if t == "interface" => EndpointType::Interface,
+                        Some(_) => EndpointType::Other,
+                        None => EndpointType::Gateway,
+                    },
+                    state: e
+                        .state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    policy_document: e.policy_document().map(str::to_string),
+                    route_table_ids: e.route_table_ids().to_vec(),
+                    subnet_ids: e.subnet_ids().to_vec(),
+                    private_dns_enabled: e.private_dns_enabled().unwrap_or(false),
+                }
             }));
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -329,13 +431,28 @@ impl Ec2Resolver {
         let mut token: Option<String> = None;
         loop {
             let resp = self
-                .call("DescribeNatGateways", self.client.describe_nat_gateways().filter(f.clone()).set_next_token(token.take()).send())
+                .call(
+                    "DescribeNatGateways",
+                    self.client
+                        .describe_nat_gateways()
+                        .filter(f.clone())
+                        .set_next_token(token.take())
+                        .send(),
+                )
                 .await?;
-            out.extend(resp.nat_gateways().iter().map(|n| NatGateway {
-                id: n.nat_gateway_id().unwrap_or_default().to_string(),
-                subnet_id: n.subnet_id().unwrap_or_default().to_string(),
-                state: n.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                connectivity: n.connectivity_type().map(|c| c.as_str().to_string()).unwrap_or_else(|| "public".into()),
+            out.extend(resp.nat_gateways().iter().map(|n| {
+                NatGateway {
+                    id: n.nat_gateway_id().unwrap_or_default().to_string(),
+                    subnet_id: n.subnet_id().unwrap_or_default().to_string(),
+                    state: n
+                        .state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    connectivity: n
+                        .connectivity_type()
+                        .map(|c| c.as_str().to_string())
+                        .unwrap_or_else(|| "public".into()),
+                }
             }));
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -351,10 +468,18 @@ impl Ec2Resolver {
             let resp = self
                 .call(
                     "DescribeInternetGateways",
-                    self.client.describe_internet_gateways().filters(f.clone()).set_next_token(token.take()).send(),
+                    self.client
+                        .describe_internet_gateways()
+                        .filters(f.clone())
+                        .set_next_token(token.take())
+                        .send(),
                 )
                 .await?;
-            out.extend(resp.internet_gateways().iter().filter_map(|g| g.internet_gateway_id().map(str::to_string)));
+            out.extend(
+                resp.internet_gateways()
+                    .iter()
+                    .filter_map(|g| g.internet_gateway_id().map(str::to_string)),
+            );
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(out),
@@ -367,25 +492,38 @@ impl Ec2Resolver {
         let mut token: Option<String> = None;
         loop {
             let resp = self
-                .call("DescribeNetworkAcls", self.client.describe_network_acls().filters(f.clone()).set_next_token(token.take()).send())
+                .call(
+                    "DescribeNetworkAcls",
+                    self.client
+                        .describe_network_acls()
+                        .filters(f.clone())
+                        .set_next_token(token.take())
+                        .send(),
+                )
                 .await?;
-            out.extend(resp.network_acls().iter().map(|a| NetworkAcl {
-                id: a.network_acl_id().unwrap_or_default().to_string(),
-                default: a.is_default().unwrap_or(false),
-                subnet_ids: a.associations().iter().filter_map(|x| x.subnet_id().map(str::to_string)).collect(),
-                entries: a
-                    .entries()
-                    .iter()
-                    .map(|e| AclEntry {
-                        rule_number: e.rule_number().unwrap_or(32767),
-                        egress: e.egress().unwrap_or(false),
-                        protocol: e.protocol().unwrap_or("-1").to_string(),
-                        allow: e.rule_action().is_some_and(|r| r.as_str() == "allow"),
-                        cidr: e.cidr_block().map(str::to_string),
-                        port_from: e.port_range().and_then(|p| p.from()),
-                        port_to: e.port_range().and_then(|p| p.to()),
-                    })
-                    .collect(),
+            out.extend(resp.network_acls().iter().map(|a| {
+                NetworkAcl {
+                    id: a.network_acl_id().unwrap_or_default().to_string(),
+                    default: a.is_default().unwrap_or(false),
+                    subnet_ids: a
+                        .associations()
+                        .iter()
+                        .filter_map(|x| x.subnet_id().map(str::to_string))
+                        .collect(),
+                    entries: a
+                        .entries()
+                        .iter()
+                        .map(|e| AclEntry {
+                            rule_number: e.rule_number().unwrap_or(32767),
+                            egress: e.egress().unwrap_or(false),
+                            protocol: e.protocol().unwrap_or("-1").to_string(),
+                            allow: e.rule_action().is_some_and(|r| r.as_str() == "allow"),
+                            cidr: e.cidr_block().map(str::to_string),
+                            port_from: e.port_range().and_then(|p| p.from()),
+                            port_to: e.port_range().and_then(|p| p.to()),
+                        })
+                        .collect(),
+                }
             }));
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -399,12 +537,22 @@ impl Ec2Resolver {
         let mut token: Option<String> = None;
         loop {
             let resp = self
-                .call("DescribeFlowLogs", self.client.describe_flow_logs().filter(f.clone()).set_next_token(token.take()).send())
+                .call(
+                    "DescribeFlowLogs",
+                    self.client
+                        .describe_flow_logs()
+                        .filter(f.clone())
+                        .set_next_token(token.take())
+                        .send(),
+                )
                 .await?;
             out.extend(
                 resp.flow_logs()
                     .iter()
-                    .filter(|l| l.flow_log_status().is_none_or(|s| s.eq_ignore_ascii_case("active")))
+                    .filter(|l| {
+                        l.flow_log_status()
+                            .is_none_or(|s| s.eq_ignore_ascii_case("active"))
+                    })
                     .filter_map(|l| l.resource_id().map(str::to_string)),
             );
             match resp.next_token() {
@@ -420,9 +568,21 @@ fn sg_rule(p: &aws_sdk_ec2::types::IpPermission) -> SgRule {
         protocol: p.ip_protocol().unwrap_or("-1").to_string(),
         from_port: p.from_port(),
         to_port: p.to_port(),
-        cidrs: p.ip_ranges().iter().filter_map(|r| r.cidr_ip().map(str::to_string)).collect(),
-        prefix_list_ids: p.prefix_list_ids().iter().filter_map(|r| r.prefix_list_id().map(str::to_string)).collect(),
-        group_ids: p.user_id_group_pairs().iter().filter_map(|r| r.group_id().map(str::to_string)).collect(),
+        cidrs: p
+            .ip_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ip().map(str::to_string))
+            .collect(),
+        prefix_list_ids: p
+            .prefix_list_ids()
+            .iter()
+            .filter_map(|r| r.prefix_list_id().map(str::to_string))
+            .collect(),
+        group_ids: p
+            .user_id_group_pairs()
+            .iter()
+            .filter_map(|r| r.group_id().map(str::to_string))
+            .collect(),
     }
 }
 

@@ -43,7 +43,13 @@ impl ErrorClass {
 
     /// Whether retrying the same request may succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::LimitExceeded | ErrorClass::Credentials)
+        matches!(
+            self,
+            ErrorClass::Throttled
+                | ErrorClass::Transient
+                | ErrorClass::LimitExceeded
+                | ErrorClass::Credentials
+        )
     }
 }
 
@@ -52,17 +58,38 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>, message: &str) -> 
     let code = code.unwrap_or_default();
     let lower = message.to_ascii_lowercase();
     match code {
-        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException"
-        | "RequestThrottled" | "SlowDown" | "ProvisionedThroughputExceededException" => ErrorClass::Throttled,
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "RequestThrottled"
+        | "SlowDown"
+        | "ProvisionedThroughputExceededException" => ErrorClass::Throttled,
         "ResourceLimitExceeded" | "LimitExceededException" => ErrorClass::LimitExceeded,
         "ResourceNotFound" | "ResourceNotFoundException" => ErrorClass::NotFound,
         c if c.ends_with(".NotFound") => ErrorClass::NotFound,
-        "ValidationException" if lower.contains("could not find") || lower.contains("not found") => ErrorClass::NotFound,
-        "ValidationException" | "InvalidParameterValue" | "InvalidParameterCombination" | "MissingParameter"
-        | "SerializationException" | "ResourceInUse" => ErrorClass::Invalid,
-        "UnrecognizedClientException" | "InvalidClientTokenId" | "AuthFailure" | "SignatureDoesNotMatch"
-        | "ExpiredToken" | "ExpiredTokenException" | "AccessDenied" | "AccessDeniedException"
-        | "UnauthorizedOperation" | "MissingAuthenticationToken" | "IncompleteSignature" => ErrorClass::Credentials,
+        "ValidationException"
+            if lower.contains("could not find") || lower.contains("not found") =>
+        {
+            ErrorClass::NotFound
+        }
+        "ValidationException"
+        | "InvalidParameterValue"
+        | "InvalidParameterCombination"
+        | "MissingParameter"
+        | "SerializationException"
+        | "ResourceInUse" => ErrorClass::Invalid,
+        "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "AuthFailure"
+        | "SignatureDoesNotMatch"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "MissingAuthenticationToken"
+        | "IncompleteSignature" => ErrorClass::Credentials,
         _ => match http_status {
             Some(s) if s >= 500 => ErrorClass::Transient,
             Some(429) => ErrorClass::Throttled,
@@ -85,7 +112,11 @@ pub struct AwsError {
 
 impl AwsError {
     /// Converts an SDK error, classifying it.
-    pub fn from_sdk<E, R>(service: &'static str, operation: &'static str, err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Self
+    pub fn from_sdk<E, R>(
+        service: &'static str,
+        operation: &'static str,
+        err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + HttpStatus,
@@ -96,30 +127,70 @@ impl AwsError {
                 let e = ctx.err();
                 (
                     e.code().map(str::to_string),
-                    e.message().map(str::to_string).unwrap_or_else(|| e.to_string()),
+                    e.message()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| e.to_string()),
                     Some(ctx.raw().status_code()),
                     None,
                 )
             }
-            SdkError::TimeoutError(_) => (None, "the request timed out".to_string(), None, Some(ErrorClass::Transient)),
+            SdkError::TimeoutError(_) => (
+                None,
+                "the request timed out".to_string(),
+                None,
+                Some(ErrorClass::Transient),
+            ),
             SdkError::DispatchFailure(d) => {
-                let class = if d.is_user() { ErrorClass::Other } else { ErrorClass::Transient };
-                (None, format!("could not send the request: {}", error_chain(err)), None, Some(class))
+                let class = if d.is_user() {
+                    ErrorClass::Other
+                } else {
+                    ErrorClass::Transient
+                };
+                (
+                    None,
+                    format!("could not send the request: {}", error_chain(err)),
+                    None,
+                    Some(class),
+                )
             }
-            SdkError::ResponseError(_) => (None, format!("unreadable response: {}", error_chain(err)), None, Some(ErrorClass::Transient)),
+            SdkError::ResponseError(_) => (
+                None,
+                format!("unreadable response: {}", error_chain(err)),
+                None,
+                Some(ErrorClass::Transient),
+            ),
             SdkError::ConstructionFailure(_) => {
                 let chain = error_chain(err);
-                let class = if chain.contains("credential") || chain.contains("region") { ErrorClass::Credentials } else { ErrorClass::Other };
-                (None, format!("could not build the request: {chain}"), None, Some(class))
+                let class = if chain.contains("credential") || chain.contains("region") {
+                    ErrorClass::Credentials
+                } else {
+                    ErrorClass::Other
+                };
+                (
+                    None,
+                    format!("could not build the request: {chain}"),
+                    None,
+                    Some(class),
+                )
             }
             _ => {
                 let chain = error_chain(err);
-                let class = if chain.contains("credential") { ErrorClass::Credentials } else { ErrorClass::Other };
+                let class = if chain.contains("credential") {
+                    ErrorClass::Credentials
+                } else {
+                    ErrorClass::Other
+                };
                 (None, chain, None, Some(class))
             }
         };
         let class = class_hint.unwrap_or_else(|| classify(code.as_deref(), status, &message));
-        AwsError { service, operation, class, code, message }
+        AwsError {
+            service,
+            operation,
+            class,
+            code,
+            message,
+        }
     }
 }
 
@@ -153,7 +224,13 @@ pub struct CallCounter {
 }
 
 impl CallCounter {
-    pub fn record(&self, service: &'static str, operation: &'static str, outcome: &'static str, latency: Duration) {
+    pub fn record(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        outcome: &'static str,
+        latency: Duration,
+    ) {
         if let Ok(mut map) = self.inner.lock() {
             let e = map.entry((service, operation, outcome)).or_default();
             e.0 += 1;
@@ -165,7 +242,12 @@ impl CallCounter {
     pub fn total(&self, service: &str) -> u64 {
         self.inner
             .lock()
-            .map(|m| m.iter().filter(|((s, _, _), _)| *s == service).map(|(_, (n, _))| n).sum())
+            .map(|m| {
+                m.iter()
+                    .filter(|((s, _, _), _)| *s == service)
+                    .map(|(_, (n, _))| n)
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
@@ -184,7 +266,10 @@ impl CallCounter {
 
     /// Every counter: ((service, operation, outcome), (count, total latency)).
     pub fn snapshot(&self) -> Vec<((&'static str, &'static str, &'static str), (u64, Duration))> {
-        self.inner.lock().map(|m| m.iter().map(|(k, v)| (*k, *v)).collect()).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -194,18 +279,43 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(classify(Some("ThrottlingException"), Some(400), ""), ErrorClass::Throttled);
-        assert_eq!(classify(Some("RequestLimitExceeded"), Some(503), ""), ErrorClass::Throttled);
-        assert_eq!(classify(Some("InternalFailure"), Some(500), ""), ErrorClass::Transient);
-        assert_eq!(classify(None, Some(503), ""), ErrorClass::Transient);
-        assert_eq!(classify(Some("ValidationException"), Some(400), "bad"), ErrorClass::Invalid);
         assert_eq!(
-            classify(Some("ValidationException"), Some(400), "Could not find requested job with name x"),
+            classify(Some("ThrottlingException"), Some(400), ""),
+            ErrorClass::Throttled
+        );
+        assert_eq!(
+            classify(Some("RequestLimitExceeded"), Some(503), ""),
+            ErrorClass::Throttled
+        );
+        assert_eq!(
+            classify(Some("InternalFailure"), Some(500), ""),
+            ErrorClass::Transient
+        );
+        assert_eq!(classify(None, Some(503), ""), ErrorClass::Transient);
+        assert_eq!(
+            classify(Some("ValidationException"), Some(400), "bad"),
+            ErrorClass::Invalid
+        );
+        assert_eq!(
+            classify(
+                Some("ValidationException"),
+                Some(400),
+                "Could not find requested job with name x"
+            ),
             ErrorClass::NotFound
         );
-        assert_eq!(classify(Some("InvalidSubnetID.NotFound"), Some(400), ""), ErrorClass::NotFound);
-        assert_eq!(classify(Some("ResourceLimitExceeded"), Some(400), ""), ErrorClass::LimitExceeded);
-        assert_eq!(classify(Some("UnrecognizedClientException"), Some(400), ""), ErrorClass::Credentials);
+        assert_eq!(
+            classify(Some("InvalidSubnetID.NotFound"), Some(400), ""),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify(Some("ResourceLimitExceeded"), Some(400), ""),
+            ErrorClass::LimitExceeded
+        );
+        assert_eq!(
+            classify(Some("UnrecognizedClientException"), Some(400), ""),
+            ErrorClass::Credentials
+        );
         assert!(ErrorClass::Throttled.is_retryable());
         assert!(!ErrorClass::Invalid.is_retryable());
     }

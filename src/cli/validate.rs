@@ -59,7 +59,12 @@ pub fn job_region(job: &ProcessingJob, default: Option<&str>) -> Option<String> 
     job.spec
         .region
         .clone()
-        .or_else(|| job.metadata.annotations.as_ref().and_then(|a| a.get(ACK_REGION_ANNOTATION).cloned()))
+        .or_else(|| {
+            job.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ACK_REGION_ANNOTATION).cloned())
+        })
         .or_else(|| default.map(str::to_string))
 }
 
@@ -70,14 +75,19 @@ fn read_source(name: &str) -> Result<String, manifest::ManifestError> {
     } else {
         std::fs::read_to_string(name)
     };
-    result.map_err(|error| manifest::ManifestError::Read { source_name: name.to_string(), error })
+    result.map_err(|error| manifest::ManifestError::Read {
+        source_name: name.to_string(),
+        error,
+    })
 }
 
 /// Runs `validate`; returns the process exit code.
 pub async fn run(args: ValidateArgs) -> u8 {
     let mut jobs: Vec<LoadedJob> = Vec::new();
     for file in &args.files {
-        match read_source(file).and_then(|text| manifest::parse_documents(if file == "-" { "<stdin>" } else { file }, &text)) {
+        match read_source(file).and_then(|text| {
+            manifest::parse_documents(if file == "-" { "<stdin>" } else { file }, &text)
+        }) {
             Ok(found) => jobs.extend(found),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -90,7 +100,8 @@ pub async fn run(args: ValidateArgs) -> u8 {
         return 2;
     }
     for j in &jobs {
-        if j.job.spec.vpc_config().is_some() && job_region(&j.job, args.region.as_deref()).is_none() {
+        if j.job.spec.vpc_config().is_some() && job_region(&j.job, args.region.as_deref()).is_none()
+        {
             eprintln!(
                 "error: {}: document {}: no region for job {}: set spec.region, the {ACK_REGION_ANNOTATION} annotation, --region or AWS_REGION",
                 j.source_name,
@@ -101,22 +112,38 @@ pub async fn run(args: ValidateArgs) -> u8 {
         }
     }
 
-    let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
     let calls = Arc::new(CallCounter::default());
     let mut resolvers: BTreeMap<String, Ec2Resolver> = BTreeMap::new();
     let mut reports = Vec::with_capacity(jobs.len());
     for j in &jobs {
         let spec = &j.job.spec;
         let mut report = JobReport {
-            namespace: j.job.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            namespace: j
+                .job
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             name: j.job.metadata.name.clone().unwrap_or_default(),
             vpc_id: None,
             findings: Vec::new(),
         };
-        if let Some(region) = job_region(&j.job, args.region.as_deref()).filter(|_| spec.vpc_config().is_some()) {
+        if let Some(region) =
+            job_region(&j.job, args.region.as_deref()).filter(|_| spec.vpc_config().is_some())
+        {
             let resolver = resolvers.entry(region.clone()).or_insert_with(|| {
-                let conf = aws_sdk_ec2::config::Builder::from(&sdk_config).region(aws_config::Region::new(region.clone())).build();
-                Ec2Resolver::new(aws_sdk_ec2::Client::from_conf(conf), region.clone(), Duration::from_secs(60), calls.clone())
+                let conf = aws_sdk_ec2::config::Builder::from(&sdk_config)
+                    .region(aws_config::Region::new(region.clone()))
+                    .build();
+                Ec2Resolver::new(
+                    aws_sdk_ec2::Client::from_conf(conf),
+                    region.clone(),
+                    Duration::from_secs(60),
+                    calls.clone(),
+                )
             });
             match resolver.snapshot(spec).await {
                 Ok(snapshot) => {
@@ -124,7 +151,10 @@ pub async fn run(args: ValidateArgs) -> u8 {
                     report.findings = network::validate(spec, &snapshot);
                 }
                 Err(e) => {
-                    eprintln!("error: {}: cannot read the network of job {}/{}: {e}", j.source_name, report.namespace, report.name);
+                    eprintln!(
+                        "error: {}: cannot read the network of job {}/{}: {e}",
+                        j.source_name, report.namespace, report.name
+                    );
                     return 3;
                 }
             }
@@ -145,7 +175,10 @@ pub async fn run(args: ValidateArgs) -> u8 {
     }
     if args.call_stats {
         let by_op = calls.by_operation("ec2");
-        eprintln!("{}", serde_json::json!({"ec2": {"total": calls.total("ec2"), "byOperation": by_op}}));
+        eprintln!(
+            "{}",
+            serde_json::json!({"ec2": {"total": calls.total("ec2"), "byOperation": by_op}})
+        );
     }
     u8::from(any_error)
 }
@@ -155,15 +188,29 @@ fn render_text(reports: &[JobReport]) -> String {
     let mut out = String::new();
     for r in reports {
         let vpc = r.vpc_id.as_deref().unwrap_or("no VPC");
-        let errors = r.findings.iter().filter(|f| f.severity == crate::api::Severity::Error).count();
-        let verdict = if errors > 0 { format!("{errors} error(s)") } else { "ok".to_string() };
+        let errors = r
+            .findings
+            .iter()
+            .filter(|f| f.severity == crate::api::Severity::Error)
+            .count();
+        let verdict = if errors > 0 {
+            format!("{errors} error(s)")
+        } else {
+            "ok".to_string()
+        };
         let _ = writeln!(out, "{}/{} ({vpc}): {verdict}", r.namespace, r.name);
         if r.findings.is_empty() {
             let _ = writeln!(out, "  no findings");
         }
         let width = r.findings.iter().map(|f| f.code.len()).max().unwrap_or(0);
         for f in &r.findings {
-            let _ = writeln!(out, "  {:<7} {:<width$}  {}", f.severity.to_string(), f.code, f.resource);
+            let _ = writeln!(
+                out,
+                "  {:<7} {:<width$}  {}",
+                f.severity.to_string(),
+                f.code,
+                f.resource
+            );
             let _ = writeln!(out, "          {}", f.message);
             let _ = writeln!(out, "          fix: {}", f.remediation);
         }

@@ -7,7 +7,9 @@ use crate::api::{Finding, ProcessingJobSpec};
 
 use super::codes::Code;
 use super::policy::{self, Decision};
-use super::snapshot::{cidr, EndpointType, NetworkSnapshot, RouteTable, Subnet, VpcEndpoint, VpcTopology};
+use super::snapshot::{
+    cidr, EndpointType, NetworkSnapshot, RouteTable, Subnet, VpcEndpoint, VpcTopology,
+};
 
 /// How a subnet reaches S3.
 #[derive(Debug, Clone, Copy)]
@@ -52,8 +54,12 @@ fn default_route(rt: &RouteTable) -> Option<&super::snapshot::Route> {
 }
 
 fn internet_path<'a>(vpc: &'a VpcTopology, subnet_id: &str) -> InternetPath<'a> {
-    let Some(rt) = vpc.route_table_for(subnet_id) else { return InternetPath::None };
-    let Some(route) = default_route(rt) else { return InternetPath::None };
+    let Some(rt) = vpc.route_table_for(subnet_id) else {
+        return InternetPath::None;
+    };
+    let Some(route) = default_route(rt) else {
+        return InternetPath::None;
+    };
     if let Some(nat_id) = route.nat_gateway_id.as_deref() {
         let Some(nat) = vpc.nat_gateways.iter().find(|n| n.id == nat_id) else {
             return InternetPath::BrokenNat(nat_id, "does not exist".into());
@@ -63,7 +69,10 @@ fn internet_path<'a>(vpc: &'a VpcTopology, subnet_id: &str) -> InternetPath<'a> 
             return InternetPath::BrokenNat(nat_id, format!("is {}", nat.state));
         }
         if nat.connectivity.eq_ignore_ascii_case("private") {
-            return InternetPath::BrokenNat(nat_id, "is a private NAT gateway (no internet access)".into());
+            return InternetPath::BrokenNat(
+                nat_id,
+                "is a private NAT gateway (no internet access)".into(),
+            );
         }
         let nat_public = vpc
             .route_table_for(&nat.subnet_id)
@@ -93,17 +102,18 @@ fn s3_path<'a>(vpc: &'a VpcTopology, region: &str, subnet_id: &str) -> S3Path<'a
             && e.usable()
             && rt.is_some_and(|rt| {
                 e.route_table_ids.iter().any(|id| id == &rt.id)
-                    || rt.routes.iter().any(|r| r.active && r.gateway_id.as_deref() == Some(e.id.as_str()))
+                    || rt
+                        .routes
+                        .iter()
+                        .any(|r| r.active && r.gateway_id.as_deref() == Some(e.id.as_str()))
             })
     });
     if let Some(e) = gateway {
         return S3Path::GatewayEndpoint(e);
     }
-    if let Some(e) = vpc
-        .endpoints
-        .iter()
-        .find(|e| e.service_name == service && e.endpoint_type == EndpointType::Interface && e.usable())
-    {
+    if let Some(e) = vpc.endpoints.iter().find(|e| {
+        e.service_name == service && e.endpoint_type == EndpointType::Interface && e.usable()
+    }) {
         return S3Path::InterfaceEndpoint(e);
     }
     match internet_path(vpc, subnet_id) {
@@ -131,7 +141,9 @@ pub fn parse_s3_uri(uri: &str) -> Option<(String, String)> {
 
 /// Runs every check for one job. Jobs without `vpcConfig` have nothing to validate.
 pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding> {
-    let Some(vpc_config) = spec.vpc_config() else { return Vec::new() };
+    let Some(vpc_config) = spec.vpc_config() else {
+        return Vec::new();
+    };
     let mut f = Findings(Vec::new());
     let isolation = spec.network_isolation();
 
@@ -147,37 +159,69 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
     // N1
     for id in &vpc_config.subnets {
         if !snap.subnets.iter().any(|s| &s.id == id) {
-            f.add(Code::SubnetNotFound, id, format!("subnet {id} does not exist in region {}", snap.region));
+            f.add(
+                Code::SubnetNotFound,
+                id,
+                format!("subnet {id} does not exist in region {}", snap.region),
+            );
         }
     }
     for id in &vpc_config.security_group_ids {
         if !snap.security_groups.iter().any(|g| &g.id == id) {
-            f.add(Code::SecurityGroupNotFound, id, format!("security group {id} does not exist in region {}", snap.region));
+            f.add(
+                Code::SecurityGroupNotFound,
+                id,
+                format!(
+                    "security group {id} does not exist in region {}",
+                    snap.region
+                ),
+            );
         }
     }
 
     // N2
     let vpc_ids: BTreeSet<&str> = snap.subnets.iter().map(|s| s.vpc_id.as_str()).collect();
     if vpc_ids.len() > 1 {
-        let detail: Vec<String> = snap.subnets.iter().map(|s| format!("{} in {}", s.id, s.vpc_id)).collect();
+        let detail: Vec<String> = snap
+            .subnets
+            .iter()
+            .map(|s| format!("{} in {}", s.id, s.vpc_id))
+            .collect();
         f.add(
             Code::SubnetsInMultipleVpcs,
             vpc_ids.iter().copied().collect::<Vec<_>>().join(","),
-            format!("the job's subnets are in {} VPCs ({}); all must be in one VPC", vpc_ids.len(), detail.join(", ")),
+            format!(
+                "the job's subnets are in {} VPCs ({}); all must be in one VPC",
+                vpc_ids.len(),
+                detail.join(", ")
+            ),
         );
     }
-    let Some(vpc) = snap.vpc.as_deref() else { return f.0 };
+    let Some(vpc) = snap.vpc.as_deref() else {
+        return f.0;
+    };
     for g in &snap.security_groups {
         if g.vpc_id != vpc.vpc_id {
             f.add(
                 Code::SecurityGroupVpcMismatch,
                 &g.id,
-                format!("security group {} is in {}, but the job's subnets are in {}", g.id, g.vpc_id, vpc.vpc_id),
+                format!(
+                    "security group {} is in {}, but the job's subnets are in {}",
+                    g.id, g.vpc_id, vpc.vpc_id
+                ),
             );
         }
     }
-    let subnets: Vec<&Subnet> = snap.subnets.iter().filter(|s| s.vpc_id == vpc.vpc_id).collect();
-    let groups: Vec<_> = snap.security_groups.iter().filter(|g| g.vpc_id == vpc.vpc_id).collect();
+    let subnets: Vec<&Subnet> = snap
+        .subnets
+        .iter()
+        .filter(|s| s.vpc_id == vpc.vpc_id)
+        .collect();
+    let groups: Vec<_> = snap
+        .security_groups
+        .iter()
+        .filter(|g| g.vpc_id == vpc.vpc_id)
+        .collect();
     let group_ids: BTreeSet<&str> = groups.iter().map(|g| g.id.as_str()).collect();
 
     // N3
@@ -185,7 +229,10 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
     let needed = 2 * instances;
     let total: i64 = subnets.iter().map(|s| s.available_ips).sum();
     if !subnets.is_empty() && total < needed {
-        let detail: Vec<String> = subnets.iter().map(|s| format!("{} has {}", s.id, s.available_ips)).collect();
+        let detail: Vec<String> = subnets
+            .iter()
+            .map(|s| format!("{} has {}", s.id, s.available_ips))
+            .collect();
         f.add(
             Code::InsufficientSubnetIps,
             subnets.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(","),
@@ -210,9 +257,10 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
     // N4
     if instances > 1 && !groups.is_empty() {
         let self_referencing = groups.iter().any(|g| {
-            g.ingress
-                .iter()
-                .any(|r| r.allows_all_traffic() && r.group_ids.iter().any(|id| group_ids.contains(id.as_str())))
+            g.ingress.iter().any(|r| {
+                r.allows_all_traffic()
+                    && r.group_ids.iter().any(|id| group_ids.contains(id.as_str()))
+            })
         });
         if !self_referencing {
             f.add(
@@ -226,7 +274,10 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
         }
     }
 
-    let paths: Vec<(&Subnet, S3Path<'_>)> = subnets.iter().map(|s| (*s, s3_path(vpc, &snap.region, &s.id))).collect();
+    let paths: Vec<(&Subnet, S3Path<'_>)> = subnets
+        .iter()
+        .map(|s| (*s, s3_path(vpc, &snap.region, &s.id)))
+        .collect();
 
     // N5
     if !groups.is_empty() {
@@ -236,20 +287,28 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
             .flat_map(|rt| rt.routes.iter())
             .filter(|r| {
                 r.gateway_id.as_deref().is_some_and(|g| {
-                    vpc.endpoints.iter().any(|e| e.id == g && e.service_name == s3_service(&snap.region))
+                    vpc.endpoints
+                        .iter()
+                        .any(|e| e.id == g && e.service_name == s3_service(&snap.region))
                 })
             })
             .filter_map(|r| r.destination_prefix_list_id.as_deref())
             .collect();
-        let interface = paths.iter().any(|(_, p)| matches!(p, S3Path::InterfaceEndpoint(_)));
+        let interface = paths
+            .iter()
+            .any(|(_, p)| matches!(p, S3Path::InterfaceEndpoint(_)));
         let allows = groups.iter().any(|g| {
             g.egress.iter().any(|r| {
                 r.allows_tcp_port(443)
                     && (r.cidrs.iter().any(|c| cidr::is_anywhere(c))
-                        || r.prefix_list_ids.iter().any(|p| s3_prefix_lists.contains(p.as_str()))
+                        || r.prefix_list_ids
+                            .iter()
+                            .any(|p| s3_prefix_lists.contains(p.as_str()))
                         || (interface
                             && (!r.group_ids.is_empty()
-                                || r.cidrs.iter().any(|c| vpc.cidr_blocks.iter().any(|v| cidr::contains(c, v))))))
+                                || r.cidrs.iter().any(|c| {
+                                    vpc.cidr_blocks.iter().any(|v| cidr::contains(c, v))
+                                }))))
             })
         });
         if !allows {
@@ -264,7 +323,10 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
     // N6
     for (s, path) in &paths {
         if matches!(path, S3Path::None) {
-            let rt = vpc.route_table_for(&s.id).map(|rt| rt.id.as_str()).unwrap_or("(none)");
+            let rt = vpc
+                .route_table_for(&s.id)
+                .map(|rt| rt.id.as_str())
+                .unwrap_or("(none)");
             f.add(
                 Code::NoS3Route,
                 &s.id,
@@ -299,14 +361,22 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
         f.add(
             Code::VpcDnsDisabled,
             &vpc.vpc_id,
-            format!("VPC {} has {} off; S3 and interface endpoint names may not resolve", vpc.vpc_id, off.join(" and ")),
+            format!(
+                "VPC {} has {} off; S3 and interface endpoint names may not resolve",
+                vpc.vpc_id,
+                off.join(" and ")
+            ),
         );
     }
 
     // N9
     for s in &subnets {
         if let Some(problem) = vpc.network_acl_for(&s.id).and_then(acl_problem) {
-            f.add(Code::NetworkAclBlocksS3, &s.id, format!("subnet {}: {problem}", s.id));
+            f.add(
+                Code::NetworkAclBlocksS3,
+                &s.id,
+                format!("subnet {}: {problem}", s.id),
+            );
         }
     }
 
@@ -341,10 +411,9 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
     if !isolation {
         for service in spec.required_services() {
             let name = format!("com.amazonaws.{}.{service}", snap.region);
-            let has_endpoint = vpc
-                .endpoints
-                .iter()
-                .any(|e| e.service_name == name && e.endpoint_type == EndpointType::Interface && e.usable());
+            let has_endpoint = vpc.endpoints.iter().any(|e| {
+                e.service_name == name && e.endpoint_type == EndpointType::Interface && e.usable()
+            });
             if has_endpoint {
                 continue;
             }
@@ -368,13 +437,14 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
     }
 
     // N12
-    let vpc_logged = vpc.flow_log_resources.iter().any(|r| r == &vpc.vpc_id);
-    let all_subnets_logged = !subnets.is_empty() && subnets.iter().all(|s| vpc.flow_log_resources.contains(&s.id));
-    if !vpc_logged && !all_subnets_logged {
+    if !vpc.flow_logs {
         f.add(
             Code::FlowLogsDisabled,
             &vpc.vpc_id,
-            format!("VPC {} has no flow logs, so the job's network traffic is not recorded", vpc.vpc_id),
+            format!(
+                "VPC {} has no active flow log, so the job's network traffic is not recorded",
+                vpc.vpc_id
+            ),
         );
     }
 
@@ -389,7 +459,11 @@ fn check_endpoint_policy(
     isolation: bool,
     f: &mut Findings,
 ) {
-    let document = endpoint.policy_document.as_deref().map(str::trim).filter(|d| !d.is_empty());
+    let document = endpoint
+        .policy_document
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty());
     let Some(document) = document else {
         // No policy: the endpoint allows full access, as AWS does by default.
         if !isolation {
@@ -506,7 +580,12 @@ fn decide_for_uri(
     key: &str,
 ) -> Decision {
     let eval = |resource: &str, context: &BTreeMap<String, String>| {
-        policy.evaluate(&policy::Request { action, resource, context, principal_arn: principal })
+        policy.evaluate(&policy::Request {
+            action,
+            resource,
+            context,
+            principal_arn: principal,
+        })
     };
     if action == "s3:ListBucket" {
         let mut context = base.clone();
@@ -527,10 +606,12 @@ fn decide_for_uri(
     let inside_decision = eval(&inside, base);
     match (&inside_decision, exact_decision) {
         (Decision::Denied { explicit: true, .. }, _) => inside_decision,
-        (_, d @ Decision::Unevaluable { .. }) if !key.is_empty() && !key.ends_with('/') => match inside_decision {
-            Decision::Allowed => d,
-            other => other,
-        },
+        (_, d @ Decision::Unevaluable { .. }) if !key.is_empty() && !key.ends_with('/') => {
+            match inside_decision {
+                Decision::Allowed => d,
+                other => other,
+            }
+        }
         _ => inside_decision,
     }
 }
@@ -544,7 +625,9 @@ fn acl_problem(acl: &super::snapshot::NetworkAcl) -> Option<String> {
         entries
             .into_iter()
             .find(|e| {
-                let proto = e.protocol == "-1" || e.protocol == "6" || e.protocol.eq_ignore_ascii_case("tcp");
+                let proto = e.protocol == "-1"
+                    || e.protocol == "6"
+                    || e.protocol.eq_ignore_ascii_case("tcp");
                 let ports = e.protocol == "-1"
                     || match (e.port_from, e.port_to) {
                         (Some(a), Some(b)) => a <= port && port <= b,
@@ -557,8 +640,18 @@ fn acl_problem(acl: &super::snapshot::NetworkAcl) -> Option<String> {
     };
     match verdict(true, 443) {
         Some((true, _)) => {}
-        Some((false, n)) => return Some(format!("network ACL {} denies outbound TCP 443 (rule {n})", acl.id)),
-        None => return Some(format!("network ACL {} has no rule allowing outbound TCP 443", acl.id)),
+        Some((false, n)) => {
+            return Some(format!(
+                "network ACL {} denies outbound TCP 443 (rule {n})",
+                acl.id
+            ))
+        }
+        None => {
+            return Some(format!(
+                "network ACL {} has no rule allowing outbound TCP 443",
+                acl.id
+            ))
+        }
     }
     for port in [1024, 32768, 49152, 65535] {
         match verdict(false, port) {

@@ -87,9 +87,14 @@ pub struct Request<'a> {
 pub enum Decision {
     Allowed,
     /// Denied: by an explicit Deny statement (its Sid, if any), or implicitly (no Allow).
-    Denied { explicit: bool, sid: Option<String> },
+    Denied {
+        explicit: bool,
+        sid: Option<String>,
+    },
     /// A condition key or operator that cannot be decided from the job.
-    Unevaluable { key: String },
+    Unevaluable {
+        key: String,
+    },
 }
 
 fn strings(v: &Value, what: &str, index: usize) -> Result<Vec<String>, PolicyError> {
@@ -99,10 +104,16 @@ fn strings(v: &Value, what: &str, index: usize) -> Result<Vec<String>, PolicyErr
             .iter()
             .map(|i| match i {
                 Value::String(s) => Ok(s.clone()),
-                other => Err(PolicyError::Statement { index, problem: format!("{what} has a non-string entry {other}") }),
+                other => Err(PolicyError::Statement {
+                    index,
+                    problem: format!("{what} has a non-string entry {other}"),
+                }),
             })
             .collect(),
-        other => Err(PolicyError::Statement { index, problem: format!("{what} must be a string or a list, got {other}") }),
+        other => Err(PolicyError::Statement {
+            index,
+            problem: format!("{what} must be a string or a list, got {other}"),
+        }),
     }
 }
 
@@ -122,23 +133,37 @@ fn principals(v: &Value, index: usize) -> Result<Vec<String>, PolicyError> {
             }
             Ok(out)
         }
-        other => Err(PolicyError::Statement { index, problem: format!("Principal must be \"*\" or an object, got {other}") }),
+        other => Err(PolicyError::Statement {
+            index,
+            problem: format!("Principal must be \"*\" or an object, got {other}"),
+        }),
     }
 }
 
-fn matcher(obj: &serde_json::Map<String, Value>, name: &str, index: usize) -> Result<Matcher, PolicyError> {
+fn matcher(
+    obj: &serde_json::Map<String, Value>,
+    name: &str,
+    index: usize,
+) -> Result<Matcher, PolicyError> {
     let not_name = format!("Not{name}");
     match (obj.get(name), obj.get(&not_name)) {
         (Some(v), None) => Ok(Matcher::Any(strings(v, name, index)?)),
         (None, Some(v)) => Ok(Matcher::Not(strings(v, &not_name, index)?)),
-        (Some(_), Some(_)) => Err(PolicyError::Statement { index, problem: format!("has both {name} and {not_name}") }),
-        (None, None) => Err(PolicyError::Statement { index, problem: format!("has neither {name} nor {not_name}") }),
+        (Some(_), Some(_)) => Err(PolicyError::Statement {
+            index,
+            problem: format!("has both {name} and {not_name}"),
+        }),
+        (None, None) => Err(PolicyError::Statement {
+            index,
+            problem: format!("has neither {name} nor {not_name}"),
+        }),
     }
 }
 
 /// Parses a policy document: one statement object or a list, string-or-list elements.
 pub fn parse(document: &str) -> Result<Policy, PolicyError> {
-    let root: Value = serde_json::from_str(document).map_err(|e| PolicyError::Json(e.to_string()))?;
+    let root: Value =
+        serde_json::from_str(document).map_err(|e| PolicyError::Json(e.to_string()))?;
     let statements = match root.get("Statement") {
         Some(Value::Array(items)) => items.clone(),
         Some(obj @ Value::Object(_)) => vec![obj.clone()],
@@ -147,13 +172,19 @@ pub fn parse(document: &str) -> Result<Policy, PolicyError> {
     let mut out = Vec::with_capacity(statements.len());
     for (index, st) in statements.iter().enumerate() {
         let Value::Object(obj) = st else {
-            return Err(PolicyError::Statement { index, problem: "is not an object".into() });
+            return Err(PolicyError::Statement {
+                index,
+                problem: "is not an object".into(),
+            });
         };
         let effect = match obj.get("Effect").and_then(Value::as_str) {
             Some("Allow") => Effect::Allow,
             Some("Deny") => Effect::Deny,
             other => {
-                return Err(PolicyError::Statement { index, problem: format!("Effect must be Allow or Deny, got {other:?}") })
+                return Err(PolicyError::Statement {
+                    index,
+                    problem: format!("Effect must be Allow or Deny, got {other:?}"),
+                })
             }
         };
         let principal = match (obj.get("Principal"), obj.get("NotPrincipal")) {
@@ -161,7 +192,10 @@ pub fn parse(document: &str) -> Result<Policy, PolicyError> {
             (None, Some(p)) => PrincipalMatch::Except(principals(p, index)?),
             (None, None) => PrincipalMatch::Any,
             (Some(_), Some(_)) => {
-                return Err(PolicyError::Statement { index, problem: "has both Principal and NotPrincipal".into() })
+                return Err(PolicyError::Statement {
+                    index,
+                    problem: "has both Principal and NotPrincipal".into(),
+                })
             }
         };
         let mut conditions = Vec::new();
@@ -170,24 +204,42 @@ pub fn parse(document: &str) -> Result<Policy, PolicyError> {
             Some(Value::Object(ops)) => {
                 for (operator, keys) in ops {
                     let Value::Object(keys) = keys else {
-                        return Err(PolicyError::Statement { index, problem: format!("Condition {operator} must be an object") });
+                        return Err(PolicyError::Statement {
+                            index,
+                            problem: format!("Condition {operator} must be an object"),
+                        });
                     };
                     for (key, values) in keys {
                         let values = match values {
                             Value::Bool(b) => vec![b.to_string()],
                             Value::Number(n) => vec![n.to_string()],
-                            Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => items
-                                .iter()
-                                .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
-                                .collect(),
+                            Value::Array(items)
+                                if items.iter().all(|i| !i.is_object() && !i.is_array()) =>
+                            {
+                                items
+                                    .iter()
+                                    .map(|i| {
+                                        i.as_str()
+                                            .map(str::to_string)
+                                            .unwrap_or_else(|| i.to_string())
+                                    })
+                                    .collect()
+                            }
                             other => strings(other, "Condition value", index)?,
                         };
-                        conditions.push(ConditionClause { operator: operator.clone(), key: key.clone(), values });
+                        conditions.push(ConditionClause {
+                            operator: operator.clone(),
+                            key: key.clone(),
+                            values,
+                        });
                     }
                 }
             }
             Some(other) => {
-                return Err(PolicyError::Statement { index, problem: format!("Condition must be an object, got {other}") })
+                return Err(PolicyError::Statement {
+                    index,
+                    problem: format!("Condition must be an object, got {other}"),
+                })
             }
         }
         out.push(Statement {
@@ -204,8 +256,16 @@ pub fn parse(document: &str) -> Result<Policy, PolicyError> {
 
 /// IAM wildcard match: `*` any run of characters, `?` one character.
 pub fn wildcard_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {
-    let p: Vec<char> = if case_insensitive { pattern.to_lowercase().chars().collect() } else { pattern.chars().collect() };
-    let t: Vec<char> = if case_insensitive { text.to_lowercase().chars().collect() } else { text.chars().collect() };
+    let p: Vec<char> = if case_insensitive {
+        pattern.to_lowercase().chars().collect()
+    } else {
+        pattern.chars().collect()
+    };
+    let t: Vec<char> = if case_insensitive {
+        text.to_lowercase().chars().collect()
+    } else {
+        text.chars().collect()
+    };
     // Iterative matcher with backtracking to the last `*`.
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
@@ -231,7 +291,9 @@ pub fn wildcard_match(pattern: &str, text: &str, case_insensitive: bool) -> bool
 }
 
 fn matches_any(patterns: &[String], text: &str, case_insensitive: bool) -> bool {
-    patterns.iter().any(|p| wildcard_match(p, text, case_insensitive))
+    patterns
+        .iter()
+        .any(|p| wildcard_match(p, text, case_insensitive))
 }
 
 impl Matcher {
@@ -282,7 +344,11 @@ fn eval_clause(clause: &ConditionClause, context: &BTreeMap<String, String>) -> 
     if op == "Null" {
         let present = context.contains_key(&clause.key.to_lowercase());
         let want_absent = clause.values.iter().any(|v| v.eq_ignore_ascii_case("true"));
-        return if present != want_absent { Truth::True } else { Truth::False };
+        return if present != want_absent {
+            Truth::True
+        } else {
+            Truth::False
+        };
     }
     let Some(value) = context.get(&clause.key.to_lowercase()) else {
         return Truth::Unknown(clause.key.clone());
@@ -293,8 +359,14 @@ fn eval_clause(clause: &ConditionClause, context: &BTreeMap<String, String>) -> 
         "StringNotEquals" | "ArnNotEquals" => clause.values.iter().all(|v| v != value),
         "StringEqualsIgnoreCase" => clause.values.iter().any(|v| v.eq_ignore_ascii_case(value)),
         "StringNotEqualsIgnoreCase" => clause.values.iter().all(|v| !v.eq_ignore_ascii_case(value)),
-        "StringLike" | "ArnLike" => clause.values.iter().any(|v| wildcard_match(v, value, false)),
-        "StringNotLike" | "ArnNotLike" => clause.values.iter().all(|v| !wildcard_match(v, value, false)),
+        "StringLike" | "ArnLike" => clause
+            .values
+            .iter()
+            .any(|v| wildcard_match(v, value, false)),
+        "StringNotLike" | "ArnNotLike" => clause
+            .values
+            .iter()
+            .all(|v| !wildcard_match(v, value, false)),
         _ => return Truth::Unknown(format!("{} (operator {})", clause.key, clause.operator)),
     };
     if result {
@@ -333,7 +405,12 @@ impl Policy {
                 continue;
             }
             match (st.effect, eval_conditions(st, req.context)) {
-                (Effect::Deny, Truth::True) => return Decision::Denied { explicit: true, sid: st.sid.clone() },
+                (Effect::Deny, Truth::True) => {
+                    return Decision::Denied {
+                        explicit: true,
+                        sid: st.sid.clone(),
+                    }
+                }
                 (Effect::Deny, Truth::Unknown(k)) => unknown_deny = unknown_deny.or(Some(k)),
                 (Effect::Allow, Truth::True) => allowed = true,
                 (Effect::Allow, Truth::Unknown(k)) => unknown_allow = unknown_allow.or(Some(k)),
@@ -349,7 +426,10 @@ impl Policy {
         if let Some(key) = unknown_allow {
             return Decision::Unevaluable { key };
         }
-        Decision::Denied { explicit: false, sid: None }
+        Decision::Denied {
+            explicit: false,
+            sid: None,
+        }
     }
 }
 
@@ -358,13 +438,21 @@ mod tests {
     use super::*;
 
     fn ctx() -> BTreeMap<String, String> {
-        BTreeMap::from([("aws:principalarn".to_string(), "arn:aws:iam::123456789012:role/job".to_string())])
+        BTreeMap::from([(
+            "aws:principalarn".to_string(),
+            "arn:aws:iam::123456789012:role/job".to_string(),
+        )])
     }
 
     fn decide(policy: &str, action: &str, resource: &str) -> Decision {
         let p = parse(policy).expect("policy parses");
         let context = ctx();
-        p.evaluate(&Request { action, resource, context: &context, principal_arn: "arn:aws:iam::123456789012:role/job" })
+        p.evaluate(&Request {
+            action,
+            resource,
+            context: &context,
+            principal_arn: "arn:aws:iam::123456789012:role/job",
+        })
     }
 
     #[test]
@@ -372,8 +460,16 @@ mod tests {
         assert!(wildcard_match("s3:Get*", "s3:GetObject", false));
         assert!(wildcard_match("S3:GET*", "s3:getobject", true));
         assert!(!wildcard_match("S3:GET*", "s3:getobject", false));
-        assert!(wildcard_match("arn:aws:s3:::b?t/*", "arn:aws:s3:::bat/x/y", false));
-        assert!(!wildcard_match("arn:aws:s3:::b?t/*", "arn:aws:s3:::boat/x", false));
+        assert!(wildcard_match(
+            "arn:aws:s3:::b?t/*",
+            "arn:aws:s3:::bat/x/y",
+            false
+        ));
+        assert!(!wildcard_match(
+            "arn:aws:s3:::b?t/*",
+            "arn:aws:s3:::boat/x",
+            false
+        ));
         assert!(wildcard_match("*", "", false));
         assert!(wildcard_match("a*b*c", "axxbyyc", false));
         assert!(!wildcard_match("a*b*c", "axxbyy", false));
@@ -382,9 +478,24 @@ mod tests {
     #[test]
     fn single_statement_object_and_string_elements() {
         let p = r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::data/*"}}"#;
-        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::data/in/x"), Decision::Allowed);
-        assert_eq!(decide(p, "s3:PutObject", "arn:aws:s3:::data/in/x"), Decision::Denied { explicit: false, sid: None });
-        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::other/x"), Decision::Denied { explicit: false, sid: None });
+        assert_eq!(
+            decide(p, "s3:GetObject", "arn:aws:s3:::data/in/x"),
+            Decision::Allowed
+        );
+        assert_eq!(
+            decide(p, "s3:PutObject", "arn:aws:s3:::data/in/x"),
+            Decision::Denied {
+                explicit: false,
+                sid: None
+            }
+        );
+        assert_eq!(
+            decide(p, "s3:GetObject", "arn:aws:s3:::other/x"),
+            Decision::Denied {
+                explicit: false,
+                sid: None
+            }
+        );
     }
 
     #[test]
@@ -392,40 +503,88 @@ mod tests {
         let p = r#"{"Statement":[
             {"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"},
             {"Sid":"NoOut","Effect":"Deny","Principal":{"AWS":"*"},"Action":["s3:PutObject"],"Resource":["arn:aws:s3:::out/*"]}]}"#;
-        assert_eq!(decide(p, "s3:PutObject", "arn:aws:s3:::out/a"), Decision::Denied { explicit: true, sid: Some("NoOut".into()) });
-        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::out/a"), Decision::Allowed);
+        assert_eq!(
+            decide(p, "s3:PutObject", "arn:aws:s3:::out/a"),
+            Decision::Denied {
+                explicit: true,
+                sid: Some("NoOut".into())
+            }
+        );
+        assert_eq!(
+            decide(p, "s3:GetObject", "arn:aws:s3:::out/a"),
+            Decision::Allowed
+        );
     }
 
     #[test]
     fn not_action_and_not_resource() {
         let p = r#"{"Statement":[{"Effect":"Allow","Principal":"*","NotAction":"s3:Delete*","NotResource":"arn:aws:s3:::secret/*"}]}"#;
-        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::data/a"), Decision::Allowed);
-        assert!(matches!(decide(p, "s3:DeleteObject", "arn:aws:s3:::data/a"), Decision::Denied { explicit: false, .. }));
-        assert!(matches!(decide(p, "s3:GetObject", "arn:aws:s3:::secret/a"), Decision::Denied { explicit: false, .. }));
+        assert_eq!(
+            decide(p, "s3:GetObject", "arn:aws:s3:::data/a"),
+            Decision::Allowed
+        );
+        assert!(matches!(
+            decide(p, "s3:DeleteObject", "arn:aws:s3:::data/a"),
+            Decision::Denied {
+                explicit: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide(p, "s3:GetObject", "arn:aws:s3:::secret/a"),
+            Decision::Denied {
+                explicit: false,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn principals() {
         let p = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::123456789012:root"]},"Action":"s3:*","Resource":"*"}]}"#;
-        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::a/b"), Decision::Allowed);
+        assert_eq!(
+            decide(p, "s3:GetObject", "arn:aws:s3:::a/b"),
+            Decision::Allowed
+        );
         let p = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::999999999999:role/other"},"Action":"s3:*","Resource":"*"}]}"#;
-        assert!(matches!(decide(p, "s3:GetObject", "arn:aws:s3:::a/b"), Decision::Denied { explicit: false, .. }));
+        assert!(matches!(
+            decide(p, "s3:GetObject", "arn:aws:s3:::a/b"),
+            Decision::Denied {
+                explicit: false,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn conditions_known_and_unknown() {
         let p = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*",
             "Condition":{"StringEquals":{"aws:PrincipalArn":"arn:aws:iam::123456789012:role/job"}}}]}"#;
-        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::a/b"), Decision::Allowed);
+        assert_eq!(
+            decide(p, "s3:GetObject", "arn:aws:s3:::a/b"),
+            Decision::Allowed
+        );
         let p = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*",
             "Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-123"}}}]}"#;
-        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::a/b"), Decision::Unevaluable { key: "aws:PrincipalOrgID".into() });
+        assert_eq!(
+            decide(p, "s3:GetObject", "arn:aws:s3:::a/b"),
+            Decision::Unevaluable {
+                key: "aws:PrincipalOrgID".into()
+            }
+        );
     }
 
     #[test]
     fn malformed_policies_are_errors_not_panics() {
-        for doc in ["", "{", "[]", r#"{"Statement":5}"#, r#"{"Statement":[{"Effect":"Maybe","Action":"*","Resource":"*"}]}"#,
-            r#"{"Statement":[{"Effect":"Allow","Resource":"*"}]}"#, r#"{"Statement":[{"Effect":"Allow","Action":7,"Resource":"*"}]}"#] {
+        for doc in [
+            "",
+            "{",
+            "[]",
+            r#"{"Statement":5}"#,
+            r#"{"Statement":[{"Effect":"Maybe","Action":"*","Resource":"*"}]}"#,
+            r#"{"Statement":[{"Effect":"Allow","Resource":"*"}]}"#,
+            r#"{"Statement":[{"Effect":"Allow","Action":7,"Resource":"*"}]}"#,
+        ] {
             assert!(parse(doc).is_err(), "{doc:?} should not parse");
         }
     }

@@ -27,12 +27,8 @@ pub struct VpcTopology {
     pub nat_gateways: Vec<NatGateway>,
     pub internet_gateways: Vec<String>,
     pub network_acls: Vec<NetworkAcl>,
-    /// Resource IDs (VPC or subnets) that have an active flow log.
-    pub flow_log_resources: Vec<String>,
-    /// All subnets of the VPC (NAT gateways live in some of them).
-    pub subnets: Vec<Subnet>,
-    /// All security groups of the VPC.
-    pub security_groups: Vec<SecurityGroup>,
+    /// Whether the VPC has an active flow log.
+    pub flow_logs: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -82,7 +78,10 @@ impl SgRule {
     pub fn allows_all_traffic(&self) -> bool {
         match self.protocol.as_str() {
             "-1" | "all" => true,
-            "tcp" | "6" => matches!((self.from_port, self.to_port), (Some(0), Some(65535)) | (None, None)),
+            "tcp" | "6" => matches!(
+                (self.from_port, self.to_port),
+                (Some(0), Some(65535)) | (None, None)
+            ),
             _ => false,
         }
     }

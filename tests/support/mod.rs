@@ -23,10 +23,15 @@ pub struct Stack {
 pub fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
     STACK.get_or_init(|| {
-        let dir = std::env::var("STACK_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack"));
+        let dir = std::env::var("STACK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join(".stack"));
         let path = dir.join("env");
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("cannot read {}: {e}. Start the local stack first: scripts/stack up", path.display())
+            panic!(
+                "cannot read {}: {e}. Start the local stack first: scripts/stack up",
+                path.display()
+            )
         });
         let vars = text
             .lines()
@@ -40,18 +45,26 @@ pub fn stack() -> &'static Stack {
 
 impl Stack {
     pub fn var(&self, key: &str) -> &str {
-        self.vars.get(key).map(String::as_str).unwrap_or_else(|| panic!("{key} missing from the stack env"))
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{key} missing from the stack env"))
     }
 
     /// A command with the stack's environment (and no AWS profile from the host).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
-        cmd.envs(&self.vars).env_remove("AWS_PROFILE").env_remove("AWS_ENDPOINT_URL");
+        cmd.envs(&self.vars)
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL");
         cmd
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        self.command("kubectl").args(args).output().expect("run kubectl")
+        self.command("kubectl")
+            .args(args)
+            .output()
+            .expect("run kubectl")
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
@@ -63,14 +76,23 @@ impl Stack {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kubectl");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
         child.wait_with_output().expect("kubectl output")
     }
 
     /// `kubectl` that must succeed; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -79,7 +101,13 @@ impl Stack {
         static DONE: OnceLock<()> = OnceLock::new();
         DONE.get_or_init(|| {
             let crd = repo_root().join("crds/processingjobs.yaml");
-            self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", crd.to_str().expect("utf-8 path")]);
+            self.kubectl_ok(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                crd.to_str().expect("utf-8 path"),
+            ]);
             self.kubectl_ok(&[
                 "wait",
                 "--for=condition=Established",
@@ -105,7 +133,11 @@ impl Stack {
             cmd.args(["-H", "content-type: application/json", "--data", b]);
         }
         let out = cmd.output().expect("run curl");
-        assert!(out.status.success(), "{method} {url} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{method} {url} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -131,12 +163,15 @@ impl Stack {
     }
 
     pub async fn sagemaker_at(&self, endpoint: &str) -> aws_sdk_sagemaker::Client {
-        let conf = aws_sdk_sagemaker::config::Builder::from(&self.sdk_config().await).endpoint_url(endpoint).build();
+        let conf = aws_sdk_sagemaker::config::Builder::from(&self.sdk_config().await)
+            .endpoint_url(endpoint)
+            .build();
         aws_sdk_sagemaker::Client::from_conf(conf)
     }
 
     pub async fn sagemaker(&self) -> aws_sdk_sagemaker::Client {
-        self.sagemaker_at(self.var("AWS_ENDPOINT_URL_SAGEMAKER")).await
+        self.sagemaker_at(self.var("AWS_ENDPOINT_URL_SAGEMAKER"))
+            .await
     }
 }
 
@@ -144,8 +179,16 @@ impl Stack {
 pub fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{:x}{:x}{}", std::process::id() % 4096, nanos % 65536, N.fetch_add(1, Ordering::Relaxed))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}{:x}{}",
+        std::process::id() % 4096,
+        nanos % 65536,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The controller binary built by cargo for this test run.

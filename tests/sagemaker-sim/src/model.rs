@@ -20,16 +20,28 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn validation(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, kind: "ValidationException", message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "ValidationException",
+            message: message.into(),
+        }
     }
     fn in_use(message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, kind: "ResourceInUse", message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "ResourceInUse",
+            message: message.into(),
+        }
     }
     fn not_found(name: &str) -> Self {
         Self::validation(format!("Could not find requested job with name {name}"))
     }
     fn throttling() -> Self {
-        Self { status: StatusCode::BAD_REQUEST, kind: "ThrottlingException", message: "Rate exceeded".into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "ThrottlingException",
+            message: "Rate exceeded".into(),
+        }
     }
     fn internal() -> Self {
         Self {
@@ -46,7 +58,11 @@ impl ApiError {
         }
     }
     pub fn serialization(message: String) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, kind: "SerializationException", message }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "SerializationException",
+            message,
+        }
     }
 }
 
@@ -123,7 +139,10 @@ pub struct Sim {
 }
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 impl Sim {
@@ -131,7 +150,10 @@ impl Sim {
         Self {
             region,
             account,
-            config: SimConfig { stopping_seconds: default_stopping_seconds(), ..Default::default() },
+            config: SimConfig {
+                stopping_seconds: default_stopping_seconds(),
+                ..Default::default()
+            },
             jobs: BTreeMap::new(),
             calls: BTreeMap::new(),
             create_tokens: 0.0,
@@ -162,7 +184,8 @@ impl Sim {
         if operation == "CreateProcessingJob" && self.config.creates_per_second > 0.0 {
             let t = now();
             let rate = self.config.creates_per_second;
-            self.create_tokens = (self.create_tokens + (t - self.create_refill_at) * rate).min(rate.max(1.0));
+            self.create_tokens =
+                (self.create_tokens + (t - self.create_refill_at) * rate).min(rate.max(1.0));
             self.create_refill_at = t;
             if self.create_tokens < 1.0 {
                 return Some(ApiError::throttling());
@@ -223,8 +246,13 @@ impl Sim {
         }
         let t = now();
         let arn = self.arn(&name);
-        let tags = request.get("Tags").and_then(Value::as_array).cloned().unwrap_or_default();
-        let due = (self.config.in_progress_seconds > 0.0).then(|| t + self.config.in_progress_seconds);
+        let tags = request
+            .get("Tags")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let due =
+            (self.config.in_progress_seconds > 0.0).then(|| t + self.config.in_progress_seconds);
         self.jobs.insert(
             name,
             Job {
@@ -258,7 +286,10 @@ impl Sim {
 
     fn describe(&self, input: &Value) -> Result<Value, ApiError> {
         let name = self.job_name(input)?;
-        let job = self.jobs.get(name).ok_or_else(|| ApiError::not_found(name))?;
+        let job = self
+            .jobs
+            .get(name)
+            .ok_or_else(|| ApiError::not_found(name))?;
         let mut out = job.request.clone();
         out.remove("Tags");
         out.insert("ProcessingJobArn".into(), json!(job.arn));
@@ -283,7 +314,10 @@ impl Sim {
     fn stop(&mut self, input: &Value) -> Result<Value, ApiError> {
         let name = self.job_name(input)?.to_string();
         let stopping = self.config.stopping_seconds;
-        let job = self.jobs.get_mut(&name).ok_or_else(|| ApiError::not_found(&name))?;
+        let job = self
+            .jobs
+            .get_mut(&name)
+            .ok_or_else(|| ApiError::not_found(&name))?;
         if job.status != "InProgress" {
             return Err(ApiError::validation(format!(
                 "The request was rejected because the processing job is in status {}.",
@@ -332,20 +366,41 @@ impl Sim {
             .collect();
         match text("SortBy").unwrap_or("CreationTime") {
             "Name" => jobs.sort_by(|a, b| name_of(a).cmp(name_of(b))),
-            "Status" => jobs.sort_by(|a, b| a.status.cmp(&b.status).then(name_of(a).cmp(name_of(b)))),
-            "CreationTime" => jobs.sort_by(|a, b| a.creation_time.total_cmp(&b.creation_time).then(name_of(a).cmp(name_of(b)))),
-            other => return Err(ApiError::validation(format!("Invalid SortBy value '{other}'"))),
+            "Status" => {
+                jobs.sort_by(|a, b| a.status.cmp(&b.status).then(name_of(a).cmp(name_of(b))))
+            }
+            "CreationTime" => jobs.sort_by(|a, b| {
+                a.creation_time
+                    .total_cmp(&b.creation_time)
+                    .then(name_of(a).cmp(name_of(b)))
+            }),
+            other => {
+                return Err(ApiError::validation(format!(
+                    "Invalid SortBy value '{other}'"
+                )))
+            }
         }
         match text("SortOrder").unwrap_or("Descending") {
             "Descending" => jobs.reverse(),
             "Ascending" => {}
-            other => return Err(ApiError::validation(format!("Invalid SortOrder value '{other}'"))),
+            other => {
+                return Err(ApiError::validation(format!(
+                    "Invalid SortOrder value '{other}'"
+                )))
+            }
         }
         let start = match text("NextToken") {
             None => 0,
-            Some(tok) => tok.parse::<usize>().map_err(|_| ApiError::validation("Invalid pagination token"))?,
+            Some(tok) => tok
+                .parse::<usize>()
+                .map_err(|_| ApiError::validation("Invalid pagination token"))?,
         };
-        let page: Vec<Value> = jobs.iter().skip(start).take(max_results).map(|j| summary(j)).collect();
+        let page: Vec<Value> = jobs
+            .iter()
+            .skip(start)
+            .take(max_results)
+            .map(|j| summary(j))
+            .collect();
         let mut out = json!({ "ProcessingJobSummaries": page });
         if start + max_results < jobs.len() {
             out["NextToken"] = json!((start + max_results).to_string());
@@ -354,7 +409,11 @@ impl Sim {
     }
 
     fn job_by_arn(&mut self, input: &Value) -> Result<&mut Job, ApiError> {
-        let arn = input.get("ResourceArn").and_then(Value::as_str).unwrap_or_default().to_string();
+        let arn = input
+            .get("ResourceArn")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         self.jobs
             .values_mut()
             .find(|j| j.arn == arn)
@@ -362,7 +421,11 @@ impl Sim {
     }
 
     fn add_tags(&mut self, input: &Value) -> Result<Value, ApiError> {
-        let new_tags = input.get("Tags").and_then(Value::as_array).cloned().unwrap_or_default();
+        let new_tags = input
+            .get("Tags")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         validate::tags(&new_tags).map_err(ApiError::validation)?;
         let job = self.job_by_arn(input)?;
         for tag in new_tags {
@@ -374,8 +437,15 @@ impl Sim {
     }
 
     fn list_tags(&mut self, input: &Value) -> Result<Value, ApiError> {
-        let max = input.get("MaxResults").and_then(Value::as_u64).unwrap_or(50) as usize;
-        let start = input.get("NextToken").and_then(Value::as_str).and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+        let max = input
+            .get("MaxResults")
+            .and_then(Value::as_u64)
+            .unwrap_or(50) as usize;
+        let start = input
+            .get("NextToken")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap_or(0);
         let job = self.job_by_arn(input)?;
         let page: Vec<Value> = job.tags.iter().skip(start).take(max).cloned().collect();
         let mut out = json!({ "Tags": page });
@@ -387,7 +457,10 @@ impl Sim {
 
     pub fn admin_set_status(&mut self, name: &str, change: StatusChange) -> Result<(), String> {
         self.advance();
-        let job = self.jobs.get_mut(name).ok_or_else(|| format!("no job named {name}"))?;
+        let job = self
+            .jobs
+            .get_mut(name)
+            .ok_or_else(|| format!("no job named {name}"))?;
         let t = now();
         match change.status.as_str() {
             "Completed" | "Failed" | "Stopped" => {
@@ -409,18 +482,31 @@ impl Sim {
         let jobs: HashMap<&String, Value> = self
             .jobs
             .iter()
-            .map(|(name, j)| (name, json!({"status": j.status, "arn": j.arn, "tags": j.tags})))
+            .map(|(name, j)| {
+                (
+                    name,
+                    json!({"status": j.status, "arn": j.arn, "tags": j.tags}),
+                )
+            })
             .collect();
         json!(jobs)
     }
 
     fn arn(&self, name: &str) -> String {
-        format!("arn:aws:sagemaker:{}:{}:processing-job/{}", self.region, self.account, name.to_lowercase())
+        format!(
+            "arn:aws:sagemaker:{}:{}:processing-job/{}",
+            self.region,
+            self.account,
+            name.to_lowercase()
+        )
     }
 }
 
 fn name_of(job: &Job) -> &str {
-    job.request.get("ProcessingJobName").and_then(Value::as_str).unwrap_or_default()
+    job.request
+        .get("ProcessingJobName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn summary(job: &Job) -> Value {

@@ -32,8 +32,16 @@ pub fn job_name(name: &str) -> Result<(), String> {
 fn int_in(v: &Value, at: &str, min: i64, max: i64) -> Result<(), String> {
     match v.as_i64() {
         None => Err(missing(at)),
-        Some(n) if n < min => Err(violation(&n.to_string(), at, &format!("Member must have value greater than or equal to {min}"))),
-        Some(n) if n > max => Err(violation(&n.to_string(), at, &format!("Member must have value less than or equal to {max}"))),
+        Some(n) if n < min => Err(violation(
+            &n.to_string(),
+            at,
+            &format!("Member must have value greater than or equal to {min}"),
+        )),
+        Some(n) if n > max => Err(violation(
+            &n.to_string(),
+            at,
+            &format!("Member must have value less than or equal to {max}"),
+        )),
         Some(_) => Ok(()),
     }
 }
@@ -52,21 +60,41 @@ fn list_len(v: Option<&Value>, at: &str, min: usize, max: usize) -> Result<usize
 
 fn s3_uri(v: Option<&Value>, at: &str) -> Result<(), String> {
     let uri = v.and_then(Value::as_str).ok_or_else(|| missing(at))?;
-    let rest = uri.strip_prefix("s3://").or_else(|| uri.strip_prefix("https://"));
+    let rest = uri
+        .strip_prefix("s3://")
+        .or_else(|| uri.strip_prefix("https://"));
     match rest {
         Some(r) if !r.is_empty() && !r.starts_with('/') && uri.len() <= 1024 => Ok(()),
-        _ => Err(violation(uri, at, "Member must satisfy regular expression pattern: (https|s3)://([^/]+)/?(.*)")),
+        _ => Err(violation(
+            uri,
+            at,
+            "Member must satisfy regular expression pattern: (https|s3)://([^/]+)/?(.*)",
+        )),
     }
 }
 
-fn id_list(v: Option<&Value>, at: &str, prefix: &str, min: usize, max: usize) -> Result<(), String> {
+fn id_list(
+    v: Option<&Value>,
+    at: &str,
+    prefix: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), String> {
     list_len(v, at, min, max)?;
     for id in v.and_then(Value::as_array).into_iter().flatten() {
         let s = id.as_str().unwrap_or_default();
         let ok = s.len() <= 32
-            && s.strip_prefix(prefix).is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+            && s.strip_prefix(prefix).is_some_and(|r| {
+                !r.is_empty()
+                    && r.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            });
         if !ok {
-            return Err(violation(s, at, &format!("Member must satisfy regular expression pattern: {prefix}[0-9a-z]+")));
+            return Err(violation(
+                s,
+                at,
+                &format!("Member must satisfy regular expression pattern: {prefix}[0-9a-z]+"),
+            ));
         }
     }
     Ok(())
@@ -74,16 +102,28 @@ fn id_list(v: Option<&Value>, at: &str, prefix: &str, min: usize, max: usize) ->
 
 pub fn tags(tags: &[Value]) -> Result<(), String> {
     if tags.len() > 50 {
-        return Err(violation(&format!("[{} items]", tags.len()), "tags", "Member must have length less than or equal to 50"));
+        return Err(violation(
+            &format!("[{} items]", tags.len()),
+            "tags",
+            "Member must have length less than or equal to 50",
+        ));
     }
     for t in tags {
         let key = t.get("Key").and_then(Value::as_str).unwrap_or_default();
         if key.is_empty() || key.len() > 128 {
-            return Err(violation(key, "tags.member.key", "Member must have length between 1 and 128"));
+            return Err(violation(
+                key,
+                "tags.member.key",
+                "Member must have length between 1 and 128",
+            ));
         }
         let value = t.get("Value").and_then(Value::as_str).unwrap_or_default();
         if value.len() > 256 {
-            return Err(violation(value, "tags.member.value", "Member must have length less than or equal to 256"));
+            return Err(violation(
+                value,
+                "tags.member.value",
+                "Member must have length less than or equal to 256",
+            ));
         }
     }
     Ok(())
@@ -91,34 +131,74 @@ pub fn tags(tags: &[Value]) -> Result<(), String> {
 
 /// Checks a CreateProcessingJob request against SageMaker's constraints.
 pub fn create_request(input: &Value) -> Result<(), String> {
-    let name = input.get("ProcessingJobName").and_then(Value::as_str).ok_or_else(|| missing("processingJobName"))?;
+    let name = input
+        .get("ProcessingJobName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("processingJobName"))?;
     job_name(name)?;
 
-    let image = input.pointer("/AppSpecification/ImageUri").and_then(Value::as_str).ok_or_else(|| missing("appSpecification.imageUri"))?;
+    let image = input
+        .pointer("/AppSpecification/ImageUri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("appSpecification.imageUri"))?;
     if image.is_empty() || image.len() > 255 {
-        return Err(violation(image, "appSpecification.imageUri", "Member must have length between 1 and 255"));
+        return Err(violation(
+            image,
+            "appSpecification.imageUri",
+            "Member must have length between 1 and 255",
+        ));
     }
 
-    let role = input.get("RoleArn").and_then(Value::as_str).ok_or_else(|| missing("roleArn"))?;
+    let role = input
+        .get("RoleArn")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("roleArn"))?;
     let role_ok = role.len() >= 20
         && role.len() <= 2048
         && role.starts_with("arn:aws")
-        && role.split(':').nth(4).is_some_and(|acct| acct.len() == 12 && acct.chars().all(|c| c.is_ascii_digit()))
+        && role
+            .split(':')
+            .nth(4)
+            .is_some_and(|acct| acct.len() == 12 && acct.chars().all(|c| c.is_ascii_digit()))
         && role.contains(":role/");
     if !role_ok {
         return Err(violation(role, "roleArn", "Member must satisfy regular expression pattern: ^arn:aws[a-z\\-]*:iam::\\d{12}:role/?[a-zA-Z_0-9+=,.@\\-_/]+$"));
     }
 
-    let cluster = input.pointer("/ProcessingResources/ClusterConfig").ok_or_else(|| missing("processingResources.clusterConfig"))?;
-    int_in(cluster.get("InstanceCount").unwrap_or(&Value::Null), "processingResources.clusterConfig.instanceCount", 1, 100)?;
-    int_in(cluster.get("VolumeSizeInGB").unwrap_or(&Value::Null), "processingResources.clusterConfig.volumeSizeInGB", 1, 16384)?;
-    let itype = cluster.get("InstanceType").and_then(Value::as_str).ok_or_else(|| missing("processingResources.clusterConfig.instanceType"))?;
+    let cluster = input
+        .pointer("/ProcessingResources/ClusterConfig")
+        .ok_or_else(|| missing("processingResources.clusterConfig"))?;
+    int_in(
+        cluster.get("InstanceCount").unwrap_or(&Value::Null),
+        "processingResources.clusterConfig.instanceCount",
+        1,
+        100,
+    )?;
+    int_in(
+        cluster.get("VolumeSizeInGB").unwrap_or(&Value::Null),
+        "processingResources.clusterConfig.volumeSizeInGB",
+        1,
+        16384,
+    )?;
+    let itype = cluster
+        .get("InstanceType")
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing("processingResources.clusterConfig.instanceType"))?;
     if !itype.starts_with("ml.") || itype.split('.').count() != 3 {
-        return Err(violation(itype, "processingResources.clusterConfig.instanceType", "Member must satisfy enum value set"));
+        return Err(violation(
+            itype,
+            "processingResources.clusterConfig.instanceType",
+            "Member must satisfy enum value set",
+        ));
     }
 
     if let Some(sc) = input.get("StoppingCondition") {
-        int_in(sc.get("MaxRuntimeInSeconds").unwrap_or(&Value::Null), "stoppingCondition.maxRuntimeInSeconds", 1, 777600)?;
+        int_in(
+            sc.get("MaxRuntimeInSeconds").unwrap_or(&Value::Null),
+            "stoppingCondition.maxRuntimeInSeconds",
+            1,
+            777600,
+        )?;
     }
 
     if let Some(inputs) = input.get("ProcessingInputs") {
@@ -137,36 +217,70 @@ pub fn create_request(input: &Value) -> Result<(), String> {
 
     if let Some(cfg) = input.get("ProcessingOutputConfig") {
         list_len(cfg.get("Outputs"), "processingOutputConfig.outputs", 1, 10)?;
-        for o in cfg.get("Outputs").and_then(Value::as_array).into_iter().flatten() {
+        for o in cfg
+            .get("Outputs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if o.get("OutputName").and_then(Value::as_str).is_none() {
                 return Err(missing("processingOutputConfig.outputs.member.outputName"));
             }
             if let Some(s3) = o.get("S3Output") {
-                s3_uri(s3.get("S3Uri"), "processingOutputConfig.outputs.member.s3Output.s3Uri")?;
+                s3_uri(
+                    s3.get("S3Uri"),
+                    "processingOutputConfig.outputs.member.s3Output.s3Uri",
+                )?;
             }
         }
     }
 
     if let Some(env) = input.get("Environment").and_then(Value::as_object) {
         if env.len() > 100 {
-            return Err(violation(&format!("{{{} entries}}", env.len()), "environment", "Member must have length less than or equal to 100"));
+            return Err(violation(
+                &format!("{{{} entries}}", env.len()),
+                "environment",
+                "Member must have length less than or equal to 100",
+            ));
         }
         for (k, v) in env {
             let key_ok = k.len() <= 256
-                && k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && k.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !key_ok {
-                return Err(violation(k, "environment", "Map keys must satisfy regular expression pattern: [a-zA-Z_][a-zA-Z0-9_]*"));
+                return Err(violation(
+                    k,
+                    "environment",
+                    "Map keys must satisfy regular expression pattern: [a-zA-Z_][a-zA-Z0-9_]*",
+                ));
             }
             if v.as_str().is_none_or(|s| s.len() > 256) {
-                return Err(violation(k, "environment", "Map value must have length less than or equal to 256"));
+                return Err(violation(
+                    k,
+                    "environment",
+                    "Map value must have length less than or equal to 256",
+                ));
             }
         }
     }
 
     if let Some(vpc) = input.pointer("/NetworkConfig/VpcConfig") {
-        id_list(vpc.get("Subnets"), "networkConfig.vpcConfig.subnets", "subnet-", 1, 16)?;
-        id_list(vpc.get("SecurityGroupIds"), "networkConfig.vpcConfig.securityGroupIds", "sg-", 1, 5)?;
+        id_list(
+            vpc.get("Subnets"),
+            "networkConfig.vpcConfig.subnets",
+            "subnet-",
+            1,
+            16,
+        )?;
+        id_list(
+            vpc.get("SecurityGroupIds"),
+            "networkConfig.vpcConfig.securityGroupIds",
+            "sg-",
+            1,
+            5,
+        )?;
     }
 
     if let Some(t) = input.get("Tags").and_then(Value::as_array) {
@@ -199,8 +313,16 @@ mod tests {
         let cases: &[(&str, Value, &str)] = &[
             ("/ProcessingJobName", json!("-bad"), "processingJobName"),
             ("/RoleArn", json!("arn:aws:iam::12:role/x"), "roleArn"),
-            ("/ProcessingResources/ClusterConfig/InstanceCount", json!(101), "instanceCount"),
-            ("/ProcessingResources/ClusterConfig/VolumeSizeInGB", json!(0), "volumeSizeInGB"),
+            (
+                "/ProcessingResources/ClusterConfig/InstanceCount",
+                json!(101),
+                "instanceCount",
+            ),
+            (
+                "/ProcessingResources/ClusterConfig/VolumeSizeInGB",
+                json!(0),
+                "volumeSizeInGB",
+            ),
         ];
         for (pointer, value, field) in cases {
             let mut req = valid();

@@ -1,0 +1,665 @@
+//! Network validation end to end: real VPC topologies built in moto with `aws-sdk-ec2`, checked
+//! through the `validate` binary's JSON output and exit code.
+
+mod support;
+
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, DomainType, IpPermission, RuleAction, UserIdGroupPair, VpcEndpointType,
+};
+use serde_json::Value;
+use support::{controller_bin, stack};
+
+const REGION: &str = "us-east-1";
+
+/// A VPC like the ones SageMaker jobs run in: two private subnets on their own route table, a
+/// public subnet with an internet gateway, a self-referencing security group.
+struct Topology {
+    ec2: aws_sdk_ec2::Client,
+    vpc: String,
+    private: Vec<String>,
+    public: String,
+    private_rtb: String,
+    igw: String,
+    sg: String,
+}
+
+async fn topology(cidr_prefix: &str, dns_hostnames: bool) -> Topology {
+    let ec2 = stack().ec2().await;
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block(format!("{cidr_prefix}.0.0/16"))
+        .send()
+        .await
+        .expect("create vpc");
+    let vpc = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string();
+    ec2.modify_vpc_attribute()
+        .vpc_id(&vpc)
+        .enable_dns_hostnames(
+            AttributeBooleanValue::builder()
+                .value(dns_hostnames)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("dns hostnames");
+    let subnet = |cidr: String, az: &'static str| {
+        let ec2 = ec2.clone();
+        let vpc = vpc.clone();
+        async move {
+            let out = ec2
+                .create_subnet()
+                .vpc_id(vpc)
+                .cidr_block(cidr)
+                .availability_zone(az)
+                .send()
+                .await
+                .expect("create subnet");
+            out.subnet()
+                .and_then(|s| s.subnet_id())
+                .expect("subnet id")
+                .to_string()
+        }
+    };
+    let a = subnet(format!("{cidr_prefix}.1.0/24"), "us-east-1a").await;
+    let b = subnet(format!("{cidr_prefix}.2.0/24"), "us-east-1b").await;
+    let public = subnet(format!("{cidr_prefix}.0.0/24"), "us-east-1a").await;
+    let igw = ec2.create_internet_gateway().send().await.expect("igw");
+    let igw = igw
+        .internet_gateway()
+        .and_then(|g| g.internet_gateway_id())
+        .expect("igw id")
+        .to_string();
+    ec2.attach_internet_gateway()
+        .internet_gateway_id(&igw)
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("attach igw");
+    let public_rtb = route_table(&ec2, &vpc, &[&public]).await;
+    ec2.create_route()
+        .route_table_id(&public_rtb)
+        .destination_cidr_block("0.0.0.0/0")
+        .gateway_id(&igw)
+        .send()
+        .await
+        .expect("public default route");
+    let private_rtb = route_table(&ec2, &vpc, &[&a, &b]).await;
+    let sg = ec2
+        .create_security_group()
+        .group_name(format!("job-{}", support::unique_suffix()))
+        .description("processing job")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("sg");
+    let sg = sg.group_id().expect("sg id").to_string();
+    ec2.authorize_security_group_ingress()
+        .group_id(&sg)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("-1")
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&sg).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("self-referencing rule");
+    Topology {
+        ec2,
+        vpc,
+        private: vec![a, b],
+        public,
+        private_rtb,
+        igw,
+        sg,
+    }
+}
+
+async fn route_table(ec2: &aws_sdk_ec2::Client, vpc: &str, subnets: &[&str]) -> String {
+    let rt = ec2
+        .create_route_table()
+        .vpc_id(vpc)
+        .send()
+        .await
+        .expect("route table");
+    let id = rt
+        .route_table()
+        .and_then(|r| r.route_table_id())
+        .expect("rtb id")
+        .to_string();
+    for s in subnets {
+        ec2.associate_route_table()
+            .route_table_id(&id)
+            .subnet_id(*s)
+            .send()
+            .await
+            .expect("associate");
+    }
+    id
+}
+
+impl Topology {
+    async fn s3_gateway_endpoint(&self, policy: Option<&str>) -> String {
+        let mut req = self
+            .ec2
+            .create_vpc_endpoint()
+            .vpc_id(&self.vpc)
+            .vpc_endpoint_type(VpcEndpointType::Gateway)
+            .service_name(format!("com.amazonaws.{REGION}.s3"))
+            .route_table_ids(&self.private_rtb);
+        if let Some(p) = policy {
+            req = req.policy_document(p);
+        }
+        let out = req.send().await.expect("s3 endpoint");
+        out.vpc_endpoint()
+            .and_then(|e| e.vpc_endpoint_id())
+            .expect("endpoint id")
+            .to_string()
+    }
+
+    async fn nat_gateway_route(&self) {
+        let eip = self
+            .ec2
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .send()
+            .await
+            .expect("eip");
+        let nat = self
+            .ec2
+            .create_nat_gateway()
+            .subnet_id(&self.public)
+            .allocation_id(eip.allocation_id().expect("allocation id"))
+            .send()
+            .await
+            .expect("nat");
+        let nat = nat
+            .nat_gateway()
+            .and_then(|n| n.nat_gateway_id())
+            .expect("nat id")
+            .to_string();
+        self.ec2
+            .create_route()
+            .route_table_id(&self.private_rtb)
+            .destination_cidr_block("0.0.0.0/0")
+            .nat_gateway_id(nat)
+            .send()
+            .await
+            .expect("nat route");
+    }
+
+    async fn igw_route(&self) {
+        self.ec2
+            .create_route()
+            .route_table_id(&self.private_rtb)
+            .destination_cidr_block("0.0.0.0/0")
+            .gateway_id(&self.igw)
+            .send()
+            .await
+            .expect("igw route");
+    }
+
+    fn manifest(&self, name: &str, instances: u32, extra_spec: &str) -> String {
+        job_manifest(name, instances, &self.private, &[&self.sg], extra_spec)
+    }
+}
+
+fn job_manifest(
+    name: &str,
+    instances: u32,
+    subnets: &[String],
+    groups: &[&str],
+    extra_spec: &str,
+) -> String {
+    format!(
+        r#"---
+apiVersion: sagemaker.processing.dev/v1alpha1
+kind: ProcessingJob
+metadata:
+  name: {name}
+  namespace: ml
+spec:
+  region: {REGION}
+  roleARN: arn:aws:iam::123456789012:role/SageMakerProcessingRole
+  appSpecification:
+    imageURI: 683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3
+  processingInputs:
+    - inputName: raw
+      s3Input: {{s3URI: "s3://ml-input/raw/", localPath: /opt/ml/processing/input, s3DataType: S3Prefix}}
+  processingOutputConfig:
+    outputs:
+      - outputName: features
+        s3Output: {{s3URI: "s3://ml-output/features/", localPath: /opt/ml/processing/output, s3UploadMode: EndOfJob}}
+  processingResources:
+    clusterConfig: {{instanceCount: {instances}, instanceType: ml.m5.xlarge, volumeSizeInGB: 30}}
+  networkConfig:
+    vpcConfig:
+      subnets: [{}]
+      securityGroupIDs: [{}]
+{extra_spec}"#,
+        subnets.join(", "),
+        groups.join(", ")
+    )
+}
+
+struct Outcome {
+    code: i32,
+    json: Value,
+    stderr: String,
+}
+
+impl Outcome {
+    fn codes(&self, job: usize) -> Vec<String> {
+        let mut c: Vec<String> = self.json["jobs"][job]["findings"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|x| x["code"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        c.sort();
+        c
+    }
+}
+
+fn validate(manifest: &str, extra_args: &[&str]) -> Outcome {
+    use std::io::Write;
+    let mut child = stack()
+        .command(controller_bin())
+        .args(["validate", "-f", "-", "-o", "json"])
+        .args(extra_args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run validate");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(manifest.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("validate output");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        json,
+        stderr,
+    }
+}
+
+const INFO_ONLY: [&str; 2] = ["FlowLogsDisabled", "PackageRepositoriesReachable"];
+
+#[tokio::test]
+async fn private_subnets_with_an_s3_gateway_endpoint_pass() {
+    let t = topology("10.10", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let out = validate(&t.manifest("private-endpoint", 2, ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.codes(0), INFO_ONLY);
+    assert_eq!(out.json["jobs"][0]["vpcID"], Value::String(t.vpc.clone()));
+    assert_eq!(out.json["jobs"][0]["namespace"], "ml");
+    let keys: Vec<&String> = out.json["jobs"][0]["findings"][0]
+        .as_object()
+        .expect("finding")
+        .keys()
+        .collect();
+    assert_eq!(
+        keys,
+        ["code", "message", "remediation", "resource", "severity"]
+    );
+}
+
+#[tokio::test]
+async fn a_restrictive_endpoint_policy_denies_the_output_bucket() {
+    let t = topology("10.11", true).await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Sid":"ReadInputs","Effect":"Allow","Principal":"*",
+        "Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::ml-input","arn:aws:s3:::ml-input/*"]}]}"#;
+    let endpoint = t.s3_gateway_endpoint(Some(policy)).await;
+    let out = validate(&t.manifest("restrictive", 1, ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.codes(0), ["FlowLogsDisabled", "S3EndpointPolicyDenies"]);
+    let finding = &out.json["jobs"][0]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["code"] == "S3EndpointPolicyDenies")
+        .cloned()
+        .expect("finding");
+    assert_eq!(finding["resource"], Value::String(endpoint));
+    let message = finding["message"].as_str().expect("message");
+    assert!(
+        message.contains("s3:PutObject") && message.contains("s3://ml-output/features/"),
+        "{message}"
+    );
+    assert_eq!(finding["severity"], "Error");
+}
+
+#[tokio::test]
+async fn nat_in_a_public_subnet_gives_internet_and_s3() {
+    let t = topology("10.12", true).await;
+    t.nat_gateway_route().await;
+    let out = validate(
+        &t.manifest("nat", 1, "  networkValidation: {requiresInternet: true}\n"),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{} {}", out.stderr, out.json);
+    assert_eq!(out.codes(0), ["FlowLogsDisabled"]);
+}
+
+#[tokio::test]
+async fn a_route_straight_to_the_internet_gateway_is_not_internet() {
+    let t = topology("10.13", true).await;
+    t.igw_route().await;
+    t.s3_gateway_endpoint(None).await;
+    let out = validate(
+        &t.manifest("igw", 1, "  networkValidation: {requiresInternet: true}\n"),
+        &[],
+    );
+    assert_eq!(out.code, 1);
+    let codes = out.codes(0);
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| *c == "InternetGatewayRouteWithoutNat")
+            .count(),
+        2,
+        "{codes:?}"
+    );
+    assert!(!codes.contains(&"NoInternetRoute".to_string()));
+}
+
+#[tokio::test]
+async fn private_subnets_without_any_s3_path_have_no_s3_route() {
+    let t = topology("10.14", true).await;
+    let out = validate(&t.manifest("no-route", 1, ""), &[]);
+    assert_eq!(out.code, 1);
+    assert_eq!(out.codes(0), ["FlowLogsDisabled", "NoS3Route", "NoS3Route"]);
+}
+
+#[tokio::test]
+async fn exhausted_small_subnets_cannot_hold_the_job() {
+    let t = topology("10.15", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let small = t
+        .ec2
+        .create_subnet()
+        .vpc_id(&t.vpc)
+        .cidr_block("10.15.9.0/28")
+        .availability_zone("us-east-1c")
+        .send()
+        .await
+        .expect("small subnet");
+    let small = small
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .expect("id")
+        .to_string();
+    t.ec2
+        .associate_route_table()
+        .route_table_id(&t.private_rtb)
+        .subnet_id(&small)
+        .send()
+        .await
+        .expect("associate");
+    // Use up addresses the way other workloads would.
+    for _ in 0..5 {
+        t.ec2
+            .create_network_interface()
+            .subnet_id(&small)
+            .send()
+            .await
+            .expect("eni");
+    }
+    let out = validate(
+        &job_manifest("small", 4, &[small.clone()], &[&t.sg], ""),
+        &[],
+    );
+    assert_eq!(out.code, 1, "{}", out.json);
+    assert!(
+        out.codes(0).contains(&"InsufficientSubnetIps".to_string()),
+        "{:?}",
+        out.codes(0)
+    );
+    let message = out.json["jobs"][0]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["code"] == "InsufficientSubnetIps")
+        .map(|f| f["message"].to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("need 8 free private IPs") && message.contains(&small),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn subnets_of_two_vpcs_and_a_foreign_group_are_refused() {
+    let a = topology("10.16", true).await;
+    let b = topology("10.17", true).await;
+    a.s3_gateway_endpoint(None).await;
+    let manifest = job_manifest(
+        "mixed",
+        1,
+        &[a.private[0].clone(), b.private[0].clone()],
+        &[&a.sg, &b.sg],
+        "",
+    );
+    let out = validate(&manifest, &[]);
+    assert_eq!(out.code, 1);
+    let codes = out.codes(0);
+    assert!(
+        codes.contains(&"SubnetsInMultipleVpcs".to_string()),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&"SecurityGroupVpcMismatch".to_string()),
+        "{codes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_network_acl_denying_443_blocks_s3() {
+    let t = topology("10.18", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let acl = t
+        .ec2
+        .create_network_acl()
+        .vpc_id(&t.vpc)
+        .send()
+        .await
+        .expect("acl");
+    let acl = acl
+        .network_acl()
+        .and_then(|a| a.network_acl_id())
+        .expect("acl id")
+        .to_string();
+    for (n, egress, action, proto, ports) in [
+        (90, true, RuleAction::Deny, "6", Some((443, 443))),
+        (100, true, RuleAction::Allow, "-1", None),
+        (100, false, RuleAction::Allow, "-1", None),
+    ] {
+        let mut req = t
+            .ec2
+            .create_network_acl_entry()
+            .network_acl_id(&acl)
+            .rule_number(n)
+            .egress(egress)
+            .rule_action(action)
+            .protocol(proto)
+            .cidr_block("0.0.0.0/0");
+        if let Some((from, to)) = ports {
+            req = req.port_range(
+                aws_sdk_ec2::types::PortRange::builder()
+                    .from(from)
+                    .to(to)
+                    .build(),
+            );
+        }
+        req.send().await.expect("acl entry");
+    }
+    // Move the first private subnet onto the new ACL.
+    let current = t
+        .ec2
+        .describe_network_acls()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("association.subnet-id")
+                .values(&t.private[0])
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe acls");
+    let association = current
+        .network_acls()
+        .iter()
+        .flat_map(|a| a.associations())
+        .find(|x| x.subnet_id() == Some(t.private[0].as_str()))
+        .and_then(|x| x.network_acl_association_id())
+        .expect("association")
+        .to_string();
+    t.ec2
+        .replace_network_acl_association()
+        .association_id(association)
+        .network_acl_id(&acl)
+        .send()
+        .await
+        .expect("replace");
+    let out = validate(&t.manifest("nacl", 1, ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    let blocked: Vec<String> = out.json["jobs"][0]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["code"] == "NetworkAclBlocksS3")
+        .map(|f| f["resource"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(blocked, [t.private[0].clone()]);
+}
+
+#[tokio::test]
+async fn dns_hostnames_off_is_a_warning() {
+    let t = topology("10.19", false).await;
+    t.s3_gateway_endpoint(None).await;
+    let out = validate(&t.manifest("dns", 1, ""), &[]);
+    assert_eq!(out.code, 0, "warnings do not fail validation");
+    assert!(out.codes(0).contains(&"VpcDnsDisabled".to_string()));
+}
+
+#[tokio::test]
+async fn unknown_ids_are_findings_and_bad_input_is_exit_2() {
+    let t = topology("10.20", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let manifest = job_manifest(
+        "missing",
+        1,
+        &[t.private[0].clone(), "subnet-0000000000000dead".into()],
+        &["sg-0000000000000dead", &t.sg],
+        "",
+    );
+    let out = validate(&manifest, &[]);
+    assert_eq!(out.code, 1);
+    let codes = out.codes(0);
+    assert!(
+        codes.contains(&"SubnetNotFound".into()) && codes.contains(&"SecurityGroupNotFound".into()),
+        "{codes:?}"
+    );
+
+    let out = validate(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+        &[],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("<stdin>: document 1") && out.stderr.contains("not a ProcessingJob"),
+        "{}",
+        out.stderr
+    );
+    let out = validate(&t.manifest("bad", 0, ""), &[]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("spec.processingResources.clusterConfig.instanceCount"),
+        "{}",
+        out.stderr
+    );
+    let out = stack()
+        .command(controller_bin())
+        .args(["validate", "-f", "/nonexistent.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn text_output_is_a_readable_table() {
+    let t = topology("10.21", true).await;
+    let out = stack()
+        .command(controller_bin())
+        .args(["validate", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(t.manifest("text", 1, "").as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("validate text");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("ml/text (")
+            && text.contains("Error   NoS3Route")
+            && text.contains("fix: Create an S3 gateway endpoint"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn ec2_reads_are_batched_and_shared_per_vpc() {
+    let t = topology("10.22", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let one = validate(&t.manifest("single", 1, ""), &["--call-stats"]);
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    let stats = |o: &Outcome| -> Value {
+        let line = o
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .expect("call stats line");
+        serde_json::from_str(line).expect("stats json")
+    };
+    let single = stats(&one);
+    for (op, n) in single["ec2"]["byOperation"].as_object().expect("ops") {
+        // One call per resource kind; the VPC's two DNS attributes are one call each.
+        let limit = if op == "DescribeVpcAttribute" { 2 } else { 1 };
+        assert!(
+            n.as_u64().unwrap_or(0) <= limit,
+            "{op} called {n} times for one job"
+        );
+    }
+    let many: String = (0..100)
+        .map(|i| t.manifest(&format!("job-{i}"), 1, ""))
+        .collect();
+    let hundred = validate(&many, &["--call-stats"]);
+    assert_eq!(hundred.code, 0, "{}", hundred.stderr);
+    assert_eq!(hundred.json["jobs"].as_array().map(Vec::len), Some(100));
+    assert_eq!(
+        stats(&hundred)["ec2"]["total"],
+        single["ec2"]["total"],
+        "100 jobs in one VPC cost more EC2 calls than one"
+    );
+}
