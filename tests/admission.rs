@@ -222,3 +222,25 @@ fn ack_manifests_are_accepted_with_only_the_api_version_changed() {
         );
     }
 }
+
+#[test]
+fn every_finding_code_is_documented_with_its_severity_and_fix() {
+    let doc =
+        std::fs::read_to_string(repo_root().join("docs/findings.md")).expect("docs/findings.md");
+    for code in smpc::network::Code::ALL {
+        let row = format!(
+            "| `{}` | {} | {} |",
+            code.as_str(),
+            code.severity(),
+            code.requirement()
+        );
+        assert!(
+            doc.contains(&row),
+            "docs/findings.md lacks the row for {code}: {row}"
+        );
+        assert!(
+            doc.contains(code.remediation()),
+            "docs/findings.md lacks the remediation of {code}"
+        );
+    }
+}

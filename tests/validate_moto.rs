@@ -418,7 +418,7 @@ async fn exhausted_small_subnets_cannot_hold_the_job() {
             .expect("eni");
     }
     let out = validate(
-        &job_manifest("small", 4, &[small.clone()], &[&t.sg], ""),
+        &job_manifest("small", 4, std::slice::from_ref(&small), &[&t.sg], ""),
         &[],
     );
     assert_eq!(out.code, 1, "{}", out.json);

@@ -1,5 +1,8 @@
 //! The spec: the CreateProcessingJob request in ACK's field names, plus our additions.
 
+// Printer columns repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use kube::CustomResource;

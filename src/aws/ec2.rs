@@ -146,11 +146,12 @@ impl Ec2Resolver {
                 .collect();
             (s, g)
         };
-        if {
+        let nothing_missing = {
             let cache = self.cache.lock().map_err(|_| poisoned())?;
             let (s, g) = missing(&cache);
             s.is_empty() && g.is_empty()
-        } {
+        };
+        if nothing_missing {
             return Ok(());
         }
         let _guard = self.lookup.lock().await;

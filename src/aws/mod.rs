@@ -220,8 +220,11 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 /// benchmark, the tests and the metrics read it.
 #[derive(Debug, Default)]
 pub struct CallCounter {
-    inner: Mutex<BTreeMap<(&'static str, &'static str, &'static str), (u64, Duration)>>,
+    inner: Mutex<BTreeMap<CallKey, (u64, Duration)>>,
 }
+
+/// (service, operation, outcome)
+pub type CallKey = (&'static str, &'static str, &'static str);
 
 impl CallCounter {
     pub fn record(
@@ -265,7 +268,7 @@ impl CallCounter {
     }
 
     /// Every counter: ((service, operation, outcome), (count, total latency)).
-    pub fn snapshot(&self) -> Vec<((&'static str, &'static str, &'static str), (u64, Duration))> {
+    pub fn snapshot(&self) -> Vec<(CallKey, (u64, Duration))> {
         self.inner
             .lock()
             .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())

@@ -235,7 +235,9 @@ fn table() -> Vec<(Code, Case, Case)> {
         (
             Code::SecurityGroupNotFound,
             Case::new().with(|c| {
-                c.spec.network_config.as_mut().and_then(|n| n.vpc_config.as_mut()).map(|v| v.security_group_ids.push("sg-gone".into()));
+                if let Some(v) = c.spec.network_config.as_mut().and_then(|n| n.vpc_config.as_mut()) {
+                    v.security_group_ids.push("sg-gone".into());
+                }
             }),
             Case::new(),
         ),

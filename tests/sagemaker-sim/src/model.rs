@@ -252,7 +252,7 @@ impl Sim {
             .cloned()
             .unwrap_or_default();
         let due =
-            (self.config.in_progress_seconds > 0.0).then(|| t + self.config.in_progress_seconds);
+            (self.config.in_progress_seconds > 0.0).then_some(t + self.config.in_progress_seconds);
         self.jobs.insert(
             name,
             Job {
