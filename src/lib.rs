@@ -10,3 +10,5 @@ pub mod aws;
 pub mod cli;
 pub mod manifest;
 pub mod network;
+pub mod controller;
+pub mod telemetry;

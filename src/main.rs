@@ -12,11 +12,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the ProcessingJob CustomResourceDefinition as YAML.
-    Crd,
+    /// Run the controller.
+    Run(smpc::cli::run::RunArgs),
     /// Validate the VPC network of ProcessingJob manifests, without a cluster.
     /// Exit 0: no Error finding; 1: Error findings; 2: bad input; 3: AWS could not be read.
     Validate(smpc::cli::validate::ValidateArgs),
+    /// Print the ProcessingJob CustomResourceDefinition as YAML.
+    Crd,
 }
 
 fn main() -> ExitCode {
@@ -32,18 +34,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Validate(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(3);
-                }
-            };
-            ExitCode::from(runtime.block_on(smpc::cli::validate::run(args)))
+        Command::Validate(args) => block_on(smpc::cli::validate::run(args)),
+        Command::Run(args) => block_on(smpc::cli::run::run(args)),
+    }
+}
+
+fn block_on(fut: impl std::future::Future<Output = u8>) -> ExitCode {
+    // AWS SDK futures are large; debug builds need more than tokio's default 2 MiB stacks.
+    match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(16 << 20).build() {
+        Ok(rt) => ExitCode::from(rt.block_on(fut)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(3)
         }
     }
 }

@@ -122,9 +122,10 @@ pub struct ProcessingJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopping_condition: Option<ProcessingStoppingCondition>,
 
-    /// Tags of the SageMaker job (at most 50). The controller adds its own ownership tags.
+    /// Tags of the SageMaker job (at most 47: SageMaker allows 50 and the controller adds three
+    /// ownership tags, `sagemaker.processing.dev/{namespace,name,uid}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = 47))]
     pub tags: Option<Vec<Tag>>,
 
     /// AWS region of the job. Default: the `services.k8s.aws/region` annotation, else the

@@ -1,0 +1,134 @@
+//! `run`: the controller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::AwsClients;
+use crate::controller::{self, Settings};
+use crate::telemetry::{self, LogFormat};
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 30s, 5m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m or h)")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Arguments of `run`. Every flag has an environment variable.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Reconciles running at once (bounds AWS load).
+    #[arg(long, env = "SMPC_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// How often active jobs are polled (one ListProcessingJobs per region).
+    #[arg(long, env = "SMPC_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Region for jobs without spec.region or the services.k8s.aws/region annotation.
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// How long EC2 network reads are shared between jobs of one VPC.
+    #[arg(long, env = "SMPC_NETWORK_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub network_cache_ttl: Duration,
+    /// How often a job refused for its network is validated again.
+    #[arg(long, env = "SMPC_REVALIDATE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub revalidate_interval: Duration,
+    /// Log format.
+    #[arg(long, env = "SMPC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// Log level (RUST_LOG overrides it).
+    #[arg(long, env = "SMPC_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Name of this replica in Events and leases (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
+}
+
+/// Runs the controller; returns the process exit code.
+pub async fn run(args: RunArgs) -> u8 {
+    telemetry::init_logging(args.log_format, &args.log_level);
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot configure the Kubernetes client");
+            return 1;
+        }
+    };
+    let aws = Arc::new(AwsClients::load(args.network_cache_ttl).await);
+    let default_region = args.region.clone().or_else(|| aws.default_region());
+    if default_region.is_none() {
+        tracing::warn!("no default AWS region: jobs must set spec.region or the services.k8s.aws/region annotation");
+    }
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+        poll_interval: args.poll_interval,
+        default_region,
+        revalidate_interval: args.revalidate_interval,
+        instance: args.instance.clone().or_else(|| std::env::var("HOSTNAME").ok()),
+    };
+    tracing::info!(?settings, "starting controller");
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    controller::run(client, aws, settings, shutdown).await;
+    tracing::info!("stopped");
+    0
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

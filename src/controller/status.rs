@@ -1,0 +1,469 @@
+//! Status computation, pure: from what reconcile observed to the desired `status`, with kstatus
+//! conditions, and the Events a transition deserves.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{Finding, NetworkStatus, ProcessingJobStatus, Severity, ValidationMode};
+use crate::aws::sagemaker::JobState;
+
+pub const NETWORK_VALIDATED: &str = "NetworkValidated";
+pub const SUBMITTED: &str = "Submitted";
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// The result of the network validation step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkOutcome {
+    /// No `vpcConfig`: nothing to validate.
+    NoVpcConfig,
+    /// `networkValidation.mode: Skip`.
+    Skipped,
+    /// Validated (in Enforce or Warn mode).
+    Validated { mode: ValidationMode, vpc_id: Option<String>, findings: Vec<Finding> },
+}
+
+impl NetworkOutcome {
+    pub fn error_codes(&self) -> Vec<&str> {
+        match self {
+            NetworkOutcome::Validated { findings, .. } => {
+                let mut codes: Vec<&str> =
+                    findings.iter().filter(|f| f.severity == Severity::Error).map(|f| f.code.as_str()).collect();
+                codes.dedup();
+                codes
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the job may be created.
+    pub fn allows_create(&self) -> bool {
+        match self {
+            NetworkOutcome::Validated { mode: ValidationMode::Enforce, .. } => self.error_codes().is_empty(),
+            _ => true,
+        }
+    }
+}
+
+/// Where the resource stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// The network has Error findings in Enforce mode: the job is not created.
+    NetworkInvalid,
+    /// The namespace's tenant guard refuses something the job uses.
+    NotAllowed { message: String },
+    /// Not created yet because of a problem that may go away (reason, message).
+    Waiting { reason: String, message: String },
+    /// SageMaker refused the request (ValidationException).
+    InvalidSpec { message: String },
+    /// The job name belongs to a job this resource did not create.
+    NameConflict { message: String },
+    /// The name is chosen; the job is being created.
+    Creating,
+    /// The job exists.
+    Submitted { job: JobState, adopted: bool },
+}
+
+/// What reconcile observed, to be written to status.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub generation: Option<i64>,
+    pub job_name: Option<String>,
+    pub region: Option<String>,
+    pub network: Option<NetworkOutcome>,
+    pub phase: Phase,
+}
+
+fn condition(type_: &str, status: bool, reason: &str, message: impl Into<String>, generation: Option<i64>) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: Time(Timestamp::now()),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The CloudWatch Logs console link for the job's log streams.
+pub fn logs_url(region: &str, job_name: &str) -> String {
+    format!(
+        "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/$252Faws$252Fsagemaker$252FProcessingJobs$3FlogStreamNameFilter$3D{job_name}$252F"
+    )
+}
+
+/// The desired status: the observation written over the previous status, conditions keeping
+/// their `lastTransitionTime` unless their status flips.
+pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> ProcessingJobStatus {
+    let mut s = ProcessingJobStatus {
+        processing_job_name: obs.job_name.clone(),
+        region: obs.region.clone(),
+        observed_generation: obs.generation,
+        logs_url: match (&obs.region, &obs.job_name) {
+            (Some(r), Some(n)) if matches!(obs.phase, Phase::Submitted { .. }) => Some(logs_url(r, n)),
+            _ => None,
+        },
+        ..Default::default()
+    };
+    if let Phase::Submitted { job, .. } = &obs.phase {
+        s.processing_job_arn = job.arn.clone();
+        s.processing_job_status = Some(job.status.clone()).filter(|x| !x.is_empty());
+        s.failure_reason = job.failure_reason.clone();
+        s.exit_message = job.exit_message.clone();
+        s.creation_time = job.creation_time.clone();
+        s.processing_start_time = job.start_time.clone();
+        s.processing_end_time = job.end_time.clone();
+        s.last_modified_time = job.last_modified.clone();
+        s.monitoring_schedule_arn = job.monitoring_schedule_arn.clone();
+        s.auto_ml_job_arn = job.auto_ml_job_arn.clone();
+        s.training_job_arn = job.training_job_arn.clone();
+    }
+    s.network = match &obs.network {
+        Some(NetworkOutcome::Validated { vpc_id, findings, .. }) => {
+            let validated_at = prev
+                .network
+                .as_ref()
+                .filter(|n| &n.findings == findings && &n.vpc_id == vpc_id)
+                .and_then(|n| n.validated_at.clone())
+                .or_else(|| Some(Timestamp::now().to_string()));
+            Some(NetworkStatus { vpc_id: vpc_id.clone(), findings: findings.clone(), validated_at })
+        }
+        // Findings stay visible while the job runs even if this reconcile did not revalidate.
+        None => prev.network.clone(),
+        Some(_) => None,
+    };
+
+    let g = obs.generation;
+    let mut conditions = Vec::with_capacity(5);
+    conditions.push(match &obs.network {
+        // Not revalidated by this reconcile: the previous verdict stands.
+        None => cond(prev, NETWORK_VALIDATED).cloned().unwrap_or_else(|| Condition {
+            status: "Unknown".into(),
+            ..condition(NETWORK_VALIDATED, false, "Pending", "the network has not been validated yet", g)
+        }),
+        Some(NetworkOutcome::NoVpcConfig) => condition(NETWORK_VALIDATED, true, "NoVpcConfig", "the job has no vpcConfig: it runs outside any VPC and there is nothing to validate", g),
+        Some(NetworkOutcome::Skipped) => condition(NETWORK_VALIDATED, true, "Skipped", "networkValidation.mode is Skip", g),
+        Some(n @ NetworkOutcome::Validated { mode, findings, .. }) => {
+            let errors = n.error_codes();
+            let others = findings.len() - findings.iter().filter(|f| f.severity == Severity::Error).count();
+            match (errors.is_empty(), mode) {
+                (true, _) => condition(NETWORK_VALIDATED, true, "Valid", format!("no error finding ({others} warning or info finding(s))"), g),
+                (false, ValidationMode::Warn) => condition(
+                    NETWORK_VALIDATED,
+                    true,
+                    "WarnMode",
+                    format!("error findings {} ignored because networkValidation.mode is Warn", errors.join(", ")),
+                    g,
+                ),
+                (false, _) => condition(
+                    NETWORK_VALIDATED,
+                    false,
+                    "NetworkInvalid",
+                    format!("error findings: {} (see status.network.findings)", errors.join(", ")),
+                    g,
+                ),
+            }
+        }
+    });
+
+    let (submitted, ready, reconciling, stalled) = match &obs.phase {
+        Phase::NetworkInvalid => {
+            let msg = "the job was not created because the network has error findings; fix the VPC (the controller revalidates periodically) or set networkValidation.mode to Warn";
+            (
+                condition(SUBMITTED, false, "NetworkInvalid", msg, g),
+                condition(READY, false, "NetworkInvalid", msg, g),
+                condition(RECONCILING, false, "NetworkInvalid", msg, g),
+                condition(STALLED, true, "NetworkInvalid", msg, g),
+            )
+        }
+        Phase::NotAllowed { message } => (
+            condition(SUBMITTED, false, "NotAllowedInNamespace", message.clone(), g),
+            condition(READY, false, "NotAllowedInNamespace", message.clone(), g),
+            condition(RECONCILING, false, "NotAllowedInNamespace", message.clone(), g),
+            condition(STALLED, true, "NotAllowedInNamespace", message.clone(), g),
+        ),
+        Phase::Waiting { reason, message } => (
+            condition(SUBMITTED, false, reason, message.clone(), g),
+            condition(READY, false, reason, message.clone(), g),
+            condition(RECONCILING, true, reason, message.clone(), g),
+            condition(STALLED, false, reason, message.clone(), g),
+        ),
+        Phase::InvalidSpec { message } => {
+            let msg = format!("SageMaker rejected the job: {message}; create a new resource with a corrected spec");
+            (
+                condition(SUBMITTED, false, "InvalidSpec", msg.clone(), g),
+                condition(READY, false, "InvalidSpec", msg.clone(), g),
+                condition(RECONCILING, false, "InvalidSpec", msg.clone(), g),
+                condition(STALLED, true, "InvalidSpec", msg, g),
+            )
+        }
+        Phase::NameConflict { message } => (
+            condition(SUBMITTED, false, "JobNameInUse", message.clone(), g),
+            condition(READY, false, "JobNameInUse", message.clone(), g),
+            condition(RECONCILING, false, "JobNameInUse", message.clone(), g),
+            condition(STALLED, true, "JobNameInUse", message.clone(), g),
+        ),
+        Phase::Creating => (
+            condition(SUBMITTED, false, "Creating", "creating the SageMaker processing job", g),
+            condition(READY, false, "Creating", "creating the SageMaker processing job", g),
+            condition(RECONCILING, true, "Creating", "creating the SageMaker processing job", g),
+            condition(STALLED, false, "Creating", "", g),
+        ),
+        Phase::Submitted { job, adopted } => {
+            let name = obs.job_name.as_deref().unwrap_or_default();
+            let submitted = if *adopted {
+                condition(SUBMITTED, true, "Adopted", format!("adopted the existing SageMaker job {name} created for this resource"), g)
+            } else {
+                condition(SUBMITTED, true, "Created", format!("SageMaker job {name} exists"), g)
+            };
+            let first_line = job.failure_reason.as_deref().and_then(|r| r.lines().next()).unwrap_or("no reason given");
+            match job.status.as_str() {
+                "Completed" => (
+                    submitted,
+                    condition(READY, true, "Completed", format!("SageMaker job {name} completed"), g),
+                    condition(RECONCILING, false, "Completed", "", g),
+                    condition(STALLED, false, "Completed", "", g),
+                ),
+                "Failed" => {
+                    let msg = format!("SageMaker job {name} failed: {}", truncate(first_line, 512));
+                    (
+                        submitted,
+                        condition(READY, false, "Failed", msg.clone(), g),
+                        condition(RECONCILING, false, "Failed", msg.clone(), g),
+                        condition(STALLED, true, "Failed", msg, g),
+                    )
+                }
+                "Stopped" => {
+                    let msg = format!("SageMaker job {name} was stopped");
+                    (
+                        submitted,
+                        condition(READY, false, "Stopped", msg.clone(), g),
+                        condition(RECONCILING, false, "Stopped", msg.clone(), g),
+                        condition(STALLED, true, "Stopped", msg, g),
+                    )
+                }
+                other => {
+                    let reason = if other == "Stopping" { "Stopping" } else { "InProgress" };
+                    let msg = format!("SageMaker job {name} is {other}");
+                    (
+                        submitted,
+                        condition(READY, false, reason, msg.clone(), g),
+                        condition(RECONCILING, true, reason, msg.clone(), g),
+                        condition(STALLED, false, reason, "", g),
+                    )
+                }
+            }
+        }
+    };
+    conditions.extend([submitted, ready, reconciling, stalled]);
+    for c in &mut conditions {
+        if let Some(old) = prev.conditions.iter().find(|o| o.type_ == c.type_) {
+            if old.status == c.status {
+                c.last_transition_time = old.last_transition_time.clone();
+            }
+        }
+    }
+    s.conditions = conditions;
+    s
+}
+
+/// Whether two statuses differ in anything but the timestamps of unchanged conditions.
+pub fn differs(a: &ProcessingJobStatus, b: &ProcessingJobStatus) -> bool {
+    a != b
+}
+
+/// An Event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSpec {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+    /// Events with the same reason and action are folded into one series by the recorder, so
+    /// the action names the state reached.
+    pub action: String,
+}
+
+fn cond<'a>(s: &'a ProcessingJobStatus, type_: &str) -> Option<&'a Condition> {
+    s.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The Events for the transition from `prev` to `next`: one per state change, none when
+/// nothing changed.
+pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus) -> Vec<EventSpec> {
+    let mut out = Vec::new();
+    let changed = |t: &str| {
+        let (a, b) = (cond(prev, t), cond(next, t));
+        match (a, b) {
+            (_, None) => None,
+            (Some(a), Some(b)) if a.status == b.status && a.reason == b.reason => None,
+            (_, Some(b)) => Some(b),
+        }
+    };
+    if let Some(c) = changed(NETWORK_VALIDATED) {
+        match (c.status.as_str(), c.reason.as_str()) {
+            ("True", _) => out.push(EventSpec { warning: false, reason: "NetworkValidated", note: c.message.clone(), action: "Validate".into() }),
+            ("False", "NetworkInvalid") => {
+                out.push(EventSpec { warning: true, reason: "NetworkInvalid", note: c.message.clone(), action: "Validate".into() })
+            }
+            _ => {}
+        }
+    }
+    if prev.processing_job_arn.is_none() {
+        if let Some(arn) = &next.processing_job_arn {
+            let adopted = cond(next, SUBMITTED).is_some_and(|c| c.reason == "Adopted");
+            let verb = if adopted { "adopted" } else { "created" };
+            out.push(EventSpec { warning: false, reason: "JobCreated", note: format!("{verb} SageMaker job {arn}"), action: "Create".into() });
+        }
+    }
+    if next.processing_job_status.is_some() && prev.processing_job_status != next.processing_job_status {
+        let to = next.processing_job_status.as_deref().unwrap_or_default();
+        let note = match prev.processing_job_status.as_deref() {
+            Some(from) => format!("{from} → {to}"),
+            None => format!("SageMaker job is {to}"),
+        };
+        let action = to.to_string();
+        match to {
+            "Failed" => {
+                let first = next.failure_reason.as_deref().and_then(|r| r.lines().next()).unwrap_or("no reason given");
+                out.push(EventSpec { warning: true, reason: "JobFailed", note: truncate(first, 900), action });
+            }
+            "Stopped" => out.push(EventSpec { warning: true, reason: "JobStopped", note, action }),
+            _ => out.push(EventSpec { warning: false, reason: "JobStatusChanged", note, action }),
+        }
+    }
+    if let Some(c) = changed(STALLED).filter(|c| c.status == "True") {
+        if matches!(c.reason.as_str(), "InvalidSpec" | "JobNameInUse" | "NotAllowedInNamespace") {
+            out.push(EventSpec { warning: true, reason: "AwsError", note: truncate(&c.message, 900), action: c.reason.clone() });
+        }
+    }
+    if let Some(c) = changed(RECONCILING).filter(|c| c.status == "True") {
+        if !matches!(c.reason.as_str(), "Creating" | "InProgress" | "Stopping") {
+            out.push(EventSpec { warning: true, reason: "AwsError", note: truncate(&c.message, 900), action: c.reason.clone() });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(phase: Phase) -> Observation {
+        Observation {
+            generation: Some(1),
+            job_name: Some("job-1".into()),
+            region: Some("us-east-1".into()),
+            network: Some(NetworkOutcome::Validated { mode: ValidationMode::Enforce, vpc_id: Some("vpc-1".into()), findings: vec![] }),
+            phase,
+        }
+    }
+
+    fn job(status: &str) -> Phase {
+        Phase::Submitted {
+            job: JobState { name: "job-1".into(), arn: Some("arn:x".into()), status: status.into(), failure_reason: Some("AlgorithmError: boom\nmore".into()), ..Default::default() },
+            adopted: false,
+        }
+    }
+
+    fn get<'a>(s: &'a ProcessingJobStatus, t: &str) -> (&'a str, &'a str) {
+        let c = cond(s, t).expect("condition present");
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    /// kstatus: Ready only when Completed; Stalled when nothing will change without a human;
+    /// Reconciling while working; never Stalled and Reconciling at once.
+    #[test]
+    fn kstatus_conditions_per_lifecycle_state() {
+        let table: Vec<(Phase, (&str, &str), &str, &str)> = vec![
+            (Phase::Creating, ("False", "Creating"), "True", "False"),
+            (Phase::Waiting { reason: "AwsThrottled".into(), message: "m".into() }, ("False", "AwsThrottled"), "True", "False"),
+            (job("InProgress"), ("False", "InProgress"), "True", "False"),
+            (job("Stopping"), ("False", "Stopping"), "True", "False"),
+            (job("Completed"), ("True", "Completed"), "False", "False"),
+            (job("Failed"), ("False", "Failed"), "False", "True"),
+            (job("Stopped"), ("False", "Stopped"), "False", "True"),
+            (Phase::NetworkInvalid, ("False", "NetworkInvalid"), "False", "True"),
+            (Phase::InvalidSpec { message: "bad".into() }, ("False", "InvalidSpec"), "False", "True"),
+            (Phase::NameConflict { message: "taken".into() }, ("False", "JobNameInUse"), "False", "True"),
+        ];
+        for (phase, ready, reconciling, stalled) in table {
+            let s = desired_status(&ProcessingJobStatus::default(), &obs(phase.clone()));
+            assert_eq!(get(&s, READY), ready, "{phase:?}");
+            assert_eq!(get(&s, RECONCILING).0, reconciling, "{phase:?}");
+            assert_eq!(get(&s, STALLED).0, stalled, "{phase:?}");
+            assert!(!(reconciling == "True" && stalled == "True"));
+            assert_eq!(s.conditions.len(), 5);
+            assert!(s.conditions.iter().all(|c| c.observed_generation == Some(1)));
+        }
+    }
+
+    #[test]
+    fn failure_reason_first_line_in_conditions_and_event() {
+        let s = desired_status(&ProcessingJobStatus::default(), &obs(job("Failed")));
+        let ready = cond(&s, READY).expect("ready");
+        assert!(ready.message.contains("AlgorithmError: boom") && !ready.message.contains("more"));
+        let prev = desired_status(&ProcessingJobStatus::default(), &obs(job("InProgress")));
+        let events = transition_events(&prev, &s);
+        assert_eq!(events, vec![EventSpec { warning: true, reason: "JobFailed", note: "AlgorithmError: boom".into(), action: "Failed".into() }]);
+    }
+
+    #[test]
+    fn stable_status_keeps_transition_times_and_emits_nothing() {
+        let first = desired_status(&ProcessingJobStatus::default(), &obs(job("InProgress")));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let second = desired_status(&first, &obs(job("InProgress")));
+        assert!(!differs(&first, &second), "a no-op reconcile must not change the status");
+        assert!(transition_events(&first, &second).is_empty());
+        let done = desired_status(&second, &obs(job("Completed")));
+        assert_ne!(cond(&done, READY).map(|c| &c.last_transition_time), cond(&second, READY).map(|c| &c.last_transition_time));
+        assert_eq!(cond(&done, SUBMITTED).map(|c| &c.last_transition_time), cond(&second, SUBMITTED).map(|c| &c.last_transition_time));
+    }
+
+    #[test]
+    fn events_for_the_happy_path() {
+        let empty = ProcessingJobStatus::default();
+        let creating = desired_status(&empty, &obs(Phase::Creating));
+        let reasons = |a, b| transition_events(a, b).into_iter().map(|e| e.reason).collect::<Vec<_>>();
+        assert_eq!(reasons(&empty, &creating), ["NetworkValidated"]);
+        let running = desired_status(&creating, &obs(job("InProgress")));
+        assert_eq!(reasons(&creating, &running), ["JobCreated", "JobStatusChanged"]);
+        let done = desired_status(&running, &obs(job("Completed")));
+        assert_eq!(reasons(&running, &done), ["JobStatusChanged"]);
+    }
+
+    #[test]
+    fn network_invalid_and_warn_mode() {
+        let finding = Finding {
+            code: "NoS3Route".into(),
+            severity: Severity::Error,
+            resource: "subnet-1".into(),
+            message: "m".into(),
+            remediation: "r".into(),
+        };
+        let mut o = obs(Phase::NetworkInvalid);
+        o.network = Some(NetworkOutcome::Validated { mode: ValidationMode::Enforce, vpc_id: Some("vpc-1".into()), findings: vec![finding.clone()] });
+        let s = desired_status(&ProcessingJobStatus::default(), &o);
+        assert_eq!(get(&s, NETWORK_VALIDATED), ("False", "NetworkInvalid"));
+        assert!(cond(&s, NETWORK_VALIDATED).is_some_and(|c| c.message.contains("NoS3Route")));
+        assert_eq!(s.network.as_ref().map(|n| n.findings.len()), Some(1));
+        let reasons: Vec<_> = transition_events(&ProcessingJobStatus::default(), &s).into_iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, ["NetworkInvalid"]);
+        let warn = NetworkOutcome::Validated { mode: ValidationMode::Warn, vpc_id: None, findings: vec![finding] };
+        assert!(warn.allows_create());
+        o.network = Some(warn);
+        o.phase = Phase::Creating;
+        assert_eq!(get(&desired_status(&ProcessingJobStatus::default(), &o), NETWORK_VALIDATED), ("True", "WarnMode"));
+    }
+}
