@@ -8,7 +8,7 @@
 pub mod api;
 pub mod aws;
 pub mod cli;
+pub mod controller;
 pub mod manifest;
 pub mod network;
-pub mod controller;
 pub mod telemetry;

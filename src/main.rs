@@ -41,7 +41,11 @@ fn main() -> ExitCode {
 
 fn block_on(fut: impl std::future::Future<Output = u8>) -> ExitCode {
     // AWS SDK futures are large; debug builds need more than tokio's default 2 MiB stacks.
-    match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(16 << 20).build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(16 << 20)
+        .build()
+    {
         Ok(rt) => ExitCode::from(rt.block_on(fut)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

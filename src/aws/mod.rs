@@ -277,6 +277,73 @@ impl CallCounter {
     }
 }
 
+/// SDK clients per region, created on first use from one shared configuration.
+pub struct AwsClients {
+    sdk: aws_config::SdkConfig,
+    pub calls: std::sync::Arc<CallCounter>,
+    network_cache_ttl: Duration,
+    sagemaker: Mutex<BTreeMap<String, sagemaker::SageMaker>>,
+    ec2: Mutex<BTreeMap<String, std::sync::Arc<ec2::Ec2Resolver>>>,
+}
+
+impl AwsClients {
+    /// Loads the standard chain (IRSA / web identity, environment, profile) and the standard
+    /// variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_EC2`).
+    pub async fn load(network_cache_ttl: Duration) -> Self {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        Self::from_config(sdk, network_cache_ttl)
+    }
+
+    pub fn from_config(sdk: aws_config::SdkConfig, network_cache_ttl: Duration) -> Self {
+        Self {
+            sdk,
+            calls: Default::default(),
+            network_cache_ttl,
+            sagemaker: Mutex::new(BTreeMap::new()),
+            ec2: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The region of the standard configuration, if any.
+    pub fn default_region(&self) -> Option<String> {
+        self.sdk.region().map(|r| r.to_string())
+    }
+
+    pub fn sagemaker(&self, region: &str) -> sagemaker::SageMaker {
+        let mut map = self.sagemaker.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(region.to_string())
+            .or_insert_with(|| {
+                let conf = aws_sdk_sagemaker::config::Builder::from(&self.sdk)
+                    .region(aws_config::Region::new(region.to_string()))
+                    .build();
+                sagemaker::SageMaker::new(
+                    aws_sdk_sagemaker::Client::from_conf(conf),
+                    self.calls.clone(),
+                )
+            })
+            .clone()
+    }
+
+    pub fn ec2(&self, region: &str) -> std::sync::Arc<ec2::Ec2Resolver> {
+        let mut map = self.ec2.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(region.to_string())
+            .or_insert_with(|| {
+                let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
+                    .region(aws_config::Region::new(region.to_string()))
+                    .build();
+                std::sync::Arc::new(ec2::Ec2Resolver::new(
+                    aws_sdk_ec2::Client::from_conf(conf),
+                    region,
+                    self.network_cache_ttl,
+                    self.calls.clone(),
+                ))
+            })
+            .clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,66 +389,5 @@ mod tests {
         );
         assert!(ErrorClass::Throttled.is_retryable());
         assert!(!ErrorClass::Invalid.is_retryable());
-    }
-}
-
-/// SDK clients per region, created on first use from one shared configuration.
-pub struct AwsClients {
-    sdk: aws_config::SdkConfig,
-    pub calls: std::sync::Arc<CallCounter>,
-    network_cache_ttl: Duration,
-    sagemaker: Mutex<BTreeMap<String, sagemaker::SageMaker>>,
-    ec2: Mutex<BTreeMap<String, std::sync::Arc<ec2::Ec2Resolver>>>,
-}
-
-impl AwsClients {
-    /// Loads the standard chain (IRSA / web identity, environment, profile) and the standard
-    /// variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_EC2`).
-    pub async fn load(network_cache_ttl: Duration) -> Self {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        Self::from_config(sdk, network_cache_ttl)
-    }
-
-    pub fn from_config(sdk: aws_config::SdkConfig, network_cache_ttl: Duration) -> Self {
-        Self {
-            sdk,
-            calls: Default::default(),
-            network_cache_ttl,
-            sagemaker: Mutex::new(BTreeMap::new()),
-            ec2: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// The region of the standard configuration, if any.
-    pub fn default_region(&self) -> Option<String> {
-        self.sdk.region().map(|r| r.to_string())
-    }
-
-    pub fn sagemaker(&self, region: &str) -> sagemaker::SageMaker {
-        let mut map = self.sagemaker.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(region.to_string())
-            .or_insert_with(|| {
-                let conf = aws_sdk_sagemaker::config::Builder::from(&self.sdk)
-                    .region(aws_config::Region::new(region.to_string()))
-                    .build();
-                sagemaker::SageMaker::new(aws_sdk_sagemaker::Client::from_conf(conf), self.calls.clone())
-            })
-            .clone()
-    }
-
-    pub fn ec2(&self, region: &str) -> std::sync::Arc<ec2::Ec2Resolver> {
-        let mut map = self.ec2.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(region.to_string())
-            .or_insert_with(|| {
-                let conf =
-                    aws_sdk_ec2::config::Builder::from(&self.sdk).region(aws_config::Region::new(region.to_string())).build();
-                std::sync::Arc::new(ec2::Ec2Resolver::new(
-                    aws_sdk_ec2::Client::from_conf(conf),
-                    region,
-                    self.network_cache_ttl,
-                    self.calls.clone(),
-                ))
-            })
-            .clone()
     }
 }

@@ -61,7 +61,10 @@ fn epoch(t: Option<&DateTime>) -> Option<f64> {
 }
 
 fn enum_str<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// SageMaker for one region.
@@ -89,26 +92,45 @@ impl SageMaker {
         let result = fut.await;
         let outcome = match &result {
             Ok(_) => "success",
-            Err(aws_smithy_runtime_api::client::result::SdkError::ServiceError(_)) => "service_error",
+            Err(aws_smithy_runtime_api::client::result::SdkError::ServiceError(_)) => {
+                "service_error"
+            }
             Err(_) => "transport_error",
         };
-        self.calls.record(SERVICE, operation, outcome, start.elapsed());
+        self.calls
+            .record(SERVICE, operation, outcome, start.elapsed());
         result.map_err(|e| AwsError::from_sdk(SERVICE, operation, &e))
     }
 
     /// CreateProcessingJob; returns the job ARN.
-    pub async fn create(&self, name: &str, spec: &ProcessingJobSpec, owner_tags: &[Tag]) -> Result<String, AwsError> {
+    pub async fn create(
+        &self,
+        name: &str,
+        spec: &ProcessingJobSpec,
+        owner_tags: &[Tag],
+    ) -> Result<String, AwsError> {
         let req = create_request(&self.client, name, spec, owner_tags);
         let out = self.call("CreateProcessingJob", req.send()).await?;
         Ok(out.processing_job_arn().unwrap_or_default().to_string())
     }
 
     pub async fn describe(&self, name: &str) -> Result<JobState, AwsError> {
-        let d = self.call("DescribeProcessingJob", self.client.describe_processing_job().processing_job_name(name).send()).await?;
+        let d = self
+            .call(
+                "DescribeProcessingJob",
+                self.client
+                    .describe_processing_job()
+                    .processing_job_name(name)
+                    .send(),
+            )
+            .await?;
         Ok(JobState {
             name: d.processing_job_name().unwrap_or(name).to_string(),
             arn: d.processing_job_arn().map(str::to_string),
-            status: d.processing_job_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            status: d
+                .processing_job_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
             failure_reason: d.failure_reason().map(str::to_string),
             exit_message: d.exit_message().map(str::to_string),
             creation_time: rfc3339(d.creation_time()),
@@ -123,7 +145,14 @@ impl SageMaker {
     }
 
     pub async fn stop(&self, name: &str) -> Result<(), AwsError> {
-        self.call("StopProcessingJob", self.client.stop_processing_job().processing_job_name(name).send()).await?;
+        self.call(
+            "StopProcessingJob",
+            self.client
+                .stop_processing_job()
+                .processing_job_name(name)
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -133,11 +162,22 @@ impl SageMaker {
         let mut token: Option<String> = None;
         loop {
             let resp = self
-                .call("ListTags", self.client.list_tags().resource_arn(arn).max_results(100).set_next_token(token.take()).send())
+                .call(
+                    "ListTags",
+                    self.client
+                        .list_tags()
+                        .resource_arn(arn)
+                        .max_results(100)
+                        .set_next_token(token.take())
+                        .send(),
+                )
                 .await?;
-            out.extend(
-                resp.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())),
-            );
+            out.extend(resp.tags().iter().map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            }));
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(out),
@@ -180,7 +220,8 @@ fn create_request(
     name: &str,
     spec: &ProcessingJobSpec,
     owner_tags: &[Tag],
-) -> aws_sdk_sagemaker::operation::create_processing_job::builders::CreateProcessingJobFluentBuilder {
+) -> aws_sdk_sagemaker::operation::create_processing_job::builders::CreateProcessingJobFluentBuilder
+{
     let app = &spec.app_specification;
     let cluster = &spec.processing_resources.cluster_config;
     let mut req = client
@@ -199,23 +240,33 @@ fn create_request(
                 .cluster_config(
                     sm::ProcessingClusterConfig::builder()
                         .instance_count(cluster.instance_count)
-                        .instance_type(sm::ProcessingInstanceType::from(cluster.instance_type.as_str()))
+                        .instance_type(sm::ProcessingInstanceType::from(
+                            cluster.instance_type.as_str(),
+                        ))
                         .volume_size_in_gb(cluster.volume_size_in_gb)
                         .set_volume_kms_key_id(cluster.volume_kms_key_id.clone())
                         .build(),
                 )
                 .build(),
         )
-        .set_environment(spec.environment.as_ref().map(|e| e.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
+        .set_environment(
+            spec.environment
+                .as_ref()
+                .map(|e| e.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        );
     if let Some(sc) = &spec.stopping_condition {
         req = req.stopping_condition(
-            sm::ProcessingStoppingCondition::builder().max_runtime_in_seconds(sc.max_runtime_in_seconds).build(),
+            sm::ProcessingStoppingCondition::builder()
+                .max_runtime_in_seconds(sc.max_runtime_in_seconds)
+                .build(),
         );
     }
     if let Some(n) = &spec.network_config {
         req = req.network_config(
             sm::NetworkConfig::builder()
-                .set_enable_inter_container_traffic_encryption(n.enable_inter_container_traffic_encryption)
+                .set_enable_inter_container_traffic_encryption(
+                    n.enable_inter_container_traffic_encryption,
+                )
                 .set_enable_network_isolation(n.enable_network_isolation)
                 .set_vpc_config(n.vpc_config.as_ref().map(|v| {
                     sm::VpcConfig::builder()
@@ -237,19 +288,29 @@ fn create_request(
         );
     }
     for input in spec.processing_inputs.iter().flatten() {
-        let mut b = sm::ProcessingInput::builder().input_name(&input.input_name).set_app_managed(input.app_managed);
+        let mut b = sm::ProcessingInput::builder()
+            .input_name(&input.input_name)
+            .set_app_managed(input.app_managed);
         if let Some(s3) = &input.s3_input {
             b = b.s3_input(
                 sm::ProcessingS3Input::builder()
                     .s3_uri(&s3.s3_uri)
                     .set_local_path(s3.local_path.clone())
-                    .s3_data_type(sm::ProcessingS3DataType::from(enum_str(&s3.s3_data_type).as_str()))
-                    .set_s3_input_mode(s3.s3_input_mode.map(|m| sm::ProcessingS3InputMode::from(enum_str(&m).as_str())))
+                    .s3_data_type(sm::ProcessingS3DataType::from(
+                        enum_str(&s3.s3_data_type).as_str(),
+                    ))
+                    .set_s3_input_mode(
+                        s3.s3_input_mode
+                            .map(|m| sm::ProcessingS3InputMode::from(enum_str(&m).as_str())),
+                    )
                     .set_s3_data_distribution_type(
-                        s3.s3_data_distribution_type.map(|m| sm::ProcessingS3DataDistributionType::from(enum_str(&m).as_str())),
+                        s3.s3_data_distribution_type.map(|m| {
+                            sm::ProcessingS3DataDistributionType::from(enum_str(&m).as_str())
+                        }),
                     )
                     .set_s3_compression_type(
-                        s3.s3_compression_type.map(|m| sm::ProcessingS3CompressionType::from(enum_str(&m).as_str())),
+                        s3.s3_compression_type
+                            .map(|m| sm::ProcessingS3CompressionType::from(enum_str(&m).as_str())),
                     )
                     .build(),
             );
@@ -257,8 +318,14 @@ fn create_request(
         if let Some(d) = &input.dataset_definition {
             let mut dd = sm::DatasetDefinition::builder()
                 .set_local_path(d.local_path.clone())
-                .set_data_distribution_type(d.data_distribution_type.map(|m| sm::DataDistributionType::from(enum_str(&m).as_str())))
-                .set_input_mode(d.input_mode.map(|m| sm::InputMode::from(enum_str(&m).as_str())));
+                .set_data_distribution_type(
+                    d.data_distribution_type
+                        .map(|m| sm::DataDistributionType::from(enum_str(&m).as_str())),
+                )
+                .set_input_mode(
+                    d.input_mode
+                        .map(|m| sm::InputMode::from(enum_str(&m).as_str())),
+                );
             if let Some(a) = &d.athena_dataset_definition {
                 dd = dd.athena_dataset_definition(
                     sm::AthenaDatasetDefinition::builder()
@@ -269,7 +336,11 @@ fn create_request(
                         .output_format(sm::AthenaResultFormat::from(a.output_format.as_str()))
                         .set_work_group(a.work_group.clone())
                         .set_kms_key_id(a.kms_key_id.clone())
-                        .set_output_compression(a.output_compression.as_deref().map(sm::AthenaResultCompressionType::from))
+                        .set_output_compression(
+                            a.output_compression
+                                .as_deref()
+                                .map(sm::AthenaResultCompressionType::from),
+                        )
                         .build(),
                 );
             }
@@ -284,7 +355,11 @@ fn create_request(
                         .output_s3_uri(&r.output_s3_uri)
                         .output_format(sm::RedshiftResultFormat::from(r.output_format.as_str()))
                         .set_kms_key_id(r.kms_key_id.clone())
-                        .set_output_compression(r.output_compression.as_deref().map(sm::RedshiftResultCompressionType::from))
+                        .set_output_compression(
+                            r.output_compression
+                                .as_deref()
+                                .map(sm::RedshiftResultCompressionType::from),
+                        )
                         .build(),
                 );
             }
@@ -295,19 +370,25 @@ fn create_request(
     if let Some(cfg) = &spec.processing_output_config {
         let mut oc = sm::ProcessingOutputConfig::builder().set_kms_key_id(cfg.kms_key_id.clone());
         for o in &cfg.outputs {
-            let mut b = sm::ProcessingOutput::builder().output_name(&o.output_name).set_app_managed(o.app_managed);
+            let mut b = sm::ProcessingOutput::builder()
+                .output_name(&o.output_name)
+                .set_app_managed(o.app_managed);
             if let Some(s3) = &o.s3_output {
                 b = b.s3_output(
                     sm::ProcessingS3Output::builder()
                         .s3_uri(&s3.s3_uri)
                         .set_local_path(s3.local_path.clone())
-                        .s3_upload_mode(sm::ProcessingS3UploadMode::from(enum_str(&s3.s3_upload_mode).as_str()))
+                        .s3_upload_mode(sm::ProcessingS3UploadMode::from(
+                            enum_str(&s3.s3_upload_mode).as_str(),
+                        ))
                         .build(),
                 );
             }
             if let Some(fs) = &o.feature_store_output {
                 b = b.feature_store_output(
-                    sm::ProcessingFeatureStoreOutput::builder().feature_group_name(&fs.feature_group_name).build(),
+                    sm::ProcessingFeatureStoreOutput::builder()
+                        .feature_group_name(&fs.feature_group_name)
+                        .build(),
                 );
             }
             oc = oc.outputs(b.build());

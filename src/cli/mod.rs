@@ -1,4 +1,4 @@
 //! The subcommands of the `sagemaker-processing-controller` binary.
 
-pub mod validate;
 pub mod run;
+pub mod validate;

@@ -11,8 +11,13 @@ use crate::telemetry::{self, LogFormat};
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 30s, 5m)"))?;
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 30s, 5m)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" | "" => n,
@@ -79,7 +84,10 @@ pub async fn run(args: RunArgs) -> u8 {
         poll_interval: args.poll_interval,
         default_region,
         revalidate_interval: args.revalidate_interval,
-        instance: args.instance.clone().or_else(|| std::env::var("HOSTNAME").ok()),
+        instance: args
+            .instance
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok()),
     };
     tracing::info!(?settings, "starting controller");
     let shutdown = CancellationToken::new();

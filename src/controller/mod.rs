@@ -24,8 +24,8 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{
-    DeletionPolicy, ProcessingJob, ProcessingJobStatus, Tag, ValidationMode, ACK_DELETION_POLICY_ANNOTATION,
-    ACK_REGION_ANNOTATION,
+    DeletionPolicy, ProcessingJob, ProcessingJobStatus, Tag, ValidationMode,
+    ACK_DELETION_POLICY_ANNOTATION, ACK_REGION_ANNOTATION,
 };
 use crate::aws::sagemaker::{self, is_terminal, JobState};
 use crate::aws::{AwsClients, AwsError, ErrorClass};
@@ -89,9 +89,8 @@ impl Error {
             Error::Aws(e) => e.class.reason(),
             Error::WaitingForStop(_) => "WaitingForStop",
             Error::Finalizer(e) => match e.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(inner) | kube::runtime::finalizer::Error::CleanupFailed(inner) => {
-                    inner.reason()
-                }
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.reason(),
                 _ => "FinalizerError",
             },
         }
@@ -100,9 +99,8 @@ impl Error {
     fn innermost(&self) -> &Error {
         match self {
             Error::Finalizer(e) => match e.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(inner) | kube::runtime::finalizer::Error::CleanupFailed(inner) => {
-                    inner.innermost()
-                }
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.innermost(),
                 _ => self,
             },
             other => other,
@@ -132,7 +130,10 @@ pub fn deletion_policy(job: &ProcessingJob) -> DeletionPolicy {
     if let Some(p) = job.spec.deletion_policy {
         return p;
     }
-    let ack = job.annotations().get(ACK_DELETION_POLICY_ANNOTATION).map(|v| v.to_ascii_lowercase());
+    let ack = job
+        .annotations()
+        .get(ACK_DELETION_POLICY_ANNOTATION)
+        .map(|v| v.to_ascii_lowercase());
     if ack.as_deref() == Some("retain") {
         DeletionPolicy::Retain
     } else {
@@ -142,7 +143,11 @@ pub fn deletion_policy(job: &ProcessingJob) -> DeletionPolicy {
 
 /// The SageMaker job name of a resource.
 pub fn job_name(job: &ProcessingJob) -> String {
-    if let Some(n) = job.status.as_ref().and_then(|s| s.processing_job_name.clone()) {
+    if let Some(n) = job
+        .status
+        .as_ref()
+        .and_then(|s| s.processing_job_name.clone())
+    {
         return n;
     }
     if let Some(n) = job.spec.processing_job_name.clone() {
@@ -157,9 +162,18 @@ pub fn job_name(job: &ProcessingJob) -> String {
 
 fn owner_tags(job: &ProcessingJob) -> Vec<Tag> {
     vec![
-        Tag { key: sagemaker::TAG_NAMESPACE.into(), value: job.namespace().unwrap_or_default() },
-        Tag { key: sagemaker::TAG_NAME.into(), value: job.name_any() },
-        Tag { key: sagemaker::TAG_UID.into(), value: job.metadata.uid.clone().unwrap_or_default() },
+        Tag {
+            key: sagemaker::TAG_NAMESPACE.into(),
+            value: job.namespace().unwrap_or_default(),
+        },
+        Tag {
+            key: sagemaker::TAG_NAME.into(),
+            value: job.name_any(),
+        },
+        Tag {
+            key: sagemaker::TAG_UID.into(),
+            value: job.metadata.uid.clone().unwrap_or_default(),
+        },
     ]
 }
 
@@ -180,8 +194,16 @@ fn object_ref(job: &ProcessingJob) -> ObjectRef<Guarded> {
 }
 
 impl Context {
-    pub fn new(client: Client, aws: Arc<AwsClients>, tracker: Arc<Tracker>, settings: Settings) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: settings.instance.clone() };
+    pub fn new(
+        client: Client,
+        aws: Arc<AwsClients>,
+        tracker: Arc<Tracker>,
+        settings: Settings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: settings.instance.clone(),
+        };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -193,12 +215,26 @@ impl Context {
     }
 
     fn api(&self, job: &ProcessingJob) -> Api<ProcessingJob> {
-        Api::namespaced(self.client.clone(), job.namespace().as_deref().unwrap_or("default"))
+        Api::namespaced(
+            self.client.clone(),
+            job.namespace().as_deref().unwrap_or("default"),
+        )
     }
 
-    async fn publish(&self, job: &ProcessingJob, warning: bool, reason: &str, note: String, action: &str) {
+    async fn publish(
+        &self,
+        job: &ProcessingJob,
+        warning: bool,
+        reason: &str,
+        note: String,
+        action: &str,
+    ) {
         let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.into(),
             note: Some(note),
             action: action.into(),
@@ -211,7 +247,11 @@ impl Context {
 
     /// Writes the status computed from `obs` when it differs from the stored one, and publishes
     /// the Events of the transition. Returns the status now in force.
-    async fn report(&self, job: &ProcessingJob, obs: &Observation) -> Result<ProcessingJobStatus, Error> {
+    async fn report(
+        &self,
+        job: &ProcessingJob,
+        obs: &Observation,
+    ) -> Result<ProcessingJobStatus, Error> {
         let prev = job.status.clone().unwrap_or_default();
         let next = status::desired_status(&prev, obs);
         if !status::differs(&prev, &next) {
@@ -223,24 +263,39 @@ impl Context {
             "status": next,
         });
         self.api(job)
-            .patch_status(&job.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .patch_status(
+                &job.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
             .await?;
         for e in status::transition_events(&prev, &next) {
-            self.publish(job, e.warning, e.reason, e.note, &e.action).await;
+            self.publish(job, e.warning, e.reason, e.note, &e.action)
+                .await;
         }
         Ok(next)
     }
 }
 
 /// Runs the controller until SIGTERM / SIGINT or `shutdown`.
-pub async fn run(client: Client, aws: Arc<AwsClients>, settings: Settings, shutdown: CancellationToken) {
+pub async fn run(
+    client: Client,
+    aws: Arc<AwsClients>,
+    settings: Settings,
+    shutdown: CancellationToken,
+) {
     let api: Api<Guarded> = match &settings.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
     let tracker = Arc::new(Tracker::new(trigger_tx));
-    let ctx = Arc::new(Context::new(client, aws.clone(), tracker.clone(), settings.clone()));
+    let ctx = Arc::new(Context::new(
+        client,
+        aws.clone(),
+        tracker.clone(),
+        settings.clone(),
+    ));
     let poller = tokio::spawn(tracker.run(aws, settings.poll_interval, shutdown.clone()));
     let stop = shutdown.clone();
     Controller::new(api, watcher::Config::default().any_semantic())
@@ -309,21 +364,35 @@ fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs_f64((delay * jitter).max(0.2)))
 }
 
-async fn report_invalid(ctx: &Context, invalid: &kube::core::error_boundary::InvalidObject) -> Result<(), Error> {
-    let ns = invalid.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+async fn report_invalid(
+    ctx: &Context,
+    invalid: &kube::core::error_boundary::InvalidObject,
+) -> Result<(), Error> {
+    let ns = invalid
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = invalid.metadata.name.clone().unwrap_or_default();
     tracing::warn!(namespace = ns, name, error = %invalid.error, "malformed ProcessingJob");
     let ar = ApiResource::erase::<ProcessingJob>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ar);
-    let since = invalid.metadata.creation_timestamp.clone().map(|t| t.0.to_string()).unwrap_or_default();
-    let message = format!("the object cannot be read: {}; recreate it with a valid spec", invalid.error);
-    let condition = |t: &str, s: &str| {
-        serde_json::json!({"type": t, "status": s, "reason": "InvalidObject", "message": message, "lastTransitionTime": since})
-    };
+    let since = invalid
+        .metadata
+        .creation_timestamp
+        .clone()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
+    let message = format!(
+        "the object cannot be read: {}; recreate it with a valid spec",
+        invalid.error
+    );
+    let condition = |t: &str, s: &str| serde_json::json!({"type": t, "status": s, "reason": "InvalidObject", "message": message, "lastTransitionTime": since});
     let patch = serde_json::json!({"status": {"conditions": [
         condition(status::READY, "False"), condition(status::STALLED, "True"), condition(status::RECONCILING, "False")
     ]}});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     let reference = k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some(ar.api_version.clone()),
         kind: Some(ar.kind.clone()),
@@ -346,7 +415,10 @@ async fn report_invalid(ctx: &Context, invalid: &kube::core::error_boundary::Inv
 }
 
 fn waiting(reason: &str, message: impl Into<String>) -> Phase {
-    Phase::Waiting { reason: reason.into(), message: message.into() }
+    Phase::Waiting {
+        reason: reason.into(),
+        message: message.into(),
+    }
 }
 
 async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
@@ -354,10 +426,21 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     let name = job_name(job);
     let generation = job.metadata.generation;
     let region = job_region(job, ctx.settings.default_region.as_deref());
-    let mut obs = Observation { generation, job_name: Some(name.clone()), region: region.clone(), network: None, phase: Phase::Creating };
+    let mut obs = Observation {
+        generation,
+        job_name: Some(name.clone()),
+        region: region.clone(),
+        network: None,
+        phase: Phase::Creating,
+    };
 
     // An ended job whose end is mirrored: nothing to do, ever.
-    if status.processing_job_status.as_deref().is_some_and(is_terminal) && status.observed_generation == generation {
+    if status
+        .processing_job_status
+        .as_deref()
+        .is_some_and(is_terminal)
+        && status.observed_generation == generation
+    {
         if let Some(r) = &region {
             ctx.tracker.untrack(r, &name);
         }
@@ -376,19 +459,26 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     // The job exists: mirror it when the tracker saw it change.
     if status.processing_job_arn.is_some() {
         let known = status.last_modified_time.as_deref().map(epoch_of);
-        ctx.tracker.track(&region, &name, object_ref(job), known.unwrap_or(0.0));
+        ctx.tracker
+            .track(&region, &name, object_ref(job), known.unwrap_or(0.0));
         let changed = ctx.tracker.take_changed(&region, &name);
         // Never described (a create just before a restart): describe now.
         if !changed && known.is_some() {
             return Ok(Action::await_change());
         }
-        let adopted = status.conditions.iter().any(|c| c.type_ == status::SUBMITTED && c.reason == "Adopted");
+        let adopted = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == status::SUBMITTED && c.reason == "Adopted");
         return mirror(job, ctx, &sm, obs, &region, &name, adopted).await;
     }
 
     // A create may have happened before a crash: look before creating again.
     let creating = status.processing_job_name.is_some()
-        && status.conditions.iter().any(|c| c.type_ == status::SUBMITTED && c.reason == "Creating");
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == status::SUBMITTED && c.reason == "Creating");
     if creating {
         match sm.describe(&name).await {
             Ok(state) => return adopt_or_refuse(job, ctx, &sm, obs, &region, state).await,
@@ -414,11 +504,25 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     ctx.report(job, &obs).await?;
     match sm.create(&name, &job.spec, &owner_tags(job)).await {
         Ok(arn) => {
-            let state = JobState { name: name.clone(), arn: Some(arn), status: "InProgress".into(), ..Default::default() };
+            failpoint("abort-after-create");
+            let state = JobState {
+                name: name.clone(),
+                arn: Some(arn),
+                status: "InProgress".into(),
+                ..Default::default()
+            };
             // Anything SageMaker records after the create counts as a change: the first poll
             // describes the job once and mirrors its timestamps.
-            ctx.tracker.track(&region, &name, object_ref(job), now_epoch() - CREATE_LOOKBACK_SECONDS);
-            obs.phase = Phase::Submitted { job: state, adopted: false };
+            ctx.tracker.track(
+                &region,
+                &name,
+                object_ref(job),
+                now_epoch() - CREATE_LOOKBACK_SECONDS,
+            );
+            obs.phase = Phase::Submitted {
+                job: Box::new(state),
+                adopted: false,
+            };
             ctx.report(job, &obs).await?;
             Ok(Action::await_change())
         }
@@ -427,7 +531,9 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
             Err(e) => aws_failure(job, ctx, obs, e).await,
         },
         Err(e) if e.class == ErrorClass::Invalid => {
-            obs.phase = Phase::InvalidSpec { message: e.message.clone() };
+            obs.phase = Phase::InvalidSpec {
+                message: e.message.clone(),
+            };
             ctx.report(job, &obs).await?;
             Ok(Action::await_change())
         }
@@ -435,24 +541,47 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
+/// Fault injection for the crash tests: `SMPC_FAILPOINT=abort-after-create` kills the process
+/// right after CreateProcessingJob succeeded and before the status says so.
+fn failpoint(name: &str) {
+    if std::env::var("SMPC_FAILPOINT").is_ok_and(|v| v == name) {
+        tracing::error!(failpoint = name, "failpoint reached: aborting");
+        std::process::abort();
+    }
+}
+
 /// How far before its create a new job's changes are looked for (clock-skew allowance).
 const CREATE_LOOKBACK_SECONDS: f64 = 60.0;
 
 fn now_epoch() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 /// Problems that may go away: slow ones become a condition and a slow retry; throttling and
 /// server errors go to the backoff of `error_policy`.
-async fn aws_failure(job: &ProcessingJob, ctx: &Context, mut obs: Observation, e: AwsError) -> Result<Action, Error> {
+async fn aws_failure(
+    job: &ProcessingJob,
+    ctx: &Context,
+    mut obs: Observation,
+    e: AwsError,
+) -> Result<Action, Error> {
     match e.class {
         ErrorClass::Credentials => {
-            obs.phase = waiting(e.class.reason(), format!("AWS refused the credentials or configuration: {e}"));
+            obs.phase = waiting(
+                e.class.reason(),
+                format!("AWS refused the credentials or configuration: {e}"),
+            );
             ctx.report(job, &obs).await?;
             Ok(Action::requeue(Duration::from_secs(60)))
         }
         ErrorClass::LimitExceeded => {
-            obs.phase = waiting(e.class.reason(), format!("a SageMaker quota was reached, retrying slowly: {e}"));
+            obs.phase = waiting(
+                e.class.reason(),
+                format!("a SageMaker quota was reached, retrying slowly: {e}"),
+            );
             ctx.report(job, &obs).await?;
             Ok(Action::requeue(Duration::from_secs(120)))
         }
@@ -460,7 +589,11 @@ async fn aws_failure(job: &ProcessingJob, ctx: &Context, mut obs: Observation, e
     }
 }
 
-async fn validate_network(job: &ProcessingJob, ctx: &Context, region: &str) -> Result<NetworkOutcome, AwsError> {
+async fn validate_network(
+    job: &ProcessingJob,
+    ctx: &Context,
+    region: &str,
+) -> Result<NetworkOutcome, AwsError> {
     if job.spec.vpc_config().is_none() {
         return Ok(NetworkOutcome::NoVpcConfig);
     }
@@ -470,7 +603,11 @@ async fn validate_network(job: &ProcessingJob, ctx: &Context, region: &str) -> R
     }
     let snapshot = ctx.aws.ec2(region).snapshot(&job.spec).await?;
     let findings = network::validate(&job.spec, &snapshot);
-    Ok(NetworkOutcome::Validated { mode, vpc_id: snapshot.vpc.as_ref().map(|v| v.vpc_id.clone()), findings })
+    Ok(NetworkOutcome::Validated {
+        mode,
+        vpc_id: snapshot.vpc.as_ref().map(|v| v.vpc_id.clone()),
+        findings,
+    })
 }
 
 /// A job with our name exists: adopt it if its tags carry this resource's UID.
@@ -490,9 +627,15 @@ async fn adopt_or_refuse(
         },
         None => Vec::new(),
     };
-    let ours = tags.iter().any(|(k, v)| k == sagemaker::TAG_UID && v == &uid);
+    let ours = tags
+        .iter()
+        .any(|(k, v)| k == sagemaker::TAG_UID && v == &uid);
     if !ours {
-        let owner = tags.iter().find(|(k, _)| k == sagemaker::TAG_UID).map(|(_, v)| format!("resource UID {v}")).unwrap_or_else(|| "something else".into());
+        let owner = tags
+            .iter()
+            .find(|(k, _)| k == sagemaker::TAG_UID)
+            .map(|(_, v)| format!("resource UID {v}"))
+            .unwrap_or_else(|| "something else".into());
         obs.phase = Phase::NameConflict {
             message: format!(
                 "a SageMaker job named {} already exists and was created by {owner}, not by this resource; choose another spec.processingJobName in a new resource",
@@ -506,9 +649,17 @@ async fn adopt_or_refuse(
     if is_terminal(&state.status) {
         ctx.tracker.untrack(region, &name);
     } else {
-        ctx.tracker.track(region, &name, object_ref(job), state.last_modified_epoch.unwrap_or(0.0));
+        ctx.tracker.track(
+            region,
+            &name,
+            object_ref(job),
+            state.last_modified_epoch.unwrap_or(0.0),
+        );
     }
-    obs.phase = Phase::Submitted { job: state, adopted: true };
+    obs.phase = Phase::Submitted {
+        job: Box::new(state),
+        adopted: true,
+    };
     ctx.report(job, &obs).await?;
     Ok(Action::await_change())
 }
@@ -533,9 +684,17 @@ async fn mirror(
     if is_terminal(&state.status) {
         ctx.tracker.untrack(region, name);
     } else {
-        ctx.tracker.track(region, name, object_ref(job), state.last_modified_epoch.unwrap_or(0.0));
+        ctx.tracker.track(
+            region,
+            name,
+            object_ref(job),
+            state.last_modified_epoch.unwrap_or(0.0),
+        );
     }
-    obs.phase = Phase::Submitted { job: state, adopted };
+    obs.phase = Phase::Submitted {
+        job: Box::new(state),
+        adopted,
+    };
     ctx.report(job, &obs).await?;
     Ok(Action::await_change())
 }
@@ -546,13 +705,23 @@ async fn cleanup(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     let region = job_region(job, ctx.settings.default_region.as_deref());
     let policy = deletion_policy(job);
     let maybe_created = status.processing_job_arn.is_some()
-        || status.conditions.iter().any(|c| c.type_ == status::SUBMITTED && c.reason == "Creating");
+        || status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == status::SUBMITTED && c.reason == "Creating");
     let (Some(region), true) = (region, maybe_created) else {
         return Ok(Action::await_change());
     };
     if policy == DeletionPolicy::Retain {
         ctx.tracker.untrack(&region, &name);
-        ctx.publish(job, false, "JobRetained", format!("deletionPolicy Retain: SageMaker job {name} is left as it is"), "Retain").await;
+        ctx.publish(
+            job,
+            false,
+            "JobRetained",
+            format!("deletionPolicy Retain: SageMaker job {name} is left as it is"),
+            "Retain",
+        )
+        .await;
         return Ok(Action::await_change());
     }
     let sm = ctx.aws.sagemaker(&region);
@@ -567,7 +736,18 @@ async fn cleanup(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     match state.status.as_str() {
         "InProgress" => {
             match sm.stop(&name).await {
-                Ok(()) => ctx.publish(job, false, "JobStopping", format!("stopping SageMaker job {name} because the resource is being deleted"), "Stop").await,
+                Ok(()) => {
+                    ctx.publish(
+                        job,
+                        false,
+                        "JobStopping",
+                        format!(
+                            "stopping SageMaker job {name} because the resource is being deleted"
+                        ),
+                        "Stop",
+                    )
+                    .await
+                }
                 // It ended between Describe and Stop, or vanished: look again next time.
                 Err(e) if matches!(e.class, ErrorClass::Invalid | ErrorClass::NotFound) => {}
                 Err(e) => return Err(e.into()),

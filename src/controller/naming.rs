@@ -11,9 +11,16 @@ const HASH_LEN: usize = 8;
 /// matches `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$`.
 pub fn derived_job_name(namespace: &str, name: &str, uid: &str) -> String {
     let digest = Sha256::digest(format!("{namespace}/{name}/{uid}").as_bytes());
-    let hash: String = digest.iter().take(HASH_LEN / 2).map(|b| format!("{b:02x}")).collect();
+    let hash: String = digest
+        .iter()
+        .take(HASH_LEN / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     // Kubernetes names may hold '.', SageMaker's may not.
-    let cleaned: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     let room = MAX - HASH_LEN - 1;
     let mut base: String = cleaned.chars().take(room).collect();
     while base.ends_with('-') {
@@ -33,7 +40,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn valid(name: &str) -> bool {
-        regex::Regex::new(crate::api::JOB_NAME_PATTERN).map(|re| re.is_match(name)).unwrap_or(false)
+        regex::Regex::new(crate::api::JOB_NAME_PATTERN)
+            .map(|re| re.is_match(name))
+            .unwrap_or(false)
     }
 
     #[test]
@@ -41,7 +50,11 @@ mod tests {
         let a = derived_job_name("ns", "churn-features", "uid-1");
         assert_eq!(a, derived_job_name("ns", "churn-features", "uid-1"));
         assert!(a.starts_with("churn-features-"));
-        assert_ne!(a, derived_job_name("ns", "churn-features", "uid-2"), "a recreated resource gets a new job");
+        assert_ne!(
+            a,
+            derived_job_name("ns", "churn-features", "uid-2"),
+            "a recreated resource gets a new job"
+        );
         assert_ne!(a, derived_job_name("other", "churn-features", "uid-1"));
     }
 

@@ -21,15 +21,22 @@ pub enum NetworkOutcome {
     /// `networkValidation.mode: Skip`.
     Skipped,
     /// Validated (in Enforce or Warn mode).
-    Validated { mode: ValidationMode, vpc_id: Option<String>, findings: Vec<Finding> },
+    Validated {
+        mode: ValidationMode,
+        vpc_id: Option<String>,
+        findings: Vec<Finding>,
+    },
 }
 
 impl NetworkOutcome {
     pub fn error_codes(&self) -> Vec<&str> {
         match self {
             NetworkOutcome::Validated { findings, .. } => {
-                let mut codes: Vec<&str> =
-                    findings.iter().filter(|f| f.severity == Severity::Error).map(|f| f.code.as_str()).collect();
+                let mut codes: Vec<&str> = findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Error)
+                    .map(|f| f.code.as_str())
+                    .collect();
                 codes.dedup();
                 codes
             }
@@ -40,7 +47,10 @@ impl NetworkOutcome {
     /// Whether the job may be created.
     pub fn allows_create(&self) -> bool {
         match self {
-            NetworkOutcome::Validated { mode: ValidationMode::Enforce, .. } => self.error_codes().is_empty(),
+            NetworkOutcome::Validated {
+                mode: ValidationMode::Enforce,
+                ..
+            } => self.error_codes().is_empty(),
             _ => true,
         }
     }
@@ -62,7 +72,7 @@ pub enum Phase {
     /// The name is chosen; the job is being created.
     Creating,
     /// The job exists.
-    Submitted { job: JobState, adopted: bool },
+    Submitted { job: Box<JobState>, adopted: bool },
 }
 
 /// What reconcile observed, to be written to status.
@@ -75,7 +85,13 @@ pub struct Observation {
     pub phase: Phase,
 }
 
-fn condition(type_: &str, status: bool, reason: &str, message: impl Into<String>, generation: Option<i64>) -> Condition {
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
     Condition {
         type_: type_.to_string(),
         status: if status { "True" } else { "False" }.to_string(),
@@ -112,7 +128,9 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
         region: obs.region.clone(),
         observed_generation: obs.generation,
         logs_url: match (&obs.region, &obs.job_name) {
-            (Some(r), Some(n)) if matches!(obs.phase, Phase::Submitted { .. }) => Some(logs_url(r, n)),
+            (Some(r), Some(n)) if matches!(obs.phase, Phase::Submitted { .. }) => {
+                Some(logs_url(r, n))
+            }
             _ => None,
         },
         ..Default::default()
@@ -131,14 +149,20 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
         s.training_job_arn = job.training_job_arn.clone();
     }
     s.network = match &obs.network {
-        Some(NetworkOutcome::Validated { vpc_id, findings, .. }) => {
+        Some(NetworkOutcome::Validated {
+            vpc_id, findings, ..
+        }) => {
             let validated_at = prev
                 .network
                 .as_ref()
                 .filter(|n| &n.findings == findings && &n.vpc_id == vpc_id)
                 .and_then(|n| n.validated_at.clone())
                 .or_else(|| Some(Timestamp::now().to_string()));
-            Some(NetworkStatus { vpc_id: vpc_id.clone(), findings: findings.clone(), validated_at })
+            Some(NetworkStatus {
+                vpc_id: vpc_id.clone(),
+                findings: findings.clone(),
+                validated_at,
+            })
         }
         // Findings stay visible while the job runs even if this reconcile did not revalidate.
         None => prev.network.clone(),
@@ -149,29 +173,65 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
     let mut conditions = Vec::with_capacity(5);
     conditions.push(match &obs.network {
         // Not revalidated by this reconcile: the previous verdict stands.
-        None => cond(prev, NETWORK_VALIDATED).cloned().unwrap_or_else(|| Condition {
-            status: "Unknown".into(),
-            ..condition(NETWORK_VALIDATED, false, "Pending", "the network has not been validated yet", g)
-        }),
-        Some(NetworkOutcome::NoVpcConfig) => condition(NETWORK_VALIDATED, true, "NoVpcConfig", "the job has no vpcConfig: it runs outside any VPC and there is nothing to validate", g),
-        Some(NetworkOutcome::Skipped) => condition(NETWORK_VALIDATED, true, "Skipped", "networkValidation.mode is Skip", g),
+        None => cond(prev, NETWORK_VALIDATED)
+            .cloned()
+            .unwrap_or_else(|| Condition {
+                status: "Unknown".into(),
+                ..condition(
+                    NETWORK_VALIDATED,
+                    false,
+                    "Pending",
+                    "the network has not been validated yet",
+                    g,
+                )
+            }),
+        Some(NetworkOutcome::NoVpcConfig) => condition(
+            NETWORK_VALIDATED,
+            true,
+            "NoVpcConfig",
+            "the job has no vpcConfig: it runs outside any VPC and there is nothing to validate",
+            g,
+        ),
+        Some(NetworkOutcome::Skipped) => condition(
+            NETWORK_VALIDATED,
+            true,
+            "Skipped",
+            "networkValidation.mode is Skip",
+            g,
+        ),
         Some(n @ NetworkOutcome::Validated { mode, findings, .. }) => {
             let errors = n.error_codes();
-            let others = findings.len() - findings.iter().filter(|f| f.severity == Severity::Error).count();
+            let others = findings.len()
+                - findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Error)
+                    .count();
             match (errors.is_empty(), mode) {
-                (true, _) => condition(NETWORK_VALIDATED, true, "Valid", format!("no error finding ({others} warning or info finding(s))"), g),
+                (true, _) => condition(
+                    NETWORK_VALIDATED,
+                    true,
+                    "Valid",
+                    format!("no error finding ({others} warning or info finding(s))"),
+                    g,
+                ),
                 (false, ValidationMode::Warn) => condition(
                     NETWORK_VALIDATED,
                     true,
                     "WarnMode",
-                    format!("error findings {} ignored because networkValidation.mode is Warn", errors.join(", ")),
+                    format!(
+                        "error findings {} ignored because networkValidation.mode is Warn",
+                        errors.join(", ")
+                    ),
                     g,
                 ),
                 (false, _) => condition(
                     NETWORK_VALIDATED,
                     false,
                     "NetworkInvalid",
-                    format!("error findings: {} (see status.network.findings)", errors.join(", ")),
+                    format!(
+                        "error findings: {} (see status.network.findings)",
+                        errors.join(", ")
+                    ),
                     g,
                 ),
             }
@@ -189,9 +249,21 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
             )
         }
         Phase::NotAllowed { message } => (
-            condition(SUBMITTED, false, "NotAllowedInNamespace", message.clone(), g),
+            condition(
+                SUBMITTED,
+                false,
+                "NotAllowedInNamespace",
+                message.clone(),
+                g,
+            ),
             condition(READY, false, "NotAllowedInNamespace", message.clone(), g),
-            condition(RECONCILING, false, "NotAllowedInNamespace", message.clone(), g),
+            condition(
+                RECONCILING,
+                false,
+                "NotAllowedInNamespace",
+                message.clone(),
+                g,
+            ),
             condition(STALLED, true, "NotAllowedInNamespace", message.clone(), g),
         ),
         Phase::Waiting { reason, message } => (
@@ -216,23 +288,63 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
             condition(STALLED, true, "JobNameInUse", message.clone(), g),
         ),
         Phase::Creating => (
-            condition(SUBMITTED, false, "Creating", "creating the SageMaker processing job", g),
-            condition(READY, false, "Creating", "creating the SageMaker processing job", g),
-            condition(RECONCILING, true, "Creating", "creating the SageMaker processing job", g),
+            condition(
+                SUBMITTED,
+                false,
+                "Creating",
+                "creating the SageMaker processing job",
+                g,
+            ),
+            condition(
+                READY,
+                false,
+                "Creating",
+                "creating the SageMaker processing job",
+                g,
+            ),
+            condition(
+                RECONCILING,
+                true,
+                "Creating",
+                "creating the SageMaker processing job",
+                g,
+            ),
             condition(STALLED, false, "Creating", "", g),
         ),
         Phase::Submitted { job, adopted } => {
             let name = obs.job_name.as_deref().unwrap_or_default();
             let submitted = if *adopted {
-                condition(SUBMITTED, true, "Adopted", format!("adopted the existing SageMaker job {name} created for this resource"), g)
+                condition(
+                    SUBMITTED,
+                    true,
+                    "Adopted",
+                    format!("adopted the existing SageMaker job {name} created for this resource"),
+                    g,
+                )
             } else {
-                condition(SUBMITTED, true, "Created", format!("SageMaker job {name} exists"), g)
+                condition(
+                    SUBMITTED,
+                    true,
+                    "Created",
+                    format!("SageMaker job {name} exists"),
+                    g,
+                )
             };
-            let first_line = job.failure_reason.as_deref().and_then(|r| r.lines().next()).unwrap_or("no reason given");
+            let first_line = job
+                .failure_reason
+                .as_deref()
+                .and_then(|r| r.lines().next())
+                .unwrap_or("no reason given");
             match job.status.as_str() {
                 "Completed" => (
                     submitted,
-                    condition(READY, true, "Completed", format!("SageMaker job {name} completed"), g),
+                    condition(
+                        READY,
+                        true,
+                        "Completed",
+                        format!("SageMaker job {name} completed"),
+                        g,
+                    ),
                     condition(RECONCILING, false, "Completed", "", g),
                     condition(STALLED, false, "Completed", "", g),
                 ),
@@ -255,7 +367,11 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                     )
                 }
                 other => {
-                    let reason = if other == "Stopping" { "Stopping" } else { "InProgress" };
+                    let reason = if other == "Stopping" {
+                        "Stopping"
+                    } else {
+                        "InProgress"
+                    };
                     let msg = format!("SageMaker job {name} is {other}");
                     (
                         submitted,
@@ -313,10 +429,18 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
     };
     if let Some(c) = changed(NETWORK_VALIDATED) {
         match (c.status.as_str(), c.reason.as_str()) {
-            ("True", _) => out.push(EventSpec { warning: false, reason: "NetworkValidated", note: c.message.clone(), action: "Validate".into() }),
-            ("False", "NetworkInvalid") => {
-                out.push(EventSpec { warning: true, reason: "NetworkInvalid", note: c.message.clone(), action: "Validate".into() })
-            }
+            ("True", _) => out.push(EventSpec {
+                warning: false,
+                reason: "NetworkValidated",
+                note: c.message.clone(),
+                action: "Validate".into(),
+            }),
+            ("False", "NetworkInvalid") => out.push(EventSpec {
+                warning: true,
+                reason: "NetworkInvalid",
+                note: c.message.clone(),
+                action: "Validate".into(),
+            }),
             _ => {}
         }
     }
@@ -324,10 +448,17 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
         if let Some(arn) = &next.processing_job_arn {
             let adopted = cond(next, SUBMITTED).is_some_and(|c| c.reason == "Adopted");
             let verb = if adopted { "adopted" } else { "created" };
-            out.push(EventSpec { warning: false, reason: "JobCreated", note: format!("{verb} SageMaker job {arn}"), action: "Create".into() });
+            out.push(EventSpec {
+                warning: false,
+                reason: "JobCreated",
+                note: format!("{verb} SageMaker job {arn}"),
+                action: "Create".into(),
+            });
         }
     }
-    if next.processing_job_status.is_some() && prev.processing_job_status != next.processing_job_status {
+    if next.processing_job_status.is_some()
+        && prev.processing_job_status != next.processing_job_status
+    {
         let to = next.processing_job_status.as_deref().unwrap_or_default();
         let note = match prev.processing_job_status.as_deref() {
             Some(from) => format!("{from} → {to}"),
@@ -336,21 +467,53 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
         let action = to.to_string();
         match to {
             "Failed" => {
-                let first = next.failure_reason.as_deref().and_then(|r| r.lines().next()).unwrap_or("no reason given");
-                out.push(EventSpec { warning: true, reason: "JobFailed", note: truncate(first, 900), action });
+                let first = next
+                    .failure_reason
+                    .as_deref()
+                    .and_then(|r| r.lines().next())
+                    .unwrap_or("no reason given");
+                out.push(EventSpec {
+                    warning: true,
+                    reason: "JobFailed",
+                    note: truncate(first, 900),
+                    action,
+                });
             }
-            "Stopped" => out.push(EventSpec { warning: true, reason: "JobStopped", note, action }),
-            _ => out.push(EventSpec { warning: false, reason: "JobStatusChanged", note, action }),
+            "Stopped" => out.push(EventSpec {
+                warning: true,
+                reason: "JobStopped",
+                note,
+                action,
+            }),
+            _ => out.push(EventSpec {
+                warning: false,
+                reason: "JobStatusChanged",
+                note,
+                action,
+            }),
         }
     }
     if let Some(c) = changed(STALLED).filter(|c| c.status == "True") {
-        if matches!(c.reason.as_str(), "InvalidSpec" | "JobNameInUse" | "NotAllowedInNamespace") {
-            out.push(EventSpec { warning: true, reason: "AwsError", note: truncate(&c.message, 900), action: c.reason.clone() });
+        if matches!(
+            c.reason.as_str(),
+            "InvalidSpec" | "JobNameInUse" | "NotAllowedInNamespace"
+        ) {
+            out.push(EventSpec {
+                warning: true,
+                reason: "AwsError",
+                note: truncate(&c.message, 900),
+                action: c.reason.clone(),
+            });
         }
     }
     if let Some(c) = changed(RECONCILING).filter(|c| c.status == "True") {
         if !matches!(c.reason.as_str(), "Creating" | "InProgress" | "Stopping") {
-            out.push(EventSpec { warning: true, reason: "AwsError", note: truncate(&c.message, 900), action: c.reason.clone() });
+            out.push(EventSpec {
+                warning: true,
+                reason: "AwsError",
+                note: truncate(&c.message, 900),
+                action: c.reason.clone(),
+            });
         }
     }
     out
@@ -365,14 +528,24 @@ mod tests {
             generation: Some(1),
             job_name: Some("job-1".into()),
             region: Some("us-east-1".into()),
-            network: Some(NetworkOutcome::Validated { mode: ValidationMode::Enforce, vpc_id: Some("vpc-1".into()), findings: vec![] }),
+            network: Some(NetworkOutcome::Validated {
+                mode: ValidationMode::Enforce,
+                vpc_id: Some("vpc-1".into()),
+                findings: vec![],
+            }),
             phase,
         }
     }
 
     fn job(status: &str) -> Phase {
         Phase::Submitted {
-            job: JobState { name: "job-1".into(), arn: Some("arn:x".into()), status: status.into(), failure_reason: Some("AlgorithmError: boom\nmore".into()), ..Default::default() },
+            job: Box::new(JobState {
+                name: "job-1".into(),
+                arn: Some("arn:x".into()),
+                status: status.into(),
+                failure_reason: Some("AlgorithmError: boom\nmore".into()),
+                ..Default::default()
+            }),
             adopted: false,
         }
     }
@@ -388,15 +561,42 @@ mod tests {
     fn kstatus_conditions_per_lifecycle_state() {
         let table: Vec<(Phase, (&str, &str), &str, &str)> = vec![
             (Phase::Creating, ("False", "Creating"), "True", "False"),
-            (Phase::Waiting { reason: "AwsThrottled".into(), message: "m".into() }, ("False", "AwsThrottled"), "True", "False"),
+            (
+                Phase::Waiting {
+                    reason: "AwsThrottled".into(),
+                    message: "m".into(),
+                },
+                ("False", "AwsThrottled"),
+                "True",
+                "False",
+            ),
             (job("InProgress"), ("False", "InProgress"), "True", "False"),
             (job("Stopping"), ("False", "Stopping"), "True", "False"),
             (job("Completed"), ("True", "Completed"), "False", "False"),
             (job("Failed"), ("False", "Failed"), "False", "True"),
             (job("Stopped"), ("False", "Stopped"), "False", "True"),
-            (Phase::NetworkInvalid, ("False", "NetworkInvalid"), "False", "True"),
-            (Phase::InvalidSpec { message: "bad".into() }, ("False", "InvalidSpec"), "False", "True"),
-            (Phase::NameConflict { message: "taken".into() }, ("False", "JobNameInUse"), "False", "True"),
+            (
+                Phase::NetworkInvalid,
+                ("False", "NetworkInvalid"),
+                "False",
+                "True",
+            ),
+            (
+                Phase::InvalidSpec {
+                    message: "bad".into(),
+                },
+                ("False", "InvalidSpec"),
+                "False",
+                "True",
+            ),
+            (
+                Phase::NameConflict {
+                    message: "taken".into(),
+                },
+                ("False", "JobNameInUse"),
+                "False",
+                "True",
+            ),
         ];
         for (phase, ready, reconciling, stalled) in table {
             let s = desired_status(&ProcessingJobStatus::default(), &obs(phase.clone()));
@@ -405,7 +605,10 @@ mod tests {
             assert_eq!(get(&s, STALLED).0, stalled, "{phase:?}");
             assert!(!(reconciling == "True" && stalled == "True"));
             assert_eq!(s.conditions.len(), 5);
-            assert!(s.conditions.iter().all(|c| c.observed_generation == Some(1)));
+            assert!(s
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(1)));
         }
     }
 
@@ -416,7 +619,15 @@ mod tests {
         assert!(ready.message.contains("AlgorithmError: boom") && !ready.message.contains("more"));
         let prev = desired_status(&ProcessingJobStatus::default(), &obs(job("InProgress")));
         let events = transition_events(&prev, &s);
-        assert_eq!(events, vec![EventSpec { warning: true, reason: "JobFailed", note: "AlgorithmError: boom".into(), action: "Failed".into() }]);
+        assert_eq!(
+            events,
+            vec![EventSpec {
+                warning: true,
+                reason: "JobFailed",
+                note: "AlgorithmError: boom".into(),
+                action: "Failed".into()
+            }]
+        );
     }
 
     #[test]
@@ -424,21 +635,38 @@ mod tests {
         let first = desired_status(&ProcessingJobStatus::default(), &obs(job("InProgress")));
         std::thread::sleep(std::time::Duration::from_millis(5));
         let second = desired_status(&first, &obs(job("InProgress")));
-        assert!(!differs(&first, &second), "a no-op reconcile must not change the status");
+        assert!(
+            !differs(&first, &second),
+            "a no-op reconcile must not change the status"
+        );
         assert!(transition_events(&first, &second).is_empty());
         let done = desired_status(&second, &obs(job("Completed")));
-        assert_ne!(cond(&done, READY).map(|c| &c.last_transition_time), cond(&second, READY).map(|c| &c.last_transition_time));
-        assert_eq!(cond(&done, SUBMITTED).map(|c| &c.last_transition_time), cond(&second, SUBMITTED).map(|c| &c.last_transition_time));
+        assert_ne!(
+            cond(&done, READY).map(|c| &c.last_transition_time),
+            cond(&second, READY).map(|c| &c.last_transition_time)
+        );
+        assert_eq!(
+            cond(&done, SUBMITTED).map(|c| &c.last_transition_time),
+            cond(&second, SUBMITTED).map(|c| &c.last_transition_time)
+        );
     }
 
     #[test]
     fn events_for_the_happy_path() {
         let empty = ProcessingJobStatus::default();
         let creating = desired_status(&empty, &obs(Phase::Creating));
-        let reasons = |a, b| transition_events(a, b).into_iter().map(|e| e.reason).collect::<Vec<_>>();
+        let reasons = |a, b| {
+            transition_events(a, b)
+                .into_iter()
+                .map(|e| e.reason)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(reasons(&empty, &creating), ["NetworkValidated"]);
         let running = desired_status(&creating, &obs(job("InProgress")));
-        assert_eq!(reasons(&creating, &running), ["JobCreated", "JobStatusChanged"]);
+        assert_eq!(
+            reasons(&creating, &running),
+            ["JobCreated", "JobStatusChanged"]
+        );
         let done = desired_status(&running, &obs(job("Completed")));
         assert_eq!(reasons(&running, &done), ["JobStatusChanged"]);
     }
@@ -453,17 +681,34 @@ mod tests {
             remediation: "r".into(),
         };
         let mut o = obs(Phase::NetworkInvalid);
-        o.network = Some(NetworkOutcome::Validated { mode: ValidationMode::Enforce, vpc_id: Some("vpc-1".into()), findings: vec![finding.clone()] });
+        o.network = Some(NetworkOutcome::Validated {
+            mode: ValidationMode::Enforce,
+            vpc_id: Some("vpc-1".into()),
+            findings: vec![finding.clone()],
+        });
         let s = desired_status(&ProcessingJobStatus::default(), &o);
         assert_eq!(get(&s, NETWORK_VALIDATED), ("False", "NetworkInvalid"));
         assert!(cond(&s, NETWORK_VALIDATED).is_some_and(|c| c.message.contains("NoS3Route")));
         assert_eq!(s.network.as_ref().map(|n| n.findings.len()), Some(1));
-        let reasons: Vec<_> = transition_events(&ProcessingJobStatus::default(), &s).into_iter().map(|e| e.reason).collect();
+        let reasons: Vec<_> = transition_events(&ProcessingJobStatus::default(), &s)
+            .into_iter()
+            .map(|e| e.reason)
+            .collect();
         assert_eq!(reasons, ["NetworkInvalid"]);
-        let warn = NetworkOutcome::Validated { mode: ValidationMode::Warn, vpc_id: None, findings: vec![finding] };
+        let warn = NetworkOutcome::Validated {
+            mode: ValidationMode::Warn,
+            vpc_id: None,
+            findings: vec![finding],
+        };
         assert!(warn.allows_create());
         o.network = Some(warn);
         o.phase = Phase::Creating;
-        assert_eq!(get(&desired_status(&ProcessingJobStatus::default(), &o), NETWORK_VALIDATED), ("True", "WarnMode"));
+        assert_eq!(
+            get(
+                &desired_status(&ProcessingJobStatus::default(), &o),
+                NETWORK_VALIDATED
+            ),
+            ("True", "WarnMode")
+        );
     }
 }

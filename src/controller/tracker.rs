@@ -38,12 +38,18 @@ pub struct Tracker {
 }
 
 fn now_epoch() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 impl Tracker {
     pub fn new(trigger: UnboundedSender<ObjectRef<Guarded>>) -> Self {
-        Self { state: Mutex::new(State::default()), trigger }
+        Self {
+            state: Mutex::new(State::default()),
+            trigger,
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -55,7 +61,11 @@ impl Tracker {
     pub fn track(&self, region: &str, job: &str, object: ObjectRef<Guarded>, known_modified: f64) {
         let mut s = self.state();
         let key = (region.to_string(), job.to_string());
-        let entry = s.jobs.entry(key).or_insert_with(|| Tracked { object: object.clone(), known_modified, changed: false });
+        let entry = s.jobs.entry(key).or_insert_with(|| Tracked {
+            object: object.clone(),
+            known_modified,
+            changed: false,
+        });
         entry.object = object;
         entry.known_modified = entry.known_modified.max(known_modified);
         let floor = s.floor.entry(region.to_string()).or_insert(known_modified);
@@ -73,13 +83,19 @@ impl Tracker {
 
     /// Marks a tracked job for a describe on its next reconcile.
     pub fn mark_changed(&self, region: &str, job: &str) {
-        if let Some(t) = self.state().jobs.get_mut(&(region.to_string(), job.to_string())) {
+        if let Some(t) = self
+            .state()
+            .jobs
+            .get_mut(&(region.to_string(), job.to_string()))
+        {
             t.changed = true;
         }
     }
 
     pub fn untrack(&self, region: &str, job: &str) {
-        self.state().jobs.remove(&(region.to_string(), job.to_string()));
+        self.state()
+            .jobs
+            .remove(&(region.to_string(), job.to_string()));
     }
 
     pub fn active(&self) -> usize {
@@ -87,7 +103,12 @@ impl Tracker {
     }
 
     /// Polls until cancelled.
-    pub async fn run(self: Arc<Self>, aws: Arc<AwsClients>, interval: Duration, shutdown: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        aws: Arc<AwsClients>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

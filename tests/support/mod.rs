@@ -195,3 +195,5 @@ pub fn unique_suffix() -> String {
 pub fn controller_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sagemaker-processing-controller"))
 }
+pub mod controller;
+pub mod vpc;

@@ -53,6 +53,7 @@ async fn main() -> std::io::Result<()> {
         .route("/_sim/jobs", get(list_jobs))
         .route("/_sim/jobs/{name}/status", post(set_status))
         .route("/_sim/calls", get(get_calls).delete(reset_calls))
+        .route("/_sim/creates", get(get_creates))
         .route("/_sim/health", get(|| async { "ok" }))
         .with_state(sim);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -160,6 +161,10 @@ async fn set_status(State(sim): State<Shared>, Path(name): Path<String>, body: B
 
 async fn get_calls(State(sim): State<Shared>) -> Response {
     axum::Json(json!(sim.lock().await.calls)).into_response()
+}
+
+async fn get_creates(State(sim): State<Shared>) -> Response {
+    axum::Json(json!(sim.lock().await.create_attempts)).into_response()
 }
 
 async fn reset_calls(State(sim): State<Shared>) -> Response {

@@ -133,6 +133,8 @@ pub struct Sim {
     pub config: SimConfig,
     jobs: BTreeMap<String, Job>,
     pub calls: BTreeMap<String, u64>,
+    /// CreateProcessingJob requests that reached the handler, by job name (duplicates included).
+    pub create_attempts: BTreeMap<String, u64>,
     /// Token bucket for `createsPerSecond`.
     create_tokens: f64,
     create_refill_at: f64,
@@ -156,6 +158,7 @@ impl Sim {
             },
             jobs: BTreeMap::new(),
             calls: BTreeMap::new(),
+            create_attempts: BTreeMap::new(),
             create_tokens: 0.0,
             create_refill_at: now(),
         }
@@ -231,6 +234,9 @@ impl Sim {
     }
 
     fn create(&mut self, input: &Value) -> Result<Value, ApiError> {
+        if let Some(name) = input.get("ProcessingJobName").and_then(Value::as_str) {
+            *self.create_attempts.entry(name.to_string()).or_default() += 1;
+        }
         validate::create_request(input).map_err(ApiError::validation)?;
         let request = input.as_object().cloned().unwrap_or_default();
         let name = request

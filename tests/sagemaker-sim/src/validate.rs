@@ -29,6 +29,20 @@ pub fn job_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// SageMaker's processing instance types: known families and sizes.
+fn instance_type_known(t: &str) -> bool {
+    const FAMILIES: &[&str] = &[
+        "t3", "m4", "m5", "m5d", "m6i", "m7i", "c4", "c5", "c6i", "c7i", "r5", "r5d", "r6i", "r7i",
+        "g4dn", "g5", "p3",
+    ];
+    const SIZES: &[&str] = &[
+        "medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
+        "24xlarge", "32xlarge", "48xlarge",
+    ];
+    let mut parts = t.split('.');
+    matches!((parts.next(), parts.next(), parts.next(), parts.next()), (Some("ml"), Some(f), Some(s), None) if FAMILIES.contains(&f) && SIZES.contains(&s))
+}
+
 fn int_in(v: &Value, at: &str, min: i64, max: i64) -> Result<(), String> {
     match v.as_i64() {
         None => Err(missing(at)),
@@ -184,11 +198,11 @@ pub fn create_request(input: &Value) -> Result<(), String> {
         .get("InstanceType")
         .and_then(Value::as_str)
         .ok_or_else(|| missing("processingResources.clusterConfig.instanceType"))?;
-    if !itype.starts_with("ml.") || itype.split('.').count() != 3 {
+    if !instance_type_known(itype) {
         return Err(violation(
             itype,
             "processingResources.clusterConfig.instanceType",
-            "Member must satisfy enum value set",
+            "Member must satisfy enum value set: [ml.t3.medium, ml.m5.large, ml.m5.xlarge, ...]",
         ));
     }
 

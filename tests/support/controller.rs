@@ -1,0 +1,204 @@
+//! The real controller binary as a process against the stack, and helpers to watch resources.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{controller_bin, repo_root, stack, unique_suffix};
+
+/// A running `sagemaker-processing-controller run`, killed when dropped.
+pub struct ControllerProcess {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts a controller watching `namespace` with a short poll interval.
+    pub fn start(namespace: &str, extra_args: &[&str], extra_env: &[(&str, &str)]) -> Self {
+        let dir = repo_root().join("target/e2e-logs");
+        std::fs::create_dir_all(&dir).expect("log dir");
+        let log = dir.join(format!("controller-{namespace}-{}.log", unique_suffix()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = stack()
+            .command(controller_bin())
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--poll-interval",
+                "1s",
+                "--log-format",
+                "text",
+                "--log-level",
+                "info,smpc=debug",
+            ])
+            .args(extra_args)
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start controller");
+        Self { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The resource as JSON, or `None` when it does not exist.
+pub fn get_job(ns: &str, name: &str) -> Option<Value> {
+    let out = stack().kubectl(&["-n", ns, "get", "processingjob", name, "-o", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// (status, reason) of a condition.
+pub fn condition(job: &Value, type_: &str) -> Option<(String, String)> {
+    job["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+pub fn status_str(job: &Value, field: &str) -> Option<String> {
+    job["status"][field].as_str().map(str::to_string)
+}
+
+/// Waits until the resource's status satisfies `pred`; returns the resource.
+pub fn wait_job(
+    ns: &str,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(&format!("{ns}/{name}: {what}"), timeout, || {
+        get_job(ns, name).filter(|j| pred(j))
+    })
+}
+
+/// Events about one object: (type, reason, message).
+pub fn events(ns: &str, name: &str) -> Vec<(String, String, String)> {
+    let out = stack().kubectl_ok(&[
+        "-n",
+        ns,
+        "get",
+        "events",
+        "-o",
+        "json",
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    v["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|e| {
+                    (
+                        e["type"].as_str().unwrap_or_default().to_string(),
+                        e["reason"].as_str().unwrap_or_default().to_string(),
+                        e["message"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The simulator's jobs: name → {status, arn, tags, createCalls}.
+pub fn sim_jobs() -> Value {
+    serde_json::from_str(&stack().sim_admin("GET", "/_sim/jobs", None)).unwrap_or(Value::Null)
+}
+
+/// CreateProcessingJob requests the simulator received for a job name.
+pub fn sim_create_calls(job_name: &str) -> u64 {
+    let creates: Value = serde_json::from_str(&stack().sim_admin("GET", "/_sim/creates", None))
+        .unwrap_or(Value::Null);
+    creates[job_name].as_u64().unwrap_or(0)
+}
+
+pub fn sim_set_status(job_name: &str, body: &str) {
+    stack().sim_admin("POST", &format!("/_sim/jobs/{job_name}/status"), Some(body));
+}
+
+pub fn apply(manifest: &str) {
+    let out = stack().kubectl_stdin(&["apply", "-f", "-"], manifest);
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

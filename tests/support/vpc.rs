@@ -1,0 +1,258 @@
+//! VPC topologies built in moto with `aws-sdk-ec2`, as SageMaker jobs meet them.
+#![allow(dead_code)]
+
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, DomainType, IpPermission, UserIdGroupPair, VpcEndpointType,
+};
+
+use super::stack;
+
+pub const REGION: &str = "us-east-1";
+
+/// A VPC like the ones SageMaker jobs run in: two private subnets on their own route table, a
+/// public subnet with an internet gateway, a self-referencing security group.
+pub struct Topology {
+    pub ec2: aws_sdk_ec2::Client,
+    pub vpc: String,
+    pub private: Vec<String>,
+    pub public: String,
+    pub private_rtb: String,
+    pub igw: String,
+    pub sg: String,
+}
+
+pub async fn topology(cidr_prefix: &str, dns_hostnames: bool) -> Topology {
+    let ec2 = stack().ec2().await;
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block(format!("{cidr_prefix}.0.0/16"))
+        .send()
+        .await
+        .expect("create vpc");
+    let vpc = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string();
+    ec2.modify_vpc_attribute()
+        .vpc_id(&vpc)
+        .enable_dns_hostnames(
+            AttributeBooleanValue::builder()
+                .value(dns_hostnames)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("dns hostnames");
+    let subnet = |cidr: String, az: &'static str| {
+        let ec2 = ec2.clone();
+        let vpc = vpc.clone();
+        async move {
+            let out = ec2
+                .create_subnet()
+                .vpc_id(vpc)
+                .cidr_block(cidr)
+                .availability_zone(az)
+                .send()
+                .await
+                .expect("create subnet");
+            out.subnet()
+                .and_then(|s| s.subnet_id())
+                .expect("subnet id")
+                .to_string()
+        }
+    };
+    let a = subnet(format!("{cidr_prefix}.1.0/24"), "us-east-1a").await;
+    let b = subnet(format!("{cidr_prefix}.2.0/24"), "us-east-1b").await;
+    let public = subnet(format!("{cidr_prefix}.0.0/24"), "us-east-1a").await;
+    let igw = ec2.create_internet_gateway().send().await.expect("igw");
+    let igw = igw
+        .internet_gateway()
+        .and_then(|g| g.internet_gateway_id())
+        .expect("igw id")
+        .to_string();
+    ec2.attach_internet_gateway()
+        .internet_gateway_id(&igw)
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("attach igw");
+    let public_rtb = route_table(&ec2, &vpc, &[&public]).await;
+    ec2.create_route()
+        .route_table_id(&public_rtb)
+        .destination_cidr_block("0.0.0.0/0")
+        .gateway_id(&igw)
+        .send()
+        .await
+        .expect("public default route");
+    let private_rtb = route_table(&ec2, &vpc, &[&a, &b]).await;
+    let sg = ec2
+        .create_security_group()
+        .group_name(format!("job-{}", super::unique_suffix()))
+        .description("processing job")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("sg");
+    let sg = sg.group_id().expect("sg id").to_string();
+    ec2.authorize_security_group_ingress()
+        .group_id(&sg)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("-1")
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&sg).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("self-referencing rule");
+    Topology {
+        ec2,
+        vpc,
+        private: vec![a, b],
+        public,
+        private_rtb,
+        igw,
+        sg,
+    }
+}
+
+pub async fn route_table(ec2: &aws_sdk_ec2::Client, vpc: &str, subnets: &[&str]) -> String {
+    let rt = ec2
+        .create_route_table()
+        .vpc_id(vpc)
+        .send()
+        .await
+        .expect("route table");
+    let id = rt
+        .route_table()
+        .and_then(|r| r.route_table_id())
+        .expect("rtb id")
+        .to_string();
+    for s in subnets {
+        ec2.associate_route_table()
+            .route_table_id(&id)
+            .subnet_id(*s)
+            .send()
+            .await
+            .expect("associate");
+    }
+    id
+}
+
+impl Topology {
+    pub async fn s3_gateway_endpoint(&self, policy: Option<&str>) -> String {
+        let mut req = self
+            .ec2
+            .create_vpc_endpoint()
+            .vpc_id(&self.vpc)
+            .vpc_endpoint_type(VpcEndpointType::Gateway)
+            .service_name(format!("com.amazonaws.{REGION}.s3"))
+            .route_table_ids(&self.private_rtb);
+        if let Some(p) = policy {
+            req = req.policy_document(p);
+        }
+        let out = req.send().await.expect("s3 endpoint");
+        out.vpc_endpoint()
+            .and_then(|e| e.vpc_endpoint_id())
+            .expect("endpoint id")
+            .to_string()
+    }
+
+    pub async fn nat_gateway_route(&self) {
+        let eip = self
+            .ec2
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .send()
+            .await
+            .expect("eip");
+        let nat = self
+            .ec2
+            .create_nat_gateway()
+            .subnet_id(&self.public)
+            .allocation_id(eip.allocation_id().expect("allocation id"))
+            .send()
+            .await
+            .expect("nat");
+        let nat = nat
+            .nat_gateway()
+            .and_then(|n| n.nat_gateway_id())
+            .expect("nat id")
+            .to_string();
+        self.ec2
+            .create_route()
+            .route_table_id(&self.private_rtb)
+            .destination_cidr_block("0.0.0.0/0")
+            .nat_gateway_id(nat)
+            .send()
+            .await
+            .expect("nat route");
+    }
+
+    pub async fn igw_route(&self) {
+        self.ec2
+            .create_route()
+            .route_table_id(&self.private_rtb)
+            .destination_cidr_block("0.0.0.0/0")
+            .gateway_id(&self.igw)
+            .send()
+            .await
+            .expect("igw route");
+    }
+
+    pub fn manifest(&self, name: &str, instances: u32, extra_spec: &str) -> String {
+        job_manifest(name, instances, &self.private, &[&self.sg], extra_spec)
+    }
+}
+
+/// A ProcessingJob manifest in namespace `ml` using the given network.
+pub fn job_manifest(
+    name: &str,
+    instances: u32,
+    subnets: &[String],
+    groups: &[&str],
+    extra_spec: &str,
+) -> String {
+    job_manifest_in("ml", name, instances, subnets, groups, extra_spec)
+}
+
+/// A ProcessingJob manifest in namespace `ns` using the given network.
+pub fn job_manifest_in(
+    ns: &str,
+    name: &str,
+    instances: u32,
+    subnets: &[String],
+    groups: &[&str],
+    extra_spec: &str,
+) -> String {
+    format!(
+        r#"---
+apiVersion: sagemaker.processing.dev/v1alpha1
+kind: ProcessingJob
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  region: {REGION}
+  roleARN: arn:aws:iam::123456789012:role/SageMakerProcessingRole
+  appSpecification:
+    imageURI: 683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3
+  processingInputs:
+    - inputName: raw
+      s3Input: {{s3URI: "s3://ml-input/raw/", localPath: /opt/ml/processing/input, s3DataType: S3Prefix}}
+  processingOutputConfig:
+    outputs:
+      - outputName: features
+        s3Output: {{s3URI: "s3://ml-output/features/", localPath: /opt/ml/processing/output, s3UploadMode: EndOfJob}}
+  processingResources:
+    clusterConfig: {{instanceCount: {instances}, instanceType: ml.m5.xlarge, volumeSizeInGB: 30}}
+  networkConfig:
+    vpcConfig:
+      subnets: [{}]
+      securityGroupIDs: [{}]
+{extra_spec}"#,
+        subnets.join(", "),
+        groups.join(", ")
+    )
+}
