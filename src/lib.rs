@@ -11,4 +11,5 @@ pub mod cli;
 pub mod controller;
 pub mod manifest;
 pub mod network;
+pub mod server;
 pub mod telemetry;

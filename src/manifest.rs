@@ -16,10 +16,7 @@ pub const ACK_GROUP: &str = "sagemaker.services.k8s.aws";
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{source_name}: cannot read: {error}")]
-    Read {
-        source_name: String,
-        error: std::io::Error,
-    },
+    Read { source_name: String, error: std::io::Error },
     #[error("{source_name}: document {document}: not valid YAML: {error}")]
     Yaml {
         source_name: String,
@@ -69,11 +66,7 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<LoadedJob>, 
     Ok(out)
 }
 
-fn parse_object(
-    source_name: &str,
-    document: usize,
-    mut value: Value,
-) -> Result<LoadedJob, ManifestError> {
+fn parse_object(source_name: &str, document: usize, mut value: Value) -> Result<LoadedJob, ManifestError> {
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -84,8 +77,7 @@ fn parse_object(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let group_ok = api_version == format!("{GROUP}/{VERSION}")
-        || api_version == format!("{ACK_GROUP}/v1alpha1");
+    let group_ok = api_version == format!("{GROUP}/{VERSION}") || api_version == format!("{ACK_GROUP}/v1alpha1");
     if !group_ok || kind != "ProcessingJob" {
         return Err(ManifestError::NotAProcessingJob {
             source_name: source_name.to_string(),
@@ -122,8 +114,8 @@ fn parse_object(
     }
     // ACK manifests differ only in apiVersion.
     value["apiVersion"] = Value::String(format!("{GROUP}/{VERSION}"));
-    let job: ProcessingJob = serde_path_to_error::deserialize(value)
-        .map_err(|e| invalid(vec![format!("{}: {}", e.path(), e.inner())]))?;
+    let job: ProcessingJob =
+        serde_path_to_error::deserialize(value).map_err(|e| invalid(vec![format!("{}: {}", e.path(), e.inner())]))?;
     Ok(LoadedJob {
         source_name: source_name.to_string(),
         document,
@@ -175,38 +167,25 @@ pub fn check_schema(schema: &Value, v: &Value, path: &str, problems: &mut Vec<St
         if !options.contains(v) {
             let list: Vec<String> = options
                 .iter()
-                .map(|o| {
-                    o.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| o.to_string())
-                })
+                .map(|o| o.as_str().map(str::to_string).unwrap_or_else(|| o.to_string()))
                 .collect();
-            problems.push(format!(
-                "{path}: must be one of {}, got {v}",
-                list.join(", ")
-            ));
+            problems.push(format!("{path}: must be one of {}, got {v}", list.join(", ")));
         }
     }
     let num = |k: &str| schema.get(k).and_then(Value::as_f64);
     match v {
         Value::String(s) => {
             let len = s.chars().count() as f64;
-            if num("minLength").is_some_and(|m| len < m)
-                || num("maxLength").is_some_and(|m| len > m)
-            {
+            if num("minLength").is_some_and(|m| len < m) || num("maxLength").is_some_and(|m| len > m) {
                 problems.push(format!(
                     "{path}: length {len} outside {}..{}",
                     num("minLength").unwrap_or(0.0),
-                    num("maxLength")
-                        .map(|m| m.to_string())
-                        .unwrap_or_else(|| "∞".into())
+                    num("maxLength").map(|m| m.to_string()).unwrap_or_else(|| "∞".into())
                 ));
             }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
                 match regex::Regex::new(pattern) {
-                    Ok(re) if !re.is_match(s) => {
-                        problems.push(format!("{path}: {s:?} does not match {pattern}"))
-                    }
+                    Ok(re) if !re.is_match(s) => problems.push(format!("{path}: {s:?} does not match {pattern}")),
                     _ => {}
                 }
             }
@@ -236,10 +215,7 @@ pub fn check_schema(schema: &Value, v: &Value, path: &str, problems: &mut Vec<St
         }
         Value::Object(map) => {
             if let Some(max) = num("maxProperties").filter(|m| map.len() as f64 > *m) {
-                problems.push(format!(
-                    "{path}: allows at most {max} entries, has {}",
-                    map.len()
-                ));
+                problems.push(format!("{path}: allows at most {max} entries, has {}", map.len()));
             }
             for req in schema
                 .get("required")
@@ -258,9 +234,7 @@ pub fn check_schema(schema: &Value, v: &Value, path: &str, problems: &mut Vec<St
                 let child_path = format!("{path}.{k}");
                 match (props.and_then(|p| p.get(k)), additional) {
                     (Some(s), _) => check_schema(s, child, &child_path, problems),
-                    (None, Some(s)) if s.is_object() => {
-                        check_schema(s, child, &child_path, problems)
-                    }
+                    (None, Some(s)) if s.is_object() => check_schema(s, child, &child_path, problems),
                     (None, Some(Value::Bool(true))) => {}
                     (None, _) => problems.push(format!("{child_path}: unknown field")),
                 }
@@ -298,10 +272,7 @@ spec:
             "sagemaker.processing.dev/v1alpha1",
             "sagemaker.services.k8s.aws/v1alpha1",
         );
-        assert_eq!(
-            parse_documents("f.yaml", &ack).expect("ACK manifest").len(),
-            1
-        );
+        assert_eq!(parse_documents("f.yaml", &ack).expect("ACK manifest").len(), 1);
     }
 
     #[test]
@@ -320,17 +291,13 @@ spec:
             "{err}"
         );
         let typo = VALID.replace("roleARN", "roleArn");
-        let err = parse_documents("f.yaml", &typo)
-            .expect_err("typo")
-            .to_string();
+        let err = parse_documents("f.yaml", &typo).expect_err("typo").to_string();
         assert!(
             err.contains("spec.roleArn: unknown field") && err.contains("spec.roleARN: required"),
             "{err}"
         );
         let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n";
-        let err = parse_documents("f.yaml", other)
-            .expect_err("configmap")
-            .to_string();
+        let err = parse_documents("f.yaml", other).expect_err("configmap").to_string();
         assert!(err.contains("not a ProcessingJob"), "{err}");
     }
 }

@@ -9,8 +9,8 @@ use support::{repo_root, stack};
 #[test]
 fn crd_output_matches_the_checked_in_file() {
     let generated = smpc::api::crd_yaml().expect("render CRD");
-    let committed = std::fs::read_to_string(repo_root().join("crds/processingjobs.yaml"))
-        .expect("read crds/processingjobs.yaml");
+    let committed =
+        std::fs::read_to_string(repo_root().join("crds/processingjobs.yaml")).expect("read crds/processingjobs.yaml");
     assert!(
         generated == committed,
         "crds/processingjobs.yaml is stale: regenerate it with `cargo run -- crd > crds/processingjobs.yaml`"
@@ -37,10 +37,7 @@ fn crd_is_established_with_names_and_columns() {
     ]);
     assert_eq!(names.trim(), r#"["smpj"] ["sagemaker"]"#);
     let explain = s.kubectl_ok(&["explain", "processingjob.spec.networkConfig.vpcConfig"]);
-    assert!(
-        explain.contains("Subnet IDs (1 to 16), all in one VPC"),
-        "{explain}"
-    );
+    assert!(explain.contains("Subnet IDs (1 to 16), all in one VPC"), "{explain}");
 }
 
 fn manifests(dir: &str) -> Vec<std::path::PathBuf> {
@@ -66,10 +63,7 @@ fn every_example_is_accepted() {
     let files = manifests("examples");
     assert!(files.len() >= 4, "examples/ has too few manifests");
     for f in files {
-        let out = s.kubectl_stdin(
-            &["apply", "--dry-run=server", "-f", "-"],
-            &in_namespace(&f, &ns),
-        );
+        let out = s.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &in_namespace(&f, &ns));
         assert!(
             out.status.success(),
             "{} rejected: {}",
@@ -102,15 +96,9 @@ fn every_invalid_manifest_is_rejected_with_its_message() {
         let out = s.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &text);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
-            failures.push(format!(
-                "{}: accepted, expected rejection with {expect:?}",
-                f.display()
-            ));
+            failures.push(format!("{}: accepted, expected rejection with {expect:?}", f.display()));
         } else if !stderr.contains(&expect) {
-            failures.push(format!(
-                "{}: rejected without {expect:?}: {stderr}",
-                f.display()
-            ));
+            failures.push(format!("{}: rejected without {expect:?}: {stderr}", f.display()));
         }
     }
     assert!(
@@ -154,11 +142,7 @@ fn spec_updates_are_rejected_and_metadata_updates_are_not() {
     let ns = s.namespace("immutable");
     let manifest = in_namespace(&repo_root().join("examples/processingjob-no-vpc.yaml"), &ns);
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = s.kubectl(&[
         "-n",
         &ns,
@@ -194,10 +178,7 @@ fn ack_manifests_are_accepted_with_only_the_api_version_changed() {
             "apiVersion: sagemaker.services.k8s.aws/v1alpha1",
             "apiVersion: sagemaker.processing.dev/v1alpha1",
         );
-        let out = s.kubectl_stdin(
-            &["apply", "--dry-run=server", "-o", "json", "-f", "-"],
-            &ours,
-        );
+        let out = s.kubectl_stdin(&["apply", "--dry-run=server", "-o", "json", "-f", "-"], &ours);
         assert!(
             out.status.success(),
             "{} rejected: {}",
@@ -207,12 +188,7 @@ fn ack_manifests_are_accepted_with_only_the_api_version_changed() {
         // Nothing was pruned: every field of the ACK spec survives.
         let stored: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         let sent: serde_json::Value = serde_yaml_ng::from_str(&ours).expect("yaml");
-        assert_eq!(
-            stored["spec"],
-            sent["spec"],
-            "{}: fields were dropped",
-            f.display()
-        );
+        assert_eq!(stored["spec"], sent["spec"], "{}: fields were dropped", f.display());
         // And the offline reader takes the original ACK manifest as it is.
         assert_eq!(
             smpc::manifest::parse_documents("ack", &original)
@@ -225,19 +201,10 @@ fn ack_manifests_are_accepted_with_only_the_api_version_changed() {
 
 #[test]
 fn every_finding_code_is_documented_with_its_severity_and_fix() {
-    let doc =
-        std::fs::read_to_string(repo_root().join("docs/findings.md")).expect("docs/findings.md");
+    let doc = std::fs::read_to_string(repo_root().join("docs/findings.md")).expect("docs/findings.md");
     for code in smpc::network::Code::ALL {
-        let row = format!(
-            "| `{}` | {} | {} |",
-            code.as_str(),
-            code.severity(),
-            code.requirement()
-        );
-        assert!(
-            doc.contains(&row),
-            "docs/findings.md lacks the row for {code}: {row}"
-        );
+        let row = format!("| `{}` | {} | {} |", code.as_str(), code.severity(), code.requirement());
+        assert!(doc.contains(&row), "docs/findings.md lacks the row for {code}: {row}");
         assert!(
             doc.contains(code.remediation()),
             "docs/findings.md lacks the remediation of {code}"

@@ -33,8 +33,7 @@ fn job_name_of(job: &Value) -> String {
 }
 
 fn in_progress(j: &Value) -> bool {
-    status_str(j, "processingJobStatus").as_deref() == Some("InProgress")
-        && j["status"]["processingJobARN"].is_string()
+    status_str(j, "processingJobStatus").as_deref() == Some("InProgress") && j["status"]["processingJobARN"].is_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -46,18 +45,9 @@ async fn a_job_is_validated_created_mirrored_and_completed() {
         condition(&job, "NetworkValidated"),
         Some(("True".into(), "Valid".into()))
     );
-    assert_eq!(
-        condition(&job, "Submitted"),
-        Some(("True".into(), "Created".into()))
-    );
-    assert_eq!(
-        condition(&job, "Ready"),
-        Some(("False".into(), "InProgress".into()))
-    );
-    assert_eq!(
-        condition(&job, "Reconciling").map(|c| c.0),
-        Some("True".into())
-    );
+    assert_eq!(condition(&job, "Submitted"), Some(("True".into(), "Created".into())));
+    assert_eq!(condition(&job, "Ready"), Some(("False".into(), "InProgress".into())));
+    assert_eq!(condition(&job, "Reconciling").map(|c| c.0), Some("True".into()));
     assert!(job["metadata"]["finalizers"]
         .as_array()
         .is_some_and(|f| f.iter().any(|x| x == "sagemaker.processing.dev/job")));
@@ -100,28 +90,15 @@ async fn a_job_is_validated_created_mirrored_and_completed() {
     assert_eq!(st["exitMessage"], "all good");
     assert_eq!(st["network"]["vpcID"], Value::String(t.vpc.clone()));
     assert_eq!(st["observedGeneration"], job["metadata"]["generation"]);
-    assert_eq!(
-        condition(&job, "Stalled").map(|c| c.0),
-        Some("False".into())
-    );
-    assert_eq!(
-        condition(&job, "Reconciling").map(|c| c.0),
-        Some("False".into())
-    );
+    assert_eq!(condition(&job, "Stalled").map(|c| c.0), Some("False".into()));
+    assert_eq!(condition(&job, "Reconciling").map(|c| c.0), Some("False".into()));
     assert!(st["logsUrl"].as_str().is_some_and(|u| u.contains(&name)));
 
     let reasons: Vec<String> = events(&ns, "churn").into_iter().map(|e| e.1).collect();
     for r in ["NetworkValidated", "JobCreated", "JobStatusChanged"] {
-        assert!(
-            reasons.contains(&r.to_string()),
-            "event {r} missing from {reasons:?}"
-        );
+        assert!(reasons.contains(&r.to_string()), "event {r} missing from {reasons:?}");
     }
-    assert_eq!(
-        sim_create_calls(&name),
-        1,
-        "exactly one CreateProcessingJob"
-    );
+    assert_eq!(sim_create_calls(&name), 1, "exactly one CreateProcessingJob");
     // The job's tags tie it to the resource.
     let tags = sim_jobs()[&name]["tags"].to_string();
     let uid = job["metadata"]["uid"].as_str().expect("uid");
@@ -148,22 +125,11 @@ async fn a_failed_job_shows_why_and_stalls() {
         status_str(&job, "failureReason").as_deref(),
         Some("AlgorithmError: division by zero\nTraceback ...")
     );
-    assert_eq!(
-        condition(&job, "Ready"),
-        Some(("False".into(), "Failed".into()))
-    );
-    assert_eq!(
-        condition(&job, "Stalled"),
-        Some(("True".into(), "Failed".into()))
-    );
-    assert_eq!(
-        condition(&job, "Reconciling").map(|c| c.0),
-        Some("False".into())
-    );
+    assert_eq!(condition(&job, "Ready"), Some(("False".into(), "Failed".into())));
+    assert_eq!(condition(&job, "Stalled"), Some(("True".into(), "Failed".into())));
+    assert_eq!(condition(&job, "Reconciling").map(|c| c.0), Some("False".into()));
     let failed = wait_for("JobFailed event", T, || {
-        events(&ns, "report")
-            .into_iter()
-            .find(|e| e.1 == "JobFailed")
+        events(&ns, "report").into_iter().find(|e| e.1 == "JobFailed")
     });
     assert_eq!(failed.0, "Warning");
     assert_eq!(
@@ -191,14 +157,7 @@ async fn a_broken_network_is_never_created() {
     let lonely = lonely.group_id().expect("id").to_string();
     let ns = s.namespace("e2e-broken");
     let _c = ControllerProcess::start(&ns, &[], &[]);
-    apply(&job_manifest_in(
-        &ns,
-        "broken",
-        3,
-        &t.private,
-        &[&lonely],
-        "",
-    ));
+    apply(&job_manifest_in(&ns, "broken", 3, &t.private, &[&lonely], ""));
     let job = wait_job(&ns, "broken", "Stalled", T, |j| {
         condition(j, "Stalled").is_some_and(|c| c.0 == "True")
     });
@@ -210,10 +169,7 @@ async fn a_broken_network_is_never_created() {
         condition(&job, "Ready"),
         Some(("False".into(), "NetworkInvalid".into()))
     );
-    assert_eq!(
-        condition(&job, "Submitted").map(|c| c.0),
-        Some("False".into())
-    );
+    assert_eq!(condition(&job, "Submitted").map(|c| c.0), Some("False".into()));
     let codes: Vec<&str> = job["status"]["network"]["findings"]
         .as_array()
         .expect("findings")
@@ -235,10 +191,7 @@ async fn a_broken_network_is_never_created() {
     );
     assert!(sim_jobs()[&name].is_null());
     let reasons: Vec<String> = events(&ns, "broken").into_iter().map(|e| e.1).collect();
-    assert!(
-        reasons.contains(&"NetworkInvalid".to_string()),
-        "{reasons:?}"
-    );
+    assert!(reasons.contains(&"NetworkInvalid".to_string()), "{reasons:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -248,21 +201,13 @@ async fn warn_mode_creates_anyway_and_keeps_the_findings() {
     let t = topology("10.33", true).await; // no S3 path at all
     let ns = s.namespace("e2e-warn");
     let _c = ControllerProcess::start(&ns, &[], &[]);
-    apply(&manifest(
-        &t,
-        &ns,
-        "warned",
-        1,
-        "  networkValidation: {mode: Warn}\n",
-    ));
+    apply(&manifest(&t, &ns, "warned", 1, "  networkValidation: {mode: Warn}\n"));
     let job = wait_job(&ns, "warned", "InProgress", T, in_progress);
     assert_eq!(
         condition(&job, "NetworkValidated"),
         Some(("True".into(), "WarnMode".into()))
     );
-    assert!(job["status"]["network"]["findings"]
-        .to_string()
-        .contains("NoS3Route"));
+    assert!(job["status"]["network"]["findings"].to_string().contains("NoS3Route"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -271,10 +216,9 @@ async fn a_job_without_vpc_config_runs_without_validation() {
     s.install_crd();
     let ns = s.namespace("e2e-novpc");
     let _c = ControllerProcess::start(&ns, &[], &[]);
-    let manifest =
-        std::fs::read_to_string(support::repo_root().join("examples/processingjob-no-vpc.yaml"))
-            .expect("example")
-            .replace("namespace: default", &format!("namespace: {ns}"));
+    let manifest = std::fs::read_to_string(support::repo_root().join("examples/processingjob-no-vpc.yaml"))
+        .expect("example")
+        .replace("namespace: default", &format!("namespace: {ns}"));
     apply(&manifest);
     let job = wait_job(&ns, "no-vpc", "InProgress", T, in_progress);
     assert_eq!(
@@ -289,14 +233,7 @@ async fn deleting_an_in_progress_job_stops_it_first() {
     apply(&manifest(&t, &ns, "to-stop", 1, ""));
     let job = wait_job(&ns, "to-stop", "InProgress", T, in_progress);
     let name = job_name_of(&job);
-    stack().kubectl_ok(&[
-        "-n",
-        &ns,
-        "delete",
-        "processingjob",
-        "to-stop",
-        "--wait=false",
-    ]);
+    stack().kubectl_ok(&["-n", &ns, "delete", "processingjob", "to-stop", "--wait=false"]);
     // While SageMaker stops the job the resource stays, held by the finalizer.
     wait_for("StopProcessingJob", T, || {
         let s = sim_jobs()[&name]["status"].as_str().map(str::to_string);
@@ -342,12 +279,9 @@ async fn a_crash_right_after_create_does_not_create_twice() {
     let t = topology("10.36", true).await;
     t.s3_gateway_endpoint(None).await;
     let ns = s.namespace("e2e-crash");
-    let mut crashing =
-        ControllerProcess::start(&ns, &[], &[("SMPC_FAILPOINT", "abort-after-create")]);
+    let mut crashing = ControllerProcess::start(&ns, &[], &[("SMPC_FAILPOINT", "abort-after-create")]);
     apply(&manifest(&t, &ns, "crashy", 1, ""));
-    let exit = crashing
-        .wait_exit(T)
-        .expect("the controller aborts at the failpoint");
+    let exit = crashing.wait_exit(T).expect("the controller aborts at the failpoint");
     assert!(!exit.success());
     let job = get_job(&ns, "crashy").expect("job");
     assert!(
@@ -360,10 +294,7 @@ async fn a_crash_right_after_create_does_not_create_twice() {
     let _c = ControllerProcess::start(&ns, &[], &[]);
     let job = wait_job(&ns, "crashy", "InProgress after restart", T, in_progress);
     assert_eq!(job_name_of(&job), name);
-    assert_eq!(
-        condition(&job, "Submitted"),
-        Some(("True".into(), "Adopted".into()))
-    );
+    assert_eq!(condition(&job, "Submitted"), Some(("True".into(), "Adopted".into())));
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         sim_create_calls(&name),
@@ -380,10 +311,7 @@ async fn sagemaker_rejections_and_foreign_jobs_stall_with_the_reason() {
     let job = wait_job(&ns, "bad-type", "Stalled", T, |j| {
         condition(j, "Stalled").is_some_and(|c| c.0 == "True")
     });
-    assert_eq!(
-        condition(&job, "Ready"),
-        Some(("False".into(), "InvalidSpec".into()))
-    );
+    assert_eq!(condition(&job, "Ready"), Some(("False".into(), "InvalidSpec".into())));
     let message = job["status"]["conditions"].to_string();
     assert!(
         message.contains("ml.m5.huge") && message.contains("instanceType"),
@@ -425,10 +353,7 @@ async fn sagemaker_rejections_and_foreign_jobs_stall_with_the_reason() {
     let job = wait_job(&ns, "clash", "Stalled", T, |j| {
         condition(j, "Stalled").is_some_and(|c| c.0 == "True")
     });
-    assert_eq!(
-        condition(&job, "Ready"),
-        Some(("False".into(), "JobNameInUse".into()))
-    );
+    assert_eq!(condition(&job, "Ready"), Some(("False".into(), "JobNameInUse".into())));
     let reasons: Vec<String> = events(&ns, "clash").into_iter().map(|e| e.1).collect();
     assert!(reasons.contains(&"AwsError".to_string()), "{reasons:?}");
 }

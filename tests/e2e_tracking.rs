@@ -71,13 +71,9 @@ async fn describe_calls_follow_changed_jobs_not_all_jobs() {
         sim_set_status(name, r#"{"status":"Completed"}"#);
     }
     for i in 0..5 {
-        wait_job(
-            &ns,
-            &format!("job-{i}"),
-            "Completed",
-            Duration::from_secs(30),
-            |j| status_str(j, "processingJobStatus").as_deref() == Some("Completed"),
-        );
+        wait_job(&ns, &format!("job-{i}"), "Completed", Duration::from_secs(30), |j| {
+            status_str(j, "processingJobStatus").as_deref() == Some("Completed")
+        });
     }
     std::thread::sleep(Duration::from_secs(3));
     let after = calls();

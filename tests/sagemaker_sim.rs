@@ -5,8 +5,8 @@ mod support;
 
 use aws_sdk_sagemaker::error::ProvideErrorMetadata;
 use aws_sdk_sagemaker::types::{
-    AppSpecification, NetworkConfig, ProcessingClusterConfig, ProcessingInstanceType,
-    ProcessingJobStatus, ProcessingResources, SortBy, SortOrder, Tag, VpcConfig,
+    AppSpecification, NetworkConfig, ProcessingClusterConfig, ProcessingInstanceType, ProcessingJobStatus,
+    ProcessingResources, SortBy, SortOrder, Tag, VpcConfig,
 };
 use aws_sdk_sagemaker::Client;
 use support::{stack, unique_suffix};
@@ -14,8 +14,7 @@ use support::{stack, unique_suffix};
 fn create(
     client: &Client,
     name: &str,
-) -> aws_sdk_sagemaker::operation::create_processing_job::builders::CreateProcessingJobFluentBuilder
-{
+) -> aws_sdk_sagemaker::operation::create_processing_job::builders::CreateProcessingJobFluentBuilder {
     client
         .create_processing_job()
         .processing_job_name(name)
@@ -71,10 +70,7 @@ async fn create_describe_duplicate_and_missing() {
         .send()
         .await
         .expect("describe");
-    assert_eq!(
-        job.processing_job_status(),
-        Some(&ProcessingJobStatus::InProgress)
-    );
+    assert_eq!(job.processing_job_status(), Some(&ProcessingJobStatus::InProgress));
     assert_eq!(job.processing_job_arn(), arn.as_deref());
     assert!(job.creation_time().is_some() && job.last_modified_time().is_some());
     assert_eq!(
@@ -100,17 +96,17 @@ async fn create_describe_duplicate_and_missing() {
         .await
         .expect_err("missing");
     assert_eq!(err.code(), Some("ValidationException"));
-    assert!(
-        err.message().is_some_and(|m| m.contains("Could not find")),
-        "{err:?}"
-    );
+    assert!(err.message().is_some_and(|m| m.contains("Could not find")), "{err:?}");
 }
 
 #[tokio::test]
 async fn invalid_requests_get_validation_exceptions_naming_the_field() {
     let sm = stack().sagemaker().await;
     let name = format!("sim-{}", unique_suffix());
-    let cases: Vec<(&str, aws_sdk_sagemaker::operation::create_processing_job::builders::CreateProcessingJobFluentBuilder)> = vec![
+    let cases: Vec<(
+        &str,
+        aws_sdk_sagemaker::operation::create_processing_job::builders::CreateProcessingJobFluentBuilder,
+    )> = vec![
         ("roleArn", create(&sm, &name).role_arn("not-an-arn")),
         ("processingJobName", create(&sm, "-bad-name")),
         (
@@ -163,10 +159,7 @@ async fn stop_goes_through_stopping_to_stopped_and_ended_jobs_cannot_stop() {
         .send()
         .await
         .expect("describe");
-    assert_eq!(
-        status.processing_job_status(),
-        Some(&ProcessingJobStatus::Stopping)
-    );
+    assert_eq!(status.processing_job_status(), Some(&ProcessingJobStatus::Stopping));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let d = sm
@@ -179,10 +172,7 @@ async fn stop_goes_through_stopping_to_stopped_and_ended_jobs_cannot_stop() {
             assert!(d.processing_end_time().is_some());
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job never reached Stopped"
-        );
+        assert!(std::time::Instant::now() < deadline, "job never reached Stopped");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     let err = sm
@@ -195,17 +185,18 @@ async fn stop_goes_through_stopping_to_stopped_and_ended_jobs_cannot_stop() {
 
     let failed = format!("sim-{}", unique_suffix());
     create(&sm, &failed).send().await.expect("create");
-    s.sim_admin("POST", &format!("/_sim/jobs/{failed}/status"), Some(r#"{"status":"Failed","failureReason":"AlgorithmError: boom\nline 2","exitMessage":"exit 1"}"#));
+    s.sim_admin(
+        "POST",
+        &format!("/_sim/jobs/{failed}/status"),
+        Some(r#"{"status":"Failed","failureReason":"AlgorithmError: boom\nline 2","exitMessage":"exit 1"}"#),
+    );
     let d = sm
         .describe_processing_job()
         .processing_job_name(&failed)
         .send()
         .await
         .expect("describe");
-    assert_eq!(
-        d.processing_job_status(),
-        Some(&ProcessingJobStatus::Failed)
-    );
+    assert_eq!(d.processing_job_status(), Some(&ProcessingJobStatus::Failed));
     assert_eq!(d.failure_reason(), Some("AlgorithmError: boom\nline 2"));
     assert_eq!(d.exit_message(), Some("exit 1"));
 }
@@ -307,12 +298,7 @@ async fn tags_can_be_added_and_listed() {
         .send()
         .await
         .expect("add tags");
-    let tags = sm
-        .list_tags()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .expect("list tags");
+    let tags = sm.list_tags().resource_arn(&arn).send().await.expect("list tags");
     let mut pairs: Vec<(String, String)> = tags
         .tags()
         .iter()

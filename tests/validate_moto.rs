@@ -72,10 +72,7 @@ async fn private_subnets_with_an_s3_gateway_endpoint_pass() {
         .expect("finding")
         .keys()
         .collect();
-    assert_eq!(
-        keys,
-        ["code", "message", "remediation", "resource", "severity"]
-    );
+    assert_eq!(keys, ["code", "message", "remediation", "resource", "severity"]);
 }
 
 #[tokio::test]
@@ -127,10 +124,7 @@ async fn a_route_straight_to_the_internet_gateway_is_not_internet() {
     assert_eq!(out.code, 1);
     let codes = out.codes(0);
     assert_eq!(
-        codes
-            .iter()
-            .filter(|c| *c == "InternetGatewayRouteWithoutNat")
-            .count(),
+        codes.iter().filter(|c| *c == "InternetGatewayRouteWithoutNat").count(),
         2,
         "{codes:?}"
     );
@@ -158,11 +152,7 @@ async fn exhausted_small_subnets_cannot_hold_the_job() {
         .send()
         .await
         .expect("small subnet");
-    let small = small
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .expect("id")
-        .to_string();
+    let small = small.subnet().and_then(|s| s.subnet_id()).expect("id").to_string();
     t.ec2
         .associate_route_table()
         .route_table_id(&t.private_rtb)
@@ -217,27 +207,15 @@ async fn subnets_of_two_vpcs_and_a_foreign_group_are_refused() {
     let out = validate(&manifest, &[]);
     assert_eq!(out.code, 1);
     let codes = out.codes(0);
-    assert!(
-        codes.contains(&"SubnetsInMultipleVpcs".to_string()),
-        "{codes:?}"
-    );
-    assert!(
-        codes.contains(&"SecurityGroupVpcMismatch".to_string()),
-        "{codes:?}"
-    );
+    assert!(codes.contains(&"SubnetsInMultipleVpcs".to_string()), "{codes:?}");
+    assert!(codes.contains(&"SecurityGroupVpcMismatch".to_string()), "{codes:?}");
 }
 
 #[tokio::test]
 async fn a_network_acl_denying_443_blocks_s3() {
     let t = topology("10.18", true).await;
     t.s3_gateway_endpoint(None).await;
-    let acl = t
-        .ec2
-        .create_network_acl()
-        .vpc_id(&t.vpc)
-        .send()
-        .await
-        .expect("acl");
+    let acl = t.ec2.create_network_acl().vpc_id(&t.vpc).send().await.expect("acl");
     let acl = acl
         .network_acl()
         .and_then(|a| a.network_acl_id())
@@ -258,12 +236,7 @@ async fn a_network_acl_denying_443_blocks_s3() {
             .protocol(proto)
             .cidr_block("0.0.0.0/0");
         if let Some((from, to)) = ports {
-            req = req.port_range(
-                aws_sdk_ec2::types::PortRange::builder()
-                    .from(from)
-                    .to(to)
-                    .build(),
-            );
+            req = req.port_range(aws_sdk_ec2::types::PortRange::builder().from(from).to(to).build());
         }
         req.send().await.expect("acl entry");
     }
@@ -335,10 +308,7 @@ async fn unknown_ids_are_findings_and_bad_input_is_exit_2() {
         "{codes:?}"
     );
 
-    let out = validate(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
-        &[],
-    );
+    let out = validate("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", &[]);
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.contains("<stdin>: document 1") && out.stderr.contains("not a ProcessingJob"),
@@ -408,14 +378,9 @@ async fn ec2_reads_are_batched_and_shared_per_vpc() {
     for (op, n) in single["ec2"]["byOperation"].as_object().expect("ops") {
         // One call per resource kind; the VPC's two DNS attributes are one call each.
         let limit = if op == "DescribeVpcAttribute" { 2 } else { 1 };
-        assert!(
-            n.as_u64().unwrap_or(0) <= limit,
-            "{op} called {n} times for one job"
-        );
+        assert!(n.as_u64().unwrap_or(0) <= limit, "{op} called {n} times for one job");
     }
-    let many: String = (0..100)
-        .map(|i| t.manifest(&format!("job-{i}"), 1, ""))
-        .collect();
+    let many: String = (0..100).map(|i| t.manifest(&format!("job-{i}"), 1, "")).collect();
     let hundred = validate(&many, &["--call-stats"]);
     assert_eq!(hundred.code, 0, "{}", hundred.stderr);
     assert_eq!(hundred.json["jobs"].as_array().map(Vec::len), Some(100));

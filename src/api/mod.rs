@@ -24,8 +24,8 @@ pub const ACK_DELETION_POLICY_ANNOTATION: &str = "services.k8s.aws/deletion-poli
 
 /// The CRD as YAML, exactly as checked in under `crds/processingjobs.yaml`.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
-    let mut crd = serde_json::to_value(ProcessingJob::crd())
-        .map_err(<serde_yaml_ng::Error as serde::ser::Error>::custom)?;
+    let mut crd =
+        serde_json::to_value(ProcessingJob::crd()).map_err(<serde_yaml_ng::Error as serde::ser::Error>::custom)?;
     unwrap_descriptions(&mut crd);
     let body = serde_yaml_ng::to_string(&crd)?;
     Ok(format!(

@@ -47,11 +47,7 @@ pub const JOB_NAME_PATTERN: &str = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
         json_path = ".status.processingJobName",
         description = "SageMaker processing job name"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(
         name = "Failure",
         type_ = "string",
@@ -68,10 +64,7 @@ pub struct ProcessingJobSpec {
     /// Name of the SageMaker processing job, unique per account and region. Optional: when
     /// omitted, the controller derives a deterministic name from the resource's name and UID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"))]
     pub processing_job_name: Option<String>,
 
     /// The container image and how to run it.
@@ -171,31 +164,19 @@ pub struct AppSpecification {
 pub struct ExperimentConfig {
     /// Name of an existing experiment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 120),
-        regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$")
-    )]
+    #[schemars(length(min = 1, max = 120), regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$"))]
     pub experiment_name: Option<String>,
     /// Name of an existing trial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 120),
-        regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$")
-    )]
+    #[schemars(length(min = 1, max = 120), regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$"))]
     pub trial_name: Option<String>,
     /// Display name of the trial component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 120),
-        regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$")
-    )]
+    #[schemars(length(min = 1, max = 120), regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$"))]
     pub trial_component_display_name: Option<String>,
     /// Name of the experiment run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 120),
-        regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$")
-    )]
+    #[schemars(length(min = 1, max = 120), regex(pattern = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}$"))]
     pub run_name: Option<String>,
 }
 
@@ -271,25 +252,13 @@ pub struct ProcessingS3Input {
     #[serde(rename = "s3DataType")]
     pub s3_data_type: S3DataType,
     /// How the input reaches the container.
-    #[serde(
-        rename = "s3InputMode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "s3InputMode", default, skip_serializing_if = "Option::is_none")]
     pub s3_input_mode: Option<S3InputMode>,
     /// Whether every instance gets all data or a shard.
-    #[serde(
-        rename = "s3DataDistributionType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "s3DataDistributionType", default, skip_serializing_if = "Option::is_none")]
     pub s3_data_distribution_type: Option<DataDistributionType>,
     /// Whether the data is compressed (Pipe mode only).
-    #[serde(
-        rename = "s3CompressionType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "s3CompressionType", default, skip_serializing_if = "Option::is_none")]
     pub s3_compression_type: Option<S3CompressionType>,
 }
 
@@ -462,11 +431,7 @@ pub struct ProcessingClusterConfig {
     #[schemars(range(min = 1, max = 16384))]
     pub volume_size_in_gb: i32,
     /// KMS key encrypting the storage volume.
-    #[serde(
-        rename = "volumeKMSKeyID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "volumeKMSKeyID", default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
     pub volume_kms_key_id: Option<String>,
 }
@@ -485,10 +450,7 @@ pub struct ProcessingStoppingCondition {
 #[serde(rename_all = "camelCase")]
 pub struct Tag {
     /// Tag key.
-    #[schemars(
-        length(min = 1, max = 128),
-        regex(pattern = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$")
-    )]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$"))]
     pub key: String,
     /// Tag value.
     #[serde(default)]

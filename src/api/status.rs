@@ -12,11 +12,7 @@ pub struct ProcessingJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processing_job_name: Option<String>,
     /// ARN of the SageMaker processing job.
-    #[serde(
-        rename = "processingJobARN",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "processingJobARN", default, skip_serializing_if = "Option::is_none")]
     pub processing_job_arn: Option<String>,
     /// SageMaker's status of the job: InProgress, Completed, Failed, Stopping or Stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,25 +36,13 @@ pub struct ProcessingJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified_time: Option<String>,
     /// The monitoring schedule that started the job, if any.
-    #[serde(
-        rename = "monitoringScheduleARN",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "monitoringScheduleARN", default, skip_serializing_if = "Option::is_none")]
     pub monitoring_schedule_arn: Option<String>,
     /// The AutoML job that started the job, if any.
-    #[serde(
-        rename = "autoMLJobARN",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoMLJobARN", default, skip_serializing_if = "Option::is_none")]
     pub auto_ml_job_arn: Option<String>,
     /// The training job that started the job, if any.
-    #[serde(
-        rename = "trainingJobARN",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "trainingJobARN", default, skip_serializing_if = "Option::is_none")]
     pub training_job_arn: Option<String>,
     /// AWS region the job runs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,9 +94,7 @@ pub struct Finding {
 }
 
 /// Severity of a finding.
-#[derive(
-    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
-)]
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 pub enum Severity {
     /// Blocks the job in Enforce mode.
     Error,

@@ -14,8 +14,8 @@ use tokio::sync::{Mutex, OnceCell};
 use super::{AwsError, CallCounter};
 use crate::api::ProcessingJobSpec;
 use crate::network::snapshot::{
-    AclEntry, EndpointType, NatGateway, NetworkAcl, NetworkSnapshot, Route, RouteTable,
-    SecurityGroup, SgRule, Subnet, VpcEndpoint, VpcTopology,
+    AclEntry, EndpointType, NatGateway, NetworkAcl, NetworkSnapshot, Route, RouteTable, SecurityGroup, SgRule, Subnet,
+    VpcEndpoint, VpcTopology,
 };
 
 const SERVICE: &str = "ec2";
@@ -48,12 +48,7 @@ fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Fi
 }
 
 impl Ec2Resolver {
-    pub fn new(
-        client: Client,
-        region: impl Into<String>,
-        ttl: Duration,
-        calls: Arc<CallCounter>,
-    ) -> Self {
+    pub fn new(client: Client, region: impl Into<String>, ttl: Duration, calls: Arc<CallCounter>) -> Self {
         Self {
             client,
             region: region.into(),
@@ -80,15 +75,12 @@ impl Ec2Resolver {
         let start = Instant::now();
         let result = fut.await;
         let outcome = if result.is_ok() { "success" } else { "error" };
-        self.calls
-            .record(SERVICE, operation, outcome, start.elapsed());
+        self.calls.record(SERVICE, operation, outcome, start.elapsed());
         result.map_err(|e| AwsError::from_sdk(SERVICE, operation, &e))
     }
 
     fn fresh<T: Clone>(&self, entry: Option<&Cached<T>>) -> Option<T> {
-        entry
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(v, _)| v.clone())
+        entry.filter(|(_, at)| at.elapsed() < self.ttl).map(|(v, _)| v.clone())
     }
 
     /// The job's network: its subnets and security groups, and the topology of their VPC.
@@ -128,11 +120,7 @@ impl Ec2Resolver {
     }
 
     /// Looks up the subnets and groups the cache does not know (or knows from too long ago).
-    async fn lookup_ids(
-        &self,
-        subnet_ids: &[String],
-        group_ids: &[String],
-    ) -> Result<(), AwsError> {
+    async fn lookup_ids(&self, subnet_ids: &[String], group_ids: &[String]) -> Result<(), AwsError> {
         let missing = |cache: &Cache| -> (Vec<String>, Vec<String>) {
             let s = subnet_ids
                 .iter()
@@ -168,9 +156,7 @@ impl Ec2Resolver {
             }
         }
         if !groups.is_empty() {
-            let found = self
-                .describe_security_groups(filter("group-id", groups))
-                .await?;
+            let found = self.describe_security_groups(filter("group-id", groups)).await?;
             let mut cache = self.cache.lock().map_err(|_| poisoned())?;
             for g in found {
                 cache.groups.insert(g.id.clone(), (g, now));
@@ -187,36 +173,18 @@ impl Ec2Resolver {
                 Some(cell) => cell,
                 None => {
                     let cell = Arc::new(OnceCell::new());
-                    cache
-                        .vpcs
-                        .insert(vpc_id.to_string(), (cell.clone(), Instant::now()));
+                    cache.vpcs.insert(vpc_id.to_string(), (cell.clone(), Instant::now()));
                     cell
                 }
             }
         };
-        Ok(cell
-            .get_or_try_init(|| self.read_topology(vpc_id))
-            .await?
-            .clone())
+        Ok(cell.get_or_try_init(|| self.read_topology(vpc_id)).await?.clone())
     }
 
     async fn read_topology(&self, vpc_id: &str) -> Result<Arc<VpcTopology>, AwsError> {
         let vpc = || filter("vpc-id", [vpc_id]);
-        let (
-            vpcs,
-            dns_support,
-            dns_hostnames,
-            route_tables,
-            endpoints,
-            nats,
-            igws,
-            acls,
-            flow_logs,
-        ) = futures::try_join!(
-            self.call(
-                "DescribeVpcs",
-                self.client.describe_vpcs().vpc_ids(vpc_id).send()
-            ),
+        let (vpcs, dns_support, dns_hostnames, route_tables, endpoints, nats, igws, acls, flow_logs) = futures::try_join!(
+            self.call("DescribeVpcs", self.client.describe_vpcs().vpc_ids(vpc_id).send()),
             self.call(
                 "DescribeVpcAttribute",
                 self.client
@@ -360,9 +328,7 @@ impl Ec2Resolver {
                         .iter()
                         .map(|r| Route {
                             destination_cidr: r.destination_cidr_block().map(str::to_string),
-                            destination_prefix_list_id: r
-                                .destination_prefix_list_id()
-                                .map(str::to_string),
+                            destination_prefix_list_id: r.destination_prefix_list_id().map(str::to_string),
                             gateway_id: r.gateway_id().map(str::to_string),
                             nat_gateway_id: r.nat_gateway_id().map(str::to_string),
                             other_target: r
@@ -397,28 +363,20 @@ impl Ec2Resolver {
                         .send(),
                 )
                 .await?;
-            out.extend(resp.vpc_endpoints().iter().map(|e| {
-                VpcEndpoint {
-                    id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
-                    service_name: e.service_name().unwrap_or_default().to_string(),
-                    endpoint_type: match e
-                        .vpc_endpoint_type()
-                        .map(|t| t.as_str().to_ascii_lowercase())
-                    {
-                        Some(t) if t == "gateway" => EndpointType::Gateway,
-                        Some(t) if t == "interface" => EndpointType::Interface,
-                        Some(_) => EndpointType::Other,
-                        None => EndpointType::Gateway,
-                    },
-                    state: e
-                        .state()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    policy_document: e.policy_document().map(str::to_string),
-                    route_table_ids: e.route_table_ids().to_vec(),
-                    subnet_ids: e.subnet_ids().to_vec(),
-                    private_dns_enabled: e.private_dns_enabled().unwrap_or(false),
-                }
+            out.extend(resp.vpc_endpoints().iter().map(|e| VpcEndpoint {
+                id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
+                service_name: e.service_name().unwrap_or_default().to_string(),
+                endpoint_type: match e.vpc_endpoint_type().map(|t| t.as_str().to_ascii_lowercase()) {
+                    Some(t) if t == "gateway" => EndpointType::Gateway,
+                    Some(t) if t == "interface" => EndpointType::Interface,
+                    Some(_) => EndpointType::Other,
+                    None => EndpointType::Gateway,
+                },
+                state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                policy_document: e.policy_document().map(str::to_string),
+                route_table_ids: e.route_table_ids().to_vec(),
+                subnet_ids: e.subnet_ids().to_vec(),
+                private_dns_enabled: e.private_dns_enabled().unwrap_or(false),
             }));
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -445,10 +403,7 @@ impl Ec2Resolver {
                 NatGateway {
                     id: n.nat_gateway_id().unwrap_or_default().to_string(),
                     subnet_id: n.subnet_id().unwrap_or_default().to_string(),
-                    state: n
-                        .state()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
+                    state: n.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
                     connectivity: n
                         .connectivity_type()
                         .map(|c| c.as_str().to_string())
@@ -550,10 +505,7 @@ impl Ec2Resolver {
             out.extend(
                 resp.flow_logs()
                     .iter()
-                    .filter(|l| {
-                        l.flow_log_status()
-                            .is_none_or(|s| s.eq_ignore_ascii_case("active"))
-                    })
+                    .filter(|l| l.flow_log_status().is_none_or(|s| s.eq_ignore_ascii_case("active")))
                     .filter_map(|l| l.resource_id().map(str::to_string)),
             );
             match resp.next_token() {

@@ -46,10 +46,7 @@ impl ErrorClass {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorClass::Throttled
-                | ErrorClass::Transient
-                | ErrorClass::LimitExceeded
-                | ErrorClass::Credentials
+            ErrorClass::Throttled | ErrorClass::Transient | ErrorClass::LimitExceeded | ErrorClass::Credentials
         )
     }
 }
@@ -69,9 +66,7 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>, message: &str) -> 
         "ResourceLimitExceeded" | "LimitExceededException" => ErrorClass::LimitExceeded,
         "ResourceNotFound" | "ResourceNotFoundException" => ErrorClass::NotFound,
         c if c.ends_with(".NotFound") => ErrorClass::NotFound,
-        "ValidationException"
-            if lower.contains("could not find") || lower.contains("not found") =>
-        {
+        "ValidationException" if lower.contains("could not find") || lower.contains("not found") => {
             ErrorClass::NotFound
         }
         "ValidationException"
@@ -128,9 +123,7 @@ impl AwsError {
                 let e = ctx.err();
                 (
                     e.code().map(str::to_string),
-                    e.message()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| e.to_string()),
+                    e.message().map(str::to_string).unwrap_or_else(|| e.to_string()),
                     Some(ctx.raw().status_code()),
                     None,
                 )
@@ -167,12 +160,7 @@ impl AwsError {
                 } else {
                     ErrorClass::Other
                 };
-                (
-                    None,
-                    format!("could not build the request: {chain}"),
-                    None,
-                    Some(class),
-                )
+                (None, format!("could not build the request: {chain}"), None, Some(class))
             }
             _ => {
                 let chain = error_chain(err);
@@ -219,26 +207,40 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// Counts AWS calls by service, operation and outcome, with their total latency. The
 /// benchmark, the tests and the metrics read it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CallCounter {
     inner: Mutex<BTreeMap<CallKey, (u64, Duration)>>,
+    metrics: Option<std::sync::Arc<crate::telemetry::metrics::Metrics>>,
+}
+
+impl std::fmt::Debug for CallCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallCounter")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 /// (service, operation, outcome)
 pub type CallKey = (&'static str, &'static str, &'static str);
 
 impl CallCounter {
-    pub fn record(
-        &self,
-        service: &'static str,
-        operation: &'static str,
-        outcome: &'static str,
-        latency: Duration,
-    ) {
+    /// A counter that also feeds the Prometheus metrics.
+    pub fn with_metrics(metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
+        Self {
+            inner: Mutex::default(),
+            metrics: Some(metrics),
+        }
+    }
+
+    pub fn record(&self, service: &'static str, operation: &'static str, outcome: &'static str, latency: Duration) {
         if let Ok(mut map) = self.inner.lock() {
             let e = map.entry((service, operation, outcome)).or_default();
             e.0 += 1;
             e.1 += latency;
+        }
+        if let Some(m) = &self.metrics {
+            m.observe_aws(service, operation, outcome, latency);
         }
     }
 
@@ -289,17 +291,19 @@ pub struct AwsClients {
 impl AwsClients {
     /// Loads the standard chain (IRSA / web identity, environment, profile) and the standard
     /// variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_EC2`).
-    pub async fn load(network_cache_ttl: Duration) -> Self {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        Self::from_config(sdk, network_cache_ttl)
+    pub async fn load(network_cache_ttl: Duration, calls: std::sync::Arc<CallCounter>) -> Self {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        Self::from_config(sdk, network_cache_ttl, calls)
     }
 
-    pub fn from_config(sdk: aws_config::SdkConfig, network_cache_ttl: Duration) -> Self {
+    pub fn from_config(
+        sdk: aws_config::SdkConfig,
+        network_cache_ttl: Duration,
+        calls: std::sync::Arc<CallCounter>,
+    ) -> Self {
         Self {
             sdk,
-            calls: Default::default(),
+            calls,
             network_cache_ttl,
             sagemaker: Mutex::new(BTreeMap::new()),
             ec2: Mutex::new(BTreeMap::new()),
@@ -318,10 +322,7 @@ impl AwsClients {
                 let conf = aws_sdk_sagemaker::config::Builder::from(&self.sdk)
                     .region(aws_config::Region::new(region.to_string()))
                     .build();
-                sagemaker::SageMaker::new(
-                    aws_sdk_sagemaker::Client::from_conf(conf),
-                    self.calls.clone(),
-                )
+                sagemaker::SageMaker::new(aws_sdk_sagemaker::Client::from_conf(conf), self.calls.clone())
             })
             .clone()
     }
@@ -358,10 +359,7 @@ mod tests {
             classify(Some("RequestLimitExceeded"), Some(503), ""),
             ErrorClass::Throttled
         );
-        assert_eq!(
-            classify(Some("InternalFailure"), Some(500), ""),
-            ErrorClass::Transient
-        );
+        assert_eq!(classify(Some("InternalFailure"), Some(500), ""), ErrorClass::Transient);
         assert_eq!(classify(None, Some(503), ""), ErrorClass::Transient);
         assert_eq!(
             classify(Some("ValidationException"), Some(400), "bad"),

@@ -92,23 +92,15 @@ impl SageMaker {
         let result = fut.await;
         let outcome = match &result {
             Ok(_) => "success",
-            Err(aws_smithy_runtime_api::client::result::SdkError::ServiceError(_)) => {
-                "service_error"
-            }
+            Err(aws_smithy_runtime_api::client::result::SdkError::ServiceError(_)) => "service_error",
             Err(_) => "transport_error",
         };
-        self.calls
-            .record(SERVICE, operation, outcome, start.elapsed());
+        self.calls.record(SERVICE, operation, outcome, start.elapsed());
         result.map_err(|e| AwsError::from_sdk(SERVICE, operation, &e))
     }
 
     /// CreateProcessingJob; returns the job ARN.
-    pub async fn create(
-        &self,
-        name: &str,
-        spec: &ProcessingJobSpec,
-        owner_tags: &[Tag],
-    ) -> Result<String, AwsError> {
+    pub async fn create(&self, name: &str, spec: &ProcessingJobSpec, owner_tags: &[Tag]) -> Result<String, AwsError> {
         let req = create_request(&self.client, name, spec, owner_tags);
         let out = self.call("CreateProcessingJob", req.send()).await?;
         Ok(out.processing_job_arn().unwrap_or_default().to_string())
@@ -118,10 +110,7 @@ impl SageMaker {
         let d = self
             .call(
                 "DescribeProcessingJob",
-                self.client
-                    .describe_processing_job()
-                    .processing_job_name(name)
-                    .send(),
+                self.client.describe_processing_job().processing_job_name(name).send(),
             )
             .await?;
         Ok(JobState {
@@ -147,10 +136,7 @@ impl SageMaker {
     pub async fn stop(&self, name: &str) -> Result<(), AwsError> {
         self.call(
             "StopProcessingJob",
-            self.client
-                .stop_processing_job()
-                .processing_job_name(name)
-                .send(),
+            self.client.stop_processing_job().processing_job_name(name).send(),
         )
         .await?;
         Ok(())
@@ -220,8 +206,7 @@ fn create_request(
     name: &str,
     spec: &ProcessingJobSpec,
     owner_tags: &[Tag],
-) -> aws_sdk_sagemaker::operation::create_processing_job::builders::CreateProcessingJobFluentBuilder
-{
+) -> aws_sdk_sagemaker::operation::create_processing_job::builders::CreateProcessingJobFluentBuilder {
     let app = &spec.app_specification;
     let cluster = &spec.processing_resources.cluster_config;
     let mut req = client
@@ -240,9 +225,7 @@ fn create_request(
                 .cluster_config(
                     sm::ProcessingClusterConfig::builder()
                         .instance_count(cluster.instance_count)
-                        .instance_type(sm::ProcessingInstanceType::from(
-                            cluster.instance_type.as_str(),
-                        ))
+                        .instance_type(sm::ProcessingInstanceType::from(cluster.instance_type.as_str()))
                         .volume_size_in_gb(cluster.volume_size_in_gb)
                         .set_volume_kms_key_id(cluster.volume_kms_key_id.clone())
                         .build(),
@@ -264,9 +247,7 @@ fn create_request(
     if let Some(n) = &spec.network_config {
         req = req.network_config(
             sm::NetworkConfig::builder()
-                .set_enable_inter_container_traffic_encryption(
-                    n.enable_inter_container_traffic_encryption,
-                )
+                .set_enable_inter_container_traffic_encryption(n.enable_inter_container_traffic_encryption)
                 .set_enable_network_isolation(n.enable_network_isolation)
                 .set_vpc_config(n.vpc_config.as_ref().map(|v| {
                     sm::VpcConfig::builder()
@@ -296,17 +277,14 @@ fn create_request(
                 sm::ProcessingS3Input::builder()
                     .s3_uri(&s3.s3_uri)
                     .set_local_path(s3.local_path.clone())
-                    .s3_data_type(sm::ProcessingS3DataType::from(
-                        enum_str(&s3.s3_data_type).as_str(),
-                    ))
+                    .s3_data_type(sm::ProcessingS3DataType::from(enum_str(&s3.s3_data_type).as_str()))
                     .set_s3_input_mode(
                         s3.s3_input_mode
                             .map(|m| sm::ProcessingS3InputMode::from(enum_str(&m).as_str())),
                     )
                     .set_s3_data_distribution_type(
-                        s3.s3_data_distribution_type.map(|m| {
-                            sm::ProcessingS3DataDistributionType::from(enum_str(&m).as_str())
-                        }),
+                        s3.s3_data_distribution_type
+                            .map(|m| sm::ProcessingS3DataDistributionType::from(enum_str(&m).as_str())),
                     )
                     .set_s3_compression_type(
                         s3.s3_compression_type
@@ -322,10 +300,7 @@ fn create_request(
                     d.data_distribution_type
                         .map(|m| sm::DataDistributionType::from(enum_str(&m).as_str())),
                 )
-                .set_input_mode(
-                    d.input_mode
-                        .map(|m| sm::InputMode::from(enum_str(&m).as_str())),
-                );
+                .set_input_mode(d.input_mode.map(|m| sm::InputMode::from(enum_str(&m).as_str())));
             if let Some(a) = &d.athena_dataset_definition {
                 dd = dd.athena_dataset_definition(
                     sm::AthenaDatasetDefinition::builder()
@@ -378,9 +353,7 @@ fn create_request(
                     sm::ProcessingS3Output::builder()
                         .s3_uri(&s3.s3_uri)
                         .set_local_path(s3.local_path.clone())
-                        .s3_upload_mode(sm::ProcessingS3UploadMode::from(
-                            enum_str(&s3.s3_upload_mode).as_str(),
-                        ))
+                        .s3_upload_mode(sm::ProcessingS3UploadMode::from(enum_str(&s3.s3_upload_mode).as_str()))
                         .build(),
                 );
             }

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::AwsClients;
+use crate::aws::{AwsClients, CallCounter};
+use crate::controller::leader::{LeaderElector, LeaseSettings};
 use crate::controller::{self, Settings};
+use crate::server::{self, Health};
+use crate::telemetry::metrics::Metrics;
 use crate::telemetry::{self, LogFormat};
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -61,6 +64,29 @@ pub struct RunArgs {
     /// Name of this replica in Events and leases (default: the host name).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
+    /// Address of /livez, /readyz and /metrics.
+    #[arg(long, env = "SMPC_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: std::net::SocketAddr,
+    /// Elect a leader with a Lease so that only one of several replicas acts.
+    #[arg(long, env = "SMPC_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+    /// Namespace of the leader Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "SMPC_LEADER_ELECTION_LEASE",
+        default_value = "sagemaker-processing-controller"
+    )]
+    pub leader_election_lease: String,
+    /// After SIGTERM, how long /readyz answers 503 before the controller stops, so that
+    /// monitoring and endpoints see the replica leave first.
+    #[arg(long, env = "SMPC_SHUTDOWN_DELAY", default_value = "2s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+    /// How long the lease is valid without renewal.
+    #[arg(long, env = "SMPC_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
 }
 
 /// Runs the controller; returns the process exit code.
@@ -73,7 +99,11 @@ pub async fn run(args: RunArgs) -> u8 {
             return 1;
         }
     };
-    let aws = Arc::new(AwsClients::load(args.network_cache_ttl).await);
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let calls = Arc::new(CallCounter::with_metrics(metrics.clone()));
+    let aws = Arc::new(AwsClients::load(args.network_cache_ttl, calls).await);
     let default_region = args.region.clone().or_else(|| aws.default_region());
     if default_region.is_none() {
         tracing::warn!("no default AWS region: jobs must set spec.region or the services.k8s.aws/region annotation");
@@ -84,22 +114,91 @@ pub async fn run(args: RunArgs) -> u8 {
         poll_interval: args.poll_interval,
         default_region,
         revalidate_interval: args.revalidate_interval,
-        instance: args
-            .instance
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok()),
+        instance: args.instance.clone().or_else(|| std::env::var("HOSTNAME").ok()),
     };
     tracing::info!(?settings, "starting controller");
+    let health = Arc::new(Health::default());
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
+    let signal_health = health.clone();
+    let delay = args.shutdown_delay;
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!(delay = ?delay, "shutting down: not ready any more");
+        signal_health.set_shutting_down();
+        tokio::time::sleep(delay).await;
         signal.cancel();
     });
-    controller::run(client, aws, settings, shutdown).await;
+    let server_stop = CancellationToken::new();
+    let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, address = %args.metrics_address, "cannot listen for /livez, /readyz and /metrics");
+            return 1;
+        }
+    };
+    let server = tokio::spawn(server::serve(listener, registry, health.clone(), server_stop.clone()));
+
+    let code = if args.leader_election {
+        let identity = settings
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("controller-{}", std::process::id()));
+        let elector = Arc::new(LeaderElector::new(
+            client.clone(),
+            LeaseSettings {
+                name: args.leader_election_lease.clone(),
+                namespace: args
+                    .leader_election_namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                identity,
+                duration: args.lease_duration,
+                renew_every: args.lease_duration / 3,
+            },
+        ));
+        // A standby replica is healthy: it is ready to take over.
+        health.set_ready(true);
+        if elector.acquire(&shutdown).await {
+            health.set_ready(false);
+            metrics.leader.set(1);
+            let lost = CancellationToken::new();
+            let holder = tokio::spawn({
+                let elector = elector.clone();
+                let (shutdown, lost) = (shutdown.clone(), lost.clone());
+                async move { elector.hold(shutdown, lost).await }
+            });
+            let run_stop = shutdown.child_token();
+            let watchdog = {
+                let lost = lost.clone();
+                tokio::spawn(async move {
+                    lost.cancelled().await;
+                    // Stop acting at once: another replica may hold the lease now.
+                    tracing::error!("leader lease lost: exiting so that only the new leader acts");
+                    std::process::exit(1);
+                })
+            };
+            controller::run(client, aws, settings, metrics.clone(), health.clone(), run_stop).await;
+            let _ = holder.await;
+            watchdog.abort();
+            metrics.leader.set(0);
+        }
+        0
+    } else {
+        controller::run(client, aws, settings, metrics.clone(), health.clone(), shutdown.clone()).await;
+        0
+    };
+    health.set_shutting_down();
+    server_stop.cancel();
+    match server.await {
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, address = %args.metrics_address, "the metrics and health server failed");
+            return 1;
+        }
+        _ => {}
+    }
     tracing::info!("stopped");
-    0
+    code
 }
 
 async fn wait_for_signal() {

@@ -85,9 +85,9 @@ fn read_source(name: &str) -> Result<String, manifest::ManifestError> {
 pub async fn run(args: ValidateArgs) -> u8 {
     let mut jobs: Vec<LoadedJob> = Vec::new();
     for file in &args.files {
-        match read_source(file).and_then(|text| {
-            manifest::parse_documents(if file == "-" { "<stdin>" } else { file }, &text)
-        }) {
+        match read_source(file)
+            .and_then(|text| manifest::parse_documents(if file == "-" { "<stdin>" } else { file }, &text))
+        {
             Ok(found) => jobs.extend(found),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -100,8 +100,7 @@ pub async fn run(args: ValidateArgs) -> u8 {
         return 2;
     }
     for j in &jobs {
-        if j.job.spec.vpc_config().is_some() && job_region(&j.job, args.region.as_deref()).is_none()
-        {
+        if j.job.spec.vpc_config().is_some() && job_region(&j.job, args.region.as_deref()).is_none() {
             eprintln!(
                 "error: {}: document {}: no region for job {}: set spec.region, the {ACK_REGION_ANNOTATION} annotation, --region or AWS_REGION",
                 j.source_name,
@@ -112,28 +111,19 @@ pub async fn run(args: ValidateArgs) -> u8 {
         }
     }
 
-    let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let calls = Arc::new(CallCounter::default());
     let mut resolvers: BTreeMap<String, Ec2Resolver> = BTreeMap::new();
     let mut reports = Vec::with_capacity(jobs.len());
     for j in &jobs {
         let spec = &j.job.spec;
         let mut report = JobReport {
-            namespace: j
-                .job
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
+            namespace: j.job.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             name: j.job.metadata.name.clone().unwrap_or_default(),
             vpc_id: None,
             findings: Vec::new(),
         };
-        if let Some(region) =
-            job_region(&j.job, args.region.as_deref()).filter(|_| spec.vpc_config().is_some())
-        {
+        if let Some(region) = job_region(&j.job, args.region.as_deref()).filter(|_| spec.vpc_config().is_some()) {
             let resolver = resolvers.entry(region.clone()).or_insert_with(|| {
                 let conf = aws_sdk_ec2::config::Builder::from(&sdk_config)
                     .region(aws_config::Region::new(region.clone()))

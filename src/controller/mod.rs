@@ -2,6 +2,8 @@
 //! observe → resolve (EC2 snapshot, cached) → validate (pure) → act (SageMaker create / stop) →
 //! report (status by server-side apply, Events).
 
+pub mod guard;
+pub mod leader;
 pub mod naming;
 pub mod status;
 pub mod tracker;
@@ -24,14 +26,17 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{
-    DeletionPolicy, ProcessingJob, ProcessingJobStatus, Tag, ValidationMode,
-    ACK_DELETION_POLICY_ANNOTATION, ACK_REGION_ANNOTATION,
+    DeletionPolicy, ProcessingJob, ProcessingJobStatus, Tag, ValidationMode, ACK_DELETION_POLICY_ANNOTATION,
+    ACK_REGION_ANNOTATION,
 };
 use crate::aws::sagemaker::{self, is_terminal, JobState};
 use crate::aws::{AwsClients, AwsError, ErrorClass};
 use crate::network;
 use status::{NetworkOutcome, Observation, Phase};
 use tracker::Tracker;
+
+use crate::server::Health;
+use crate::telemetry::metrics::{FindingLabels, Metrics, ReasonLabels, ResultLabels, StatusLabels};
 
 /// The watched type: a malformed object is an error on that object, not a dead stream.
 pub type Guarded = DeserializeGuard<ProcessingJob>;
@@ -64,6 +69,7 @@ pub struct Context {
     pub aws: Arc<AwsClients>,
     pub tracker: Arc<Tracker>,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
     recorder: Recorder,
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
 }
@@ -143,11 +149,7 @@ pub fn deletion_policy(job: &ProcessingJob) -> DeletionPolicy {
 
 /// The SageMaker job name of a resource.
 pub fn job_name(job: &ProcessingJob) -> String {
-    if let Some(n) = job
-        .status
-        .as_ref()
-        .and_then(|s| s.processing_job_name.clone())
-    {
+    if let Some(n) = job.status.as_ref().and_then(|s| s.processing_job_name.clone()) {
         return n;
     }
     if let Some(n) = job.spec.processing_job_name.clone() {
@@ -199,6 +201,7 @@ impl Context {
         aws: Arc<AwsClients>,
         tracker: Arc<Tracker>,
         settings: Settings,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -210,31 +213,18 @@ impl Context {
             aws,
             tracker,
             settings,
+            metrics,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
     fn api(&self, job: &ProcessingJob) -> Api<ProcessingJob> {
-        Api::namespaced(
-            self.client.clone(),
-            job.namespace().as_deref().unwrap_or("default"),
-        )
+        Api::namespaced(self.client.clone(), job.namespace().as_deref().unwrap_or("default"))
     }
 
-    async fn publish(
-        &self,
-        job: &ProcessingJob,
-        warning: bool,
-        reason: &str,
-        note: String,
-        action: &str,
-    ) {
+    async fn publish(&self, job: &ProcessingJob, warning: bool, reason: &str, note: String, action: &str) {
         let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
             note: Some(note),
             action: action.into(),
@@ -247,11 +237,7 @@ impl Context {
 
     /// Writes the status computed from `obs` when it differs from the stored one, and publishes
     /// the Events of the transition. Returns the status now in force.
-    async fn report(
-        &self,
-        job: &ProcessingJob,
-        obs: &Observation,
-    ) -> Result<ProcessingJobStatus, Error> {
+    async fn report(&self, job: &ProcessingJob, obs: &Observation) -> Result<ProcessingJobStatus, Error> {
         let prev = job.status.clone().unwrap_or_default();
         let next = status::desired_status(&prev, obs);
         if !status::differs(&prev, &next) {
@@ -269,9 +255,9 @@ impl Context {
                 &Patch::Apply(&patch),
             )
             .await?;
+        self.metrics.status_patches.inc();
         for e in status::transition_events(&prev, &next) {
-            self.publish(job, e.warning, e.reason, e.note, &e.action)
-                .await;
+            self.publish(job, e.warning, e.reason, e.note, &e.action).await;
         }
         Ok(next)
     }
@@ -282,6 +268,8 @@ pub async fn run(
     client: Client,
     aws: Arc<AwsClients>,
     settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
     shutdown: CancellationToken,
 ) {
     let api: Api<Guarded> = match &settings.namespace {
@@ -295,10 +283,14 @@ pub async fn run(
         aws.clone(),
         tracker.clone(),
         settings.clone(),
+        metrics.clone(),
     ));
-    let poller = tokio::spawn(tracker.run(aws, settings.poll_interval, shutdown.clone()));
+    let poller = tokio::spawn(tracker.clone().run(aws, settings.poll_interval, shutdown.clone()));
     let stop = shutdown.clone();
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let gauges = tokio::spawn(report_gauges(store, tracker, metrics, health, shutdown.clone()));
+    controller
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
         .reconcile_on(trigger_rx)
         .graceful_shutdown_on(async move { stop.cancelled().await })
@@ -315,22 +307,101 @@ pub async fn run(
         .await;
     shutdown.cancel();
     let _ = poller.await;
+    let _ = gauges.await;
+}
+
+/// Marks the controller ready once its cache synced, then keeps the gauges of jobs by status
+/// and findings by code up to date from the cache.
+async fn report_gauges(
+    store: kube::runtime::reflector::Store<Guarded>,
+    tracker: Arc<Tracker>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    // kube's readiness signal wakes only its latest waiter (the controller's runner also waits
+    // on it), so poll it rather than wait once.
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+            Ok(Ok(())) => break,
+            Ok(Err(_)) => return,
+            Err(_) => {}
+        }
+    }
+    health.set_ready(true);
+    tracing::info!("caches synced: ready");
+    loop {
+        let mut jobs: std::collections::BTreeMap<String, i64> = Default::default();
+        let mut findings: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for obj in store.state() {
+            let Ok(job) = &obj.0 else { continue };
+            let status = job.status.as_ref();
+            let phase = status
+                .and_then(|s| s.processing_job_status.clone())
+                .unwrap_or_else(|| "None".into());
+            *jobs.entry(phase).or_default() += 1;
+            for f in status
+                .and_then(|s| s.network.as_ref())
+                .map(|n| n.findings.as_slice())
+                .unwrap_or(&[])
+            {
+                *findings.entry((f.code.clone(), f.severity.to_string())).or_default() += 1;
+            }
+        }
+        metrics.jobs.clear();
+        for (status, n) in jobs {
+            metrics.jobs.get_or_create(&StatusLabels { status }).set(n);
+        }
+        metrics.findings.clear();
+        for ((code, severity), n) in findings {
+            metrics.findings.get_or_create(&FindingLabels { code, severity }).set(n);
+        }
+        metrics.active_jobs.set(tracker.active() as i64);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
 }
 
 #[tracing::instrument(skip_all, fields(object = %obj.name_any(), namespace = obj.namespace().unwrap_or_default()))]
 async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = std::time::Instant::now();
+    let result = reconcile_inner(&obj, &ctx).await;
+    ctx.metrics.reconcile_duration.observe(start.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => {
+            ctx.metrics
+                .errors
+                .get_or_create(&ReasonLabels { reason: e.reason() })
+                .inc();
+            "error"
+        }
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: outcome })
+        .inc();
+    result
+}
+
+async fn reconcile_inner(obj: &Arc<Guarded>, ctx: &Arc<Context>) -> Result<Action, Error> {
     let job = match &obj.0 {
         Ok(job) => job.clone(),
         Err(invalid) => {
-            report_invalid(&ctx, invalid).await?;
+            report_invalid(ctx, invalid).await?;
             return Ok(Action::await_change());
         }
     };
     let api = ctx.api(&job);
     let result = finalizer(&api, FINALIZER, Arc::new(job), |event| async {
         match event {
-            FinalizerEvent::Apply(job) => Box::pin(apply(&job, &ctx)).await,
-            FinalizerEvent::Cleanup(job) => Box::pin(cleanup(&job, &ctx)).await,
+            FinalizerEvent::Apply(job) => Box::pin(apply(&job, ctx)).await,
+            FinalizerEvent::Cleanup(job) => Box::pin(cleanup(&job, ctx)).await,
         }
     })
     .await
@@ -364,15 +435,8 @@ fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs_f64((delay * jitter).max(0.2)))
 }
 
-async fn report_invalid(
-    ctx: &Context,
-    invalid: &kube::core::error_boundary::InvalidObject,
-) -> Result<(), Error> {
-    let ns = invalid
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
+async fn report_invalid(ctx: &Context, invalid: &kube::core::error_boundary::InvalidObject) -> Result<(), Error> {
+    let ns = invalid.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let name = invalid.metadata.name.clone().unwrap_or_default();
     tracing::warn!(namespace = ns, name, error = %invalid.error, "malformed ProcessingJob");
     let ar = ApiResource::erase::<ProcessingJob>(&());
@@ -435,12 +499,7 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     };
 
     // An ended job whose end is mirrored: nothing to do, ever.
-    if status
-        .processing_job_status
-        .as_deref()
-        .is_some_and(is_terminal)
-        && status.observed_generation == generation
-    {
+    if status.processing_job_status.as_deref().is_some_and(is_terminal) && status.observed_generation == generation {
         if let Some(r) = &region {
             ctx.tracker.untrack(r, &name);
         }
@@ -459,8 +518,7 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     // The job exists: mirror it when the tracker saw it change.
     if status.processing_job_arn.is_some() {
         let known = status.last_modified_time.as_deref().map(epoch_of);
-        ctx.tracker
-            .track(&region, &name, object_ref(job), known.unwrap_or(0.0));
+        ctx.tracker.track(&region, &name, object_ref(job), known.unwrap_or(0.0));
         let changed = ctx.tracker.take_changed(&region, &name);
         // Never described (a create just before a restart): describe now.
         if !changed && known.is_some() {
@@ -485,6 +543,18 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
             Err(e) if e.class == ErrorClass::NotFound => {}
             Err(e) => return aws_failure(job, ctx, obs, e).await,
         }
+    }
+
+    // The namespace's tenant guard.
+    let ns = job.namespace().unwrap_or_default();
+    let namespace = Api::<k8s_openapi::api::core::v1::Namespace>::all(ctx.client.clone())
+        .get(&ns)
+        .await?;
+    let annotations = namespace.metadata.annotations.unwrap_or_default();
+    if let Some(message) = guard::refusal(&ns, &annotations, &job.spec) {
+        obs.phase = Phase::NotAllowed { message };
+        ctx.report(job, &obs).await?;
+        return Ok(Action::await_change());
     }
 
     // Validate the network.
@@ -513,12 +583,8 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
             };
             // Anything SageMaker records after the create counts as a change: the first poll
             // describes the job once and mirrors its timestamps.
-            ctx.tracker.track(
-                &region,
-                &name,
-                object_ref(job),
-                now_epoch() - CREATE_LOOKBACK_SECONDS,
-            );
+            ctx.tracker
+                .track(&region, &name, object_ref(job), now_epoch() - CREATE_LOOKBACK_SECONDS);
             obs.phase = Phase::Submitted {
                 job: Box::new(state),
                 adopted: false,
@@ -562,12 +628,7 @@ fn now_epoch() -> f64 {
 
 /// Problems that may go away: slow ones become a condition and a slow retry; throttling and
 /// server errors go to the backoff of `error_policy`.
-async fn aws_failure(
-    job: &ProcessingJob,
-    ctx: &Context,
-    mut obs: Observation,
-    e: AwsError,
-) -> Result<Action, Error> {
+async fn aws_failure(job: &ProcessingJob, ctx: &Context, mut obs: Observation, e: AwsError) -> Result<Action, Error> {
     match e.class {
         ErrorClass::Credentials => {
             obs.phase = waiting(
@@ -589,11 +650,7 @@ async fn aws_failure(
     }
 }
 
-async fn validate_network(
-    job: &ProcessingJob,
-    ctx: &Context,
-    region: &str,
-) -> Result<NetworkOutcome, AwsError> {
+async fn validate_network(job: &ProcessingJob, ctx: &Context, region: &str) -> Result<NetworkOutcome, AwsError> {
     if job.spec.vpc_config().is_none() {
         return Ok(NetworkOutcome::NoVpcConfig);
     }
@@ -627,9 +684,7 @@ async fn adopt_or_refuse(
         },
         None => Vec::new(),
     };
-    let ours = tags
-        .iter()
-        .any(|(k, v)| k == sagemaker::TAG_UID && v == &uid);
+    let ours = tags.iter().any(|(k, v)| k == sagemaker::TAG_UID && v == &uid);
     if !ours {
         let owner = tags
             .iter()
@@ -649,12 +704,8 @@ async fn adopt_or_refuse(
     if is_terminal(&state.status) {
         ctx.tracker.untrack(region, &name);
     } else {
-        ctx.tracker.track(
-            region,
-            &name,
-            object_ref(job),
-            state.last_modified_epoch.unwrap_or(0.0),
-        );
+        ctx.tracker
+            .track(region, &name, object_ref(job), state.last_modified_epoch.unwrap_or(0.0));
     }
     obs.phase = Phase::Submitted {
         job: Box::new(state),
@@ -684,12 +735,8 @@ async fn mirror(
     if is_terminal(&state.status) {
         ctx.tracker.untrack(region, name);
     } else {
-        ctx.tracker.track(
-            region,
-            name,
-            object_ref(job),
-            state.last_modified_epoch.unwrap_or(0.0),
-        );
+        ctx.tracker
+            .track(region, name, object_ref(job), state.last_modified_epoch.unwrap_or(0.0));
     }
     obs.phase = Phase::Submitted {
         job: Box::new(state),
@@ -741,9 +788,7 @@ async fn cleanup(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
                         job,
                         false,
                         "JobStopping",
-                        format!(
-                            "stopping SageMaker job {name} because the resource is being deleted"
-                        ),
+                        format!("stopping SageMaker job {name} because the resource is being deleted"),
                         "Stop",
                     )
                     .await

@@ -11,11 +11,7 @@ const HASH_LEN: usize = 8;
 /// matches `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$`.
 pub fn derived_job_name(namespace: &str, name: &str, uid: &str) -> String {
     let digest = Sha256::digest(format!("{namespace}/{name}/{uid}").as_bytes());
-    let hash: String = digest
-        .iter()
-        .take(HASH_LEN / 2)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash: String = digest.iter().take(HASH_LEN / 2).map(|b| format!("{b:02x}")).collect();
     // Kubernetes names may hold '.', SageMaker's may not.
     let cleaned: String = name
         .chars()

@@ -128,9 +128,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
         region: obs.region.clone(),
         observed_generation: obs.generation,
         logs_url: match (&obs.region, &obs.job_name) {
-            (Some(r), Some(n)) if matches!(obs.phase, Phase::Submitted { .. }) => {
-                Some(logs_url(r, n))
-            }
+            (Some(r), Some(n)) if matches!(obs.phase, Phase::Submitted { .. }) => Some(logs_url(r, n)),
             _ => None,
         },
         ..Default::default()
@@ -149,9 +147,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
         s.training_job_arn = job.training_job_arn.clone();
     }
     s.network = match &obs.network {
-        Some(NetworkOutcome::Validated {
-            vpc_id, findings, ..
-        }) => {
+        Some(NetworkOutcome::Validated { vpc_id, findings, .. }) => {
             let validated_at = prev
                 .network
                 .as_ref()
@@ -173,18 +169,16 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
     let mut conditions = Vec::with_capacity(5);
     conditions.push(match &obs.network {
         // Not revalidated by this reconcile: the previous verdict stands.
-        None => cond(prev, NETWORK_VALIDATED)
-            .cloned()
-            .unwrap_or_else(|| Condition {
-                status: "Unknown".into(),
-                ..condition(
-                    NETWORK_VALIDATED,
-                    false,
-                    "Pending",
-                    "the network has not been validated yet",
-                    g,
-                )
-            }),
+        None => cond(prev, NETWORK_VALIDATED).cloned().unwrap_or_else(|| Condition {
+            status: "Unknown".into(),
+            ..condition(
+                NETWORK_VALIDATED,
+                false,
+                "Pending",
+                "the network has not been validated yet",
+                g,
+            )
+        }),
         Some(NetworkOutcome::NoVpcConfig) => condition(
             NETWORK_VALIDATED,
             true,
@@ -192,20 +186,12 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
             "the job has no vpcConfig: it runs outside any VPC and there is nothing to validate",
             g,
         ),
-        Some(NetworkOutcome::Skipped) => condition(
-            NETWORK_VALIDATED,
-            true,
-            "Skipped",
-            "networkValidation.mode is Skip",
-            g,
-        ),
+        Some(NetworkOutcome::Skipped) => {
+            condition(NETWORK_VALIDATED, true, "Skipped", "networkValidation.mode is Skip", g)
+        }
         Some(n @ NetworkOutcome::Validated { mode, findings, .. }) => {
             let errors = n.error_codes();
-            let others = findings.len()
-                - findings
-                    .iter()
-                    .filter(|f| f.severity == Severity::Error)
-                    .count();
+            let others = findings.len() - findings.iter().filter(|f| f.severity == Severity::Error).count();
             match (errors.is_empty(), mode) {
                 (true, _) => condition(
                     NETWORK_VALIDATED,
@@ -228,10 +214,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                     NETWORK_VALIDATED,
                     false,
                     "NetworkInvalid",
-                    format!(
-                        "error findings: {} (see status.network.findings)",
-                        errors.join(", ")
-                    ),
+                    format!("error findings: {} (see status.network.findings)", errors.join(", ")),
                     g,
                 ),
             }
@@ -249,21 +232,9 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
             )
         }
         Phase::NotAllowed { message } => (
-            condition(
-                SUBMITTED,
-                false,
-                "NotAllowedInNamespace",
-                message.clone(),
-                g,
-            ),
+            condition(SUBMITTED, false, "NotAllowedInNamespace", message.clone(), g),
             condition(READY, false, "NotAllowedInNamespace", message.clone(), g),
-            condition(
-                RECONCILING,
-                false,
-                "NotAllowedInNamespace",
-                message.clone(),
-                g,
-            ),
+            condition(RECONCILING, false, "NotAllowedInNamespace", message.clone(), g),
             condition(STALLED, true, "NotAllowedInNamespace", message.clone(), g),
         ),
         Phase::Waiting { reason, message } => (
@@ -288,20 +259,8 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
             condition(STALLED, true, "JobNameInUse", message.clone(), g),
         ),
         Phase::Creating => (
-            condition(
-                SUBMITTED,
-                false,
-                "Creating",
-                "creating the SageMaker processing job",
-                g,
-            ),
-            condition(
-                READY,
-                false,
-                "Creating",
-                "creating the SageMaker processing job",
-                g,
-            ),
+            condition(SUBMITTED, false, "Creating", "creating the SageMaker processing job", g),
+            condition(READY, false, "Creating", "creating the SageMaker processing job", g),
             condition(
                 RECONCILING,
                 true,
@@ -322,13 +281,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                     g,
                 )
             } else {
-                condition(
-                    SUBMITTED,
-                    true,
-                    "Created",
-                    format!("SageMaker job {name} exists"),
-                    g,
-                )
+                condition(SUBMITTED, true, "Created", format!("SageMaker job {name} exists"), g)
             };
             let first_line = job
                 .failure_reason
@@ -338,13 +291,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
             match job.status.as_str() {
                 "Completed" => (
                     submitted,
-                    condition(
-                        READY,
-                        true,
-                        "Completed",
-                        format!("SageMaker job {name} completed"),
-                        g,
-                    ),
+                    condition(READY, true, "Completed", format!("SageMaker job {name} completed"), g),
                     condition(RECONCILING, false, "Completed", "", g),
                     condition(STALLED, false, "Completed", "", g),
                 ),
@@ -367,11 +314,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                     )
                 }
                 other => {
-                    let reason = if other == "Stopping" {
-                        "Stopping"
-                    } else {
-                        "InProgress"
-                    };
+                    let reason = if other == "Stopping" { "Stopping" } else { "InProgress" };
                     let msg = format!("SageMaker job {name} is {other}");
                     (
                         submitted,
@@ -456,9 +399,7 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
             });
         }
     }
-    if next.processing_job_status.is_some()
-        && prev.processing_job_status != next.processing_job_status
-    {
+    if next.processing_job_status.is_some() && prev.processing_job_status != next.processing_job_status {
         let to = next.processing_job_status.as_deref().unwrap_or_default();
         let note = match prev.processing_job_status.as_deref() {
             Some(from) => format!("{from} → {to}"),
@@ -494,10 +435,14 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
         }
     }
     if let Some(c) = changed(STALLED).filter(|c| c.status == "True") {
-        if matches!(
-            c.reason.as_str(),
-            "InvalidSpec" | "JobNameInUse" | "NotAllowedInNamespace"
-        ) {
+        if c.reason == "NotAllowedInNamespace" {
+            out.push(EventSpec {
+                warning: true,
+                reason: "NotAllowedInNamespace",
+                note: truncate(&c.message, 900),
+                action: "Guard".into(),
+            });
+        } else if matches!(c.reason.as_str(), "InvalidSpec" | "JobNameInUse") {
             out.push(EventSpec {
                 warning: true,
                 reason: "AwsError",
@@ -575,16 +520,9 @@ mod tests {
             (job("Completed"), ("True", "Completed"), "False", "False"),
             (job("Failed"), ("False", "Failed"), "False", "True"),
             (job("Stopped"), ("False", "Stopped"), "False", "True"),
+            (Phase::NetworkInvalid, ("False", "NetworkInvalid"), "False", "True"),
             (
-                Phase::NetworkInvalid,
-                ("False", "NetworkInvalid"),
-                "False",
-                "True",
-            ),
-            (
-                Phase::InvalidSpec {
-                    message: "bad".into(),
-                },
+                Phase::InvalidSpec { message: "bad".into() },
                 ("False", "InvalidSpec"),
                 "False",
                 "True",
@@ -605,10 +543,7 @@ mod tests {
             assert_eq!(get(&s, STALLED).0, stalled, "{phase:?}");
             assert!(!(reconciling == "True" && stalled == "True"));
             assert_eq!(s.conditions.len(), 5);
-            assert!(s
-                .conditions
-                .iter()
-                .all(|c| c.observed_generation == Some(1)));
+            assert!(s.conditions.iter().all(|c| c.observed_generation == Some(1)));
         }
     }
 
@@ -663,10 +598,7 @@ mod tests {
         };
         assert_eq!(reasons(&empty, &creating), ["NetworkValidated"]);
         let running = desired_status(&creating, &obs(job("InProgress")));
-        assert_eq!(
-            reasons(&creating, &running),
-            ["JobCreated", "JobStatusChanged"]
-        );
+        assert_eq!(reasons(&creating, &running), ["JobCreated", "JobStatusChanged"]);
         let done = desired_status(&running, &obs(job("Completed")));
         assert_eq!(reasons(&running, &done), ["JobStatusChanged"]);
     }
@@ -704,10 +636,7 @@ mod tests {
         o.network = Some(warn);
         o.phase = Phase::Creating;
         assert_eq!(
-            get(
-                &desired_status(&ProcessingJobStatus::default(), &o),
-                NETWORK_VALIDATED
-            ),
+            get(&desired_status(&ProcessingJobStatus::default(), &o), NETWORK_VALIDATED),
             ("True", "WarnMode")
         );
     }

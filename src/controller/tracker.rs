@@ -83,19 +83,13 @@ impl Tracker {
 
     /// Marks a tracked job for a describe on its next reconcile.
     pub fn mark_changed(&self, region: &str, job: &str) {
-        if let Some(t) = self
-            .state()
-            .jobs
-            .get_mut(&(region.to_string(), job.to_string()))
-        {
+        if let Some(t) = self.state().jobs.get_mut(&(region.to_string(), job.to_string())) {
             t.changed = true;
         }
     }
 
     pub fn untrack(&self, region: &str, job: &str) {
-        self.state()
-            .jobs
-            .remove(&(region.to_string(), job.to_string()));
+        self.state().jobs.remove(&(region.to_string(), job.to_string()));
     }
 
     pub fn active(&self) -> usize {
@@ -103,12 +97,7 @@ impl Tracker {
     }
 
     /// Polls until cancelled.
-    pub async fn run(
-        self: Arc<Self>,
-        aws: Arc<AwsClients>,
-        interval: Duration,
-        shutdown: CancellationToken,
-    ) {
+    pub async fn run(self: Arc<Self>, aws: Arc<AwsClients>, interval: Duration, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

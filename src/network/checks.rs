@@ -7,9 +7,7 @@ use crate::api::{Finding, ProcessingJobSpec};
 
 use super::codes::Code;
 use super::policy::{self, Decision};
-use super::snapshot::{
-    cidr, EndpointType, NetworkSnapshot, RouteTable, Subnet, VpcEndpoint, VpcTopology,
-};
+use super::snapshot::{cidr, EndpointType, NetworkSnapshot, RouteTable, Subnet, VpcEndpoint, VpcTopology};
 
 /// How a subnet reaches S3.
 #[derive(Debug, Clone, Copy)]
@@ -69,10 +67,7 @@ fn internet_path<'a>(vpc: &'a VpcTopology, subnet_id: &str) -> InternetPath<'a> 
             return InternetPath::BrokenNat(nat_id, format!("is {}", nat.state));
         }
         if nat.connectivity.eq_ignore_ascii_case("private") {
-            return InternetPath::BrokenNat(
-                nat_id,
-                "is a private NAT gateway (no internet access)".into(),
-            );
+            return InternetPath::BrokenNat(nat_id, "is a private NAT gateway (no internet access)".into());
         }
         let nat_public = vpc
             .route_table_for(&nat.subnet_id)
@@ -82,7 +77,10 @@ fn internet_path<'a>(vpc: &'a VpcTopology, subnet_id: &str) -> InternetPath<'a> 
         if !nat_public {
             return InternetPath::BrokenNat(
                 nat_id,
-                format!("sits in subnet {} whose route table has no default route to an internet gateway", nat.subnet_id),
+                format!(
+                    "sits in subnet {} whose route table has no default route to an internet gateway",
+                    nat.subnet_id
+                ),
             );
         }
         return InternetPath::Nat;
@@ -111,9 +109,11 @@ fn s3_path<'a>(vpc: &'a VpcTopology, region: &str, subnet_id: &str) -> S3Path<'a
     if let Some(e) = gateway {
         return S3Path::GatewayEndpoint(e);
     }
-    if let Some(e) = vpc.endpoints.iter().find(|e| {
-        e.service_name == service && e.endpoint_type == EndpointType::Interface && e.usable()
-    }) {
+    if let Some(e) = vpc
+        .endpoints
+        .iter()
+        .find(|e| e.service_name == service && e.endpoint_type == EndpointType::Interface && e.usable())
+    {
         return S3Path::InterfaceEndpoint(e);
     }
     match internet_path(vpc, subnet_id) {
@@ -171,10 +171,7 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
             f.add(
                 Code::SecurityGroupNotFound,
                 id,
-                format!(
-                    "security group {id} does not exist in region {}",
-                    snap.region
-                ),
+                format!("security group {id} does not exist in region {}", snap.region),
             );
         }
     }
@@ -212,16 +209,8 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
             );
         }
     }
-    let subnets: Vec<&Subnet> = snap
-        .subnets
-        .iter()
-        .filter(|s| s.vpc_id == vpc.vpc_id)
-        .collect();
-    let groups: Vec<_> = snap
-        .security_groups
-        .iter()
-        .filter(|g| g.vpc_id == vpc.vpc_id)
-        .collect();
+    let subnets: Vec<&Subnet> = snap.subnets.iter().filter(|s| s.vpc_id == vpc.vpc_id).collect();
+    let groups: Vec<_> = snap.security_groups.iter().filter(|g| g.vpc_id == vpc.vpc_id).collect();
     let group_ids: BTreeSet<&str> = groups.iter().map(|g| g.id.as_str()).collect();
 
     // N3
@@ -257,10 +246,9 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
     // N4
     if instances > 1 && !groups.is_empty() {
         let self_referencing = groups.iter().any(|g| {
-            g.ingress.iter().any(|r| {
-                r.allows_all_traffic()
-                    && r.group_ids.iter().any(|id| group_ids.contains(id.as_str()))
-            })
+            g.ingress
+                .iter()
+                .any(|r| r.allows_all_traffic() && r.group_ids.iter().any(|id| group_ids.contains(id.as_str())))
         });
         if !self_referencing {
             f.add(
@@ -294,21 +282,17 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
             })
             .filter_map(|r| r.destination_prefix_list_id.as_deref())
             .collect();
-        let interface = paths
-            .iter()
-            .any(|(_, p)| matches!(p, S3Path::InterfaceEndpoint(_)));
+        let interface = paths.iter().any(|(_, p)| matches!(p, S3Path::InterfaceEndpoint(_)));
         let allows = groups.iter().any(|g| {
             g.egress.iter().any(|r| {
                 r.allows_tcp_port(443)
                     && (r.cidrs.iter().any(|c| cidr::is_anywhere(c))
-                        || r.prefix_list_ids
-                            .iter()
-                            .any(|p| s3_prefix_lists.contains(p.as_str()))
+                        || r.prefix_list_ids.iter().any(|p| s3_prefix_lists.contains(p.as_str()))
                         || (interface
                             && (!r.group_ids.is_empty()
-                                || r.cidrs.iter().any(|c| {
-                                    vpc.cidr_blocks.iter().any(|v| cidr::contains(c, v))
-                                }))))
+                                || r.cidrs
+                                    .iter()
+                                    .any(|c| vpc.cidr_blocks.iter().any(|v| cidr::contains(c, v))))))
             })
         });
         if !allows {
@@ -323,10 +307,7 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
     // N6
     for (s, path) in &paths {
         if matches!(path, S3Path::None) {
-            let rt = vpc
-                .route_table_for(&s.id)
-                .map(|rt| rt.id.as_str())
-                .unwrap_or("(none)");
+            let rt = vpc.route_table_for(&s.id).map(|rt| rt.id.as_str()).unwrap_or("(none)");
             f.add(
                 Code::NoS3Route,
                 &s.id,
@@ -372,11 +353,7 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
     // N9
     for s in &subnets {
         if let Some(problem) = vpc.network_acl_for(&s.id).and_then(acl_problem) {
-            f.add(
-                Code::NetworkAclBlocksS3,
-                &s.id,
-                format!("subnet {}: {problem}", s.id),
-            );
+            f.add(Code::NetworkAclBlocksS3, &s.id, format!("subnet {}: {problem}", s.id));
         }
     }
 
@@ -411,9 +388,10 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
     if !isolation {
         for service in spec.required_services() {
             let name = format!("com.amazonaws.{}.{service}", snap.region);
-            let has_endpoint = vpc.endpoints.iter().any(|e| {
-                e.service_name == name && e.endpoint_type == EndpointType::Interface && e.usable()
-            });
+            let has_endpoint = vpc
+                .endpoints
+                .iter()
+                .any(|e| e.service_name == name && e.endpoint_type == EndpointType::Interface && e.usable());
             if has_endpoint {
                 continue;
             }
@@ -481,7 +459,10 @@ fn check_endpoint_policy(
             f.add(
                 Code::S3EndpointPolicyUnevaluable,
                 &endpoint.id,
-                format!("the policy of endpoint {} cannot be read ({e}); whether it allows the job's S3 access is unknown", endpoint.id),
+                format!(
+                    "the policy of endpoint {} cannot be read ({e}); whether it allows the job's S3 access is unknown",
+                    endpoint.id
+                ),
             );
             return;
         }
@@ -508,7 +489,10 @@ fn check_endpoint_policy(
             f.add(
                 Code::S3EndpointPolicyUnevaluable,
                 &endpoint.id,
-                format!("cannot tell the bucket of {uri}, so the policy of endpoint {} was not evaluated for it", endpoint.id),
+                format!(
+                    "cannot tell the bucket of {uri}, so the policy of endpoint {} was not evaluated for it",
+                    endpoint.id
+                ),
             );
             continue;
         };
@@ -606,12 +590,10 @@ fn decide_for_uri(
     let inside_decision = eval(&inside, base);
     match (&inside_decision, exact_decision) {
         (Decision::Denied { explicit: true, .. }, _) => inside_decision,
-        (_, d @ Decision::Unevaluable { .. }) if !key.is_empty() && !key.ends_with('/') => {
-            match inside_decision {
-                Decision::Allowed => d,
-                other => other,
-            }
-        }
+        (_, d @ Decision::Unevaluable { .. }) if !key.is_empty() && !key.ends_with('/') => match inside_decision {
+            Decision::Allowed => d,
+            other => other,
+        },
         _ => inside_decision,
     }
 }
@@ -625,9 +607,7 @@ fn acl_problem(acl: &super::snapshot::NetworkAcl) -> Option<String> {
         entries
             .into_iter()
             .find(|e| {
-                let proto = e.protocol == "-1"
-                    || e.protocol == "6"
-                    || e.protocol.eq_ignore_ascii_case("tcp");
+                let proto = e.protocol == "-1" || e.protocol == "6" || e.protocol.eq_ignore_ascii_case("tcp");
                 let ports = e.protocol == "-1"
                     || match (e.port_from, e.port_to) {
                         (Some(a), Some(b)) => a <= port && port <= b,
@@ -640,18 +620,8 @@ fn acl_problem(acl: &super::snapshot::NetworkAcl) -> Option<String> {
     };
     match verdict(true, 443) {
         Some((true, _)) => {}
-        Some((false, n)) => {
-            return Some(format!(
-                "network ACL {} denies outbound TCP 443 (rule {n})",
-                acl.id
-            ))
-        }
-        None => {
-            return Some(format!(
-                "network ACL {} has no rule allowing outbound TCP 443",
-                acl.id
-            ))
-        }
+        Some((false, n)) => return Some(format!("network ACL {} denies outbound TCP 443 (rule {n})", acl.id)),
+        None => return Some(format!("network ACL {} has no rule allowing outbound TCP 443", acl.id)),
     }
     for port in [1024, 32768, 49152, 65535] {
         match verdict(false, port) {

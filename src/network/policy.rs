@@ -140,11 +140,7 @@ fn principals(v: &Value, index: usize) -> Result<Vec<String>, PolicyError> {
     }
 }
 
-fn matcher(
-    obj: &serde_json::Map<String, Value>,
-    name: &str,
-    index: usize,
-) -> Result<Matcher, PolicyError> {
+fn matcher(obj: &serde_json::Map<String, Value>, name: &str, index: usize) -> Result<Matcher, PolicyError> {
     let not_name = format!("Not{name}");
     match (obj.get(name), obj.get(&not_name)) {
         (Some(v), None) => Ok(Matcher::Any(strings(v, name, index)?)),
@@ -162,8 +158,7 @@ fn matcher(
 
 /// Parses a policy document: one statement object or a list, string-or-list elements.
 pub fn parse(document: &str) -> Result<Policy, PolicyError> {
-    let root: Value =
-        serde_json::from_str(document).map_err(|e| PolicyError::Json(e.to_string()))?;
+    let root: Value = serde_json::from_str(document).map_err(|e| PolicyError::Json(e.to_string()))?;
     let statements = match root.get("Statement") {
         Some(Value::Array(items)) => items.clone(),
         Some(obj @ Value::Object(_)) => vec![obj.clone()],
@@ -213,18 +208,10 @@ pub fn parse(document: &str) -> Result<Policy, PolicyError> {
                         let values = match values {
                             Value::Bool(b) => vec![b.to_string()],
                             Value::Number(n) => vec![n.to_string()],
-                            Value::Array(items)
-                                if items.iter().all(|i| !i.is_object() && !i.is_array()) =>
-                            {
-                                items
-                                    .iter()
-                                    .map(|i| {
-                                        i.as_str()
-                                            .map(str::to_string)
-                                            .unwrap_or_else(|| i.to_string())
-                                    })
-                                    .collect()
-                            }
+                            Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => items
+                                .iter()
+                                .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
+                                .collect(),
                             other => strings(other, "Condition value", index)?,
                         };
                         conditions.push(ConditionClause {
@@ -291,9 +278,7 @@ pub fn wildcard_match(pattern: &str, text: &str, case_insensitive: bool) -> bool
 }
 
 fn matches_any(patterns: &[String], text: &str, case_insensitive: bool) -> bool {
-    patterns
-        .iter()
-        .any(|p| wildcard_match(p, text, case_insensitive))
+    patterns.iter().any(|p| wildcard_match(p, text, case_insensitive))
 }
 
 impl Matcher {
@@ -359,14 +344,8 @@ fn eval_clause(clause: &ConditionClause, context: &BTreeMap<String, String>) -> 
         "StringNotEquals" | "ArnNotEquals" => clause.values.iter().all(|v| v != value),
         "StringEqualsIgnoreCase" => clause.values.iter().any(|v| v.eq_ignore_ascii_case(value)),
         "StringNotEqualsIgnoreCase" => clause.values.iter().all(|v| !v.eq_ignore_ascii_case(value)),
-        "StringLike" | "ArnLike" => clause
-            .values
-            .iter()
-            .any(|v| wildcard_match(v, value, false)),
-        "StringNotLike" | "ArnNotLike" => clause
-            .values
-            .iter()
-            .all(|v| !wildcard_match(v, value, false)),
+        "StringLike" | "ArnLike" => clause.values.iter().any(|v| wildcard_match(v, value, false)),
+        "StringNotLike" | "ArnNotLike" => clause.values.iter().all(|v| !wildcard_match(v, value, false)),
         _ => return Truth::Unknown(format!("{} (operator {})", clause.key, clause.operator)),
     };
     if result {
@@ -460,16 +439,8 @@ mod tests {
         assert!(wildcard_match("s3:Get*", "s3:GetObject", false));
         assert!(wildcard_match("S3:GET*", "s3:getobject", true));
         assert!(!wildcard_match("S3:GET*", "s3:getobject", false));
-        assert!(wildcard_match(
-            "arn:aws:s3:::b?t/*",
-            "arn:aws:s3:::bat/x/y",
-            false
-        ));
-        assert!(!wildcard_match(
-            "arn:aws:s3:::b?t/*",
-            "arn:aws:s3:::boat/x",
-            false
-        ));
+        assert!(wildcard_match("arn:aws:s3:::b?t/*", "arn:aws:s3:::bat/x/y", false));
+        assert!(!wildcard_match("arn:aws:s3:::b?t/*", "arn:aws:s3:::boat/x", false));
         assert!(wildcard_match("*", "", false));
         assert!(wildcard_match("a*b*c", "axxbyyc", false));
         assert!(!wildcard_match("a*b*c", "axxbyy", false));
@@ -478,10 +449,7 @@ mod tests {
     #[test]
     fn single_statement_object_and_string_elements() {
         let p = r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::data/*"}}"#;
-        assert_eq!(
-            decide(p, "s3:GetObject", "arn:aws:s3:::data/in/x"),
-            Decision::Allowed
-        );
+        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::data/in/x"), Decision::Allowed);
         assert_eq!(
             decide(p, "s3:PutObject", "arn:aws:s3:::data/in/x"),
             Decision::Denied {
@@ -510,49 +478,31 @@ mod tests {
                 sid: Some("NoOut".into())
             }
         );
-        assert_eq!(
-            decide(p, "s3:GetObject", "arn:aws:s3:::out/a"),
-            Decision::Allowed
-        );
+        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::out/a"), Decision::Allowed);
     }
 
     #[test]
     fn not_action_and_not_resource() {
         let p = r#"{"Statement":[{"Effect":"Allow","Principal":"*","NotAction":"s3:Delete*","NotResource":"arn:aws:s3:::secret/*"}]}"#;
-        assert_eq!(
-            decide(p, "s3:GetObject", "arn:aws:s3:::data/a"),
-            Decision::Allowed
-        );
+        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::data/a"), Decision::Allowed);
         assert!(matches!(
             decide(p, "s3:DeleteObject", "arn:aws:s3:::data/a"),
-            Decision::Denied {
-                explicit: false,
-                ..
-            }
+            Decision::Denied { explicit: false, .. }
         ));
         assert!(matches!(
             decide(p, "s3:GetObject", "arn:aws:s3:::secret/a"),
-            Decision::Denied {
-                explicit: false,
-                ..
-            }
+            Decision::Denied { explicit: false, .. }
         ));
     }
 
     #[test]
     fn principals() {
         let p = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::123456789012:root"]},"Action":"s3:*","Resource":"*"}]}"#;
-        assert_eq!(
-            decide(p, "s3:GetObject", "arn:aws:s3:::a/b"),
-            Decision::Allowed
-        );
+        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::a/b"), Decision::Allowed);
         let p = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::999999999999:role/other"},"Action":"s3:*","Resource":"*"}]}"#;
         assert!(matches!(
             decide(p, "s3:GetObject", "arn:aws:s3:::a/b"),
-            Decision::Denied {
-                explicit: false,
-                ..
-            }
+            Decision::Denied { explicit: false, .. }
         ));
     }
 
@@ -560,10 +510,7 @@ mod tests {
     fn conditions_known_and_unknown() {
         let p = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*",
             "Condition":{"StringEquals":{"aws:PrincipalArn":"arn:aws:iam::123456789012:role/job"}}}]}"#;
-        assert_eq!(
-            decide(p, "s3:GetObject", "arn:aws:s3:::a/b"),
-            Decision::Allowed
-        );
+        assert_eq!(decide(p, "s3:GetObject", "arn:aws:s3:::a/b"), Decision::Allowed);
         let p = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*",
             "Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-123"}}}]}"#;
         assert_eq!(

@@ -78,10 +78,7 @@ impl SgRule {
     pub fn allows_all_traffic(&self) -> bool {
         match self.protocol.as_str() {
             "-1" | "all" => true,
-            "tcp" | "6" => matches!(
-                (self.from_port, self.to_port),
-                (Some(0), Some(65535)) | (None, None)
-            ),
+            "tcp" | "6" => matches!((self.from_port, self.to_port), (Some(0), Some(65535)) | (None, None)),
             _ => false,
         }
     }

@@ -171,10 +171,7 @@ impl Case {
     fn new() -> Self {
         Self {
             spec: spec(),
-            subnets: vec![
-                subnet("subnet-a", "10.0.1.0/24"),
-                subnet("subnet-b", "10.0.2.0/24"),
-            ],
+            subnets: vec![subnet("subnet-a", "10.0.1.0/24"), subnet("subnet-b", "10.0.2.0/24")],
             groups: vec![group("sg-1")],
             vpc: topology(),
         }
@@ -187,10 +184,7 @@ impl Case {
             security_groups: self.groups.clone(),
             vpc: Some(Arc::new(self.vpc.clone())),
         };
-        validate(&self.spec, &snap)
-            .into_iter()
-            .map(|f| f.code)
-            .collect()
+        validate(&self.spec, &snap).into_iter().map(|f| f.code).collect()
     }
 
     fn with(mut self, f: impl FnOnce(&mut Self)) -> Self {
@@ -204,9 +198,7 @@ fn validation(spec: &mut ProcessingJobSpec) -> &mut NetworkValidation {
 }
 
 fn set_default_route(vpc: &mut VpcTopology, gateway: Option<&str>, nat: Option<&str>) {
-    vpc.route_tables[0]
-        .routes
-        .push(route("0.0.0.0/0", gateway, nat));
+    vpc.route_tables[0].routes.push(route("0.0.0.0/0", gateway, nat));
 }
 
 fn policy(vpc: &mut VpcTopology, doc: Option<&str>) {
@@ -241,8 +233,16 @@ fn table() -> Vec<(Code, Case, Case)> {
             }),
             Case::new(),
         ),
-        (Code::SubnetsInMultipleVpcs, Case::new().with(|c| c.subnets[1].vpc_id = "vpc-2".into()), Case::new()),
-        (Code::SecurityGroupVpcMismatch, Case::new().with(|c| c.groups[0].vpc_id = "vpc-2".into()), Case::new()),
+        (
+            Code::SubnetsInMultipleVpcs,
+            Case::new().with(|c| c.subnets[1].vpc_id = "vpc-2".into()),
+            Case::new(),
+        ),
+        (
+            Code::SecurityGroupVpcMismatch,
+            Case::new().with(|c| c.groups[0].vpc_id = "vpc-2".into()),
+            Case::new(),
+        ),
         (
             Code::InsufficientSubnetIps,
             Case::new().with(|c| {
@@ -270,12 +270,22 @@ fn table() -> Vec<(Code, Case, Case)> {
         (
             Code::NoS3Egress,
             Case::new().with(|c| {
-                c.groups[0].egress =
-                    vec![SgRule { protocol: "tcp".into(), from_port: Some(80), to_port: Some(80), cidrs: vec!["0.0.0.0/0".into()], ..Default::default() }]
+                c.groups[0].egress = vec![SgRule {
+                    protocol: "tcp".into(),
+                    from_port: Some(80),
+                    to_port: Some(80),
+                    cidrs: vec!["0.0.0.0/0".into()],
+                    ..Default::default()
+                }]
             }),
             Case::new().with(|c| {
-                c.groups[0].egress =
-                    vec![SgRule { protocol: "tcp".into(), from_port: Some(443), to_port: Some(443), prefix_list_ids: vec!["pl-63a5400a".into()], ..Default::default() }]
+                c.groups[0].egress = vec![SgRule {
+                    protocol: "tcp".into(),
+                    from_port: Some(443),
+                    to_port: Some(443),
+                    prefix_list_ids: vec!["pl-63a5400a".into()],
+                    ..Default::default()
+                }]
             }),
         ),
         (
@@ -288,19 +298,40 @@ fn table() -> Vec<(Code, Case, Case)> {
         ),
         (
             Code::S3EndpointPolicyDenies,
-            Case::new().with(|c| policy(&mut c.vpc, Some(&GOOD_POLICY.replace(r#","arn:aws:s3:::out-bucket/*""#, "")))),
+            Case::new().with(|c| {
+                policy(
+                    &mut c.vpc,
+                    Some(&GOOD_POLICY.replace(r#","arn:aws:s3:::out-bucket/*""#, "")),
+                )
+            }),
             Case::new(),
         ),
         (
             Code::S3EndpointPolicyUnevaluable,
             Case::new().with(|c| {
-                policy(&mut c.vpc, Some(&GOOD_POLICY.replace(r#""Principal":"*","#, r#""Principal":"*","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-1"}},"#)))
+                policy(
+                    &mut c.vpc,
+                    Some(&GOOD_POLICY.replace(
+                        r#""Principal":"*","#,
+                        r#""Principal":"*","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-1"}},"#,
+                    )),
+                )
             }),
             Case::new().with(|c| {
-                policy(&mut c.vpc, Some(&GOOD_POLICY.replace(r#""Principal":"*","#, r#""Principal":"*","Condition":{"StringEquals":{"aws:PrincipalAccount":"123456789012"}},"#)))
+                policy(
+                    &mut c.vpc,
+                    Some(&GOOD_POLICY.replace(
+                        r#""Principal":"*","#,
+                        r#""Principal":"*","Condition":{"StringEquals":{"aws:PrincipalAccount":"123456789012"}},"#,
+                    )),
+                )
             }),
         ),
-        (Code::VpcDnsDisabled, Case::new().with(|c| c.vpc.dns_hostnames = false), Case::new()),
+        (
+            Code::VpcDnsDisabled,
+            Case::new().with(|c| c.vpc.dns_hostnames = false),
+            Case::new(),
+        ),
         (
             Code::NetworkAclBlocksS3,
             Case::new().with(|c| {
@@ -361,12 +392,32 @@ fn table() -> Vec<(Code, Case, Case)> {
                 });
             }),
         ),
-        (Code::FlowLogsDisabled, Case::new().with(|c| c.vpc.flow_logs = false), Case::new()),
-        (Code::PackageRepositoriesReachable, Case::new().with(|c| policy(&mut c.vpc, None)), Case::new()),
+        (
+            Code::FlowLogsDisabled,
+            Case::new().with(|c| c.vpc.flow_logs = false),
+            Case::new(),
+        ),
+        (
+            Code::PackageRepositoriesReachable,
+            Case::new().with(|c| policy(&mut c.vpc, None)),
+            Case::new(),
+        ),
         (
             Code::NetworkIsolationSkipsChecks,
-            Case::new().with(|c| c.spec.network_config.as_mut().map(|n| n.enable_network_isolation = Some(true)).unwrap_or(())),
-            Case::new().with(|c| c.spec.network_config.as_mut().map(|n| n.enable_network_isolation = Some(false)).unwrap_or(())),
+            Case::new().with(|c| {
+                c.spec
+                    .network_config
+                    .as_mut()
+                    .map(|n| n.enable_network_isolation = Some(true))
+                    .unwrap_or(())
+            }),
+            Case::new().with(|c| {
+                c.spec
+                    .network_config
+                    .as_mut()
+                    .map(|n| n.enable_network_isolation = Some(false))
+                    .unwrap_or(())
+            }),
         ),
     ]
 }
@@ -375,17 +426,11 @@ fn table() -> Vec<(Code, Case, Case)> {
 fn every_code_has_a_triggering_and_a_near_identical_clean_case() {
     let cases = table();
     for code in Code::ALL {
-        assert!(
-            cases.iter().any(|(c, _, _)| c == code),
-            "no table case for {code}"
-        );
+        assert!(cases.iter().any(|(c, _, _)| c == code), "no table case for {code}");
     }
     for (code, triggering, clean) in cases {
         let got = triggering.codes();
-        assert!(
-            got.iter().any(|c| c == code.as_str()),
-            "{code}: expected in {got:?}"
-        );
+        assert!(got.iter().any(|c| c == code.as_str()), "{code}: expected in {got:?}");
         let got = clean.codes();
         assert!(
             !got.iter().any(|c| c == code.as_str()),
@@ -425,10 +470,7 @@ fn network_isolation_skips_internet_and_interface_endpoint_checks() {
     let codes = case.codes();
     assert!(codes.contains(&"NetworkIsolationSkipsChecks".to_string()));
     assert!(!codes.contains(&"NoInternetRoute".to_string()), "{codes:?}");
-    assert!(
-        !codes.contains(&"MissingInterfaceEndpoint".to_string()),
-        "{codes:?}"
-    );
+    assert!(!codes.contains(&"MissingInterfaceEndpoint".to_string()), "{codes:?}");
 }
 
 #[test]
@@ -446,10 +488,7 @@ fn a_nat_in_a_private_subnet_is_no_internet() {
 #[test]
 fn malformed_endpoint_policy_is_a_warning_not_a_pass() {
     let case = Case::new().with(|c| policy(&mut c.vpc, Some("{not json")));
-    assert_eq!(
-        case.codes(),
-        vec!["S3EndpointPolicyUnevaluable".to_string()]
-    );
+    assert_eq!(case.codes(), vec!["S3EndpointPolicyUnevaluable".to_string()]);
 }
 
 #[test]
@@ -500,10 +539,21 @@ fn arb_policy() -> impl Strategy<Value = Option<String>> {
         (
             prop::sample::select(vec!["Allow", "Deny", "Maybe"]),
             prop::sample::select(vec!["*", "s3:*", "s3:Get*", "s3:PutObject", "S3:LISTBUCKET"]),
-            prop::sample::select(vec!["*", "arn:aws:s3:::in-bucket/*", "arn:aws:s3:::out-bucket*", "arn:aws:s3:::?n-bucket"]),
-            prop::sample::select(vec!["", r#","Condition":{"StringLike":{"aws:PrincipalArn":"arn:aws:iam::*:role/*"}}"#, r#","Condition":{"Bool":{"aws:SecureTransport":"true"}}"#]),
+            prop::sample::select(vec![
+                "*",
+                "arn:aws:s3:::in-bucket/*",
+                "arn:aws:s3:::out-bucket*",
+                "arn:aws:s3:::?n-bucket"
+            ]),
+            prop::sample::select(vec![
+                "",
+                r#","Condition":{"StringLike":{"aws:PrincipalArn":"arn:aws:iam::*:role/*"}}"#,
+                r#","Condition":{"Bool":{"aws:SecureTransport":"true"}}"#
+            ]),
         )
-            .prop_map(|(e, a, r, c)| Some(format!(r#"{{"Statement":[{{"Effect":"{e}","Principal":"*","Action":"{a}","Resource":"{r}"{c}}}]}}"#))),
+            .prop_map(|(e, a, r, c)| Some(format!(
+                r#"{{"Statement":[{{"Effect":"{e}","Principal":"*","Action":"{a}","Resource":"{r}"{c}}}]}}"#
+            ))),
     ]
 }
 

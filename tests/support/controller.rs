@@ -34,6 +34,8 @@ impl ControllerProcess {
                 "text",
                 "--log-level",
                 "info,smpc=debug",
+                "--metrics-address",
+                "127.0.0.1:0",
             ])
             .args(extra_args)
             .envs(extra_env.iter().copied())
@@ -79,6 +81,22 @@ impl ControllerProcess {
             std::thread::sleep(Duration::from_millis(100));
         }
         None
+    }
+
+    /// The base URL of /livez, /readyz and /metrics, from the log line announcing it.
+    pub fn ops_url(&self) -> String {
+        let text = wait_for("the ops server address in the log", Duration::from_secs(30), || {
+            let t = self.log_text();
+            t.contains("serving /livez").then_some(t)
+        });
+        let clean: String = strip_ansi(&text);
+        let line = clean.lines().find(|l| l.contains("serving /livez")).unwrap_or_default();
+        let addr = line
+            .split("address=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_default();
+        format!("http://{addr}")
     }
 
     pub fn log_text(&self) -> String {
@@ -136,13 +154,7 @@ pub fn status_str(job: &Value, field: &str) -> Option<String> {
 }
 
 /// Waits until the resource's status satisfies `pred`; returns the resource.
-pub fn wait_job(
-    ns: &str,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
+pub fn wait_job(ns: &str, name: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
     wait_for(&format!("{ns}/{name}: {what}"), timeout, || {
         get_job(ns, name).filter(|j| pred(j))
     })
@@ -185,8 +197,7 @@ pub fn sim_jobs() -> Value {
 
 /// CreateProcessingJob requests the simulator received for a job name.
 pub fn sim_create_calls(job_name: &str) -> u64 {
-    let creates: Value = serde_json::from_str(&stack().sim_admin("GET", "/_sim/creates", None))
-        .unwrap_or(Value::Null);
+    let creates: Value = serde_json::from_str(&stack().sim_admin("GET", "/_sim/creates", None)).unwrap_or(Value::Null);
     creates[job_name].as_u64().unwrap_or(0)
 }
 
@@ -201,4 +212,32 @@ pub fn apply(manifest: &str) {
         "kubectl apply failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// GET a URL; (status code, body).
+pub fn http_get(url: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }

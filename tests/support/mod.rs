@@ -61,10 +61,7 @@ impl Stack {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        self.command("kubectl")
-            .args(args)
-            .output()
-            .expect("run kubectl")
+        self.command("kubectl").args(args).output().expect("run kubectl")
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
@@ -170,8 +167,7 @@ impl Stack {
     }
 
     pub async fn sagemaker(&self) -> aws_sdk_sagemaker::Client {
-        self.sagemaker_at(self.var("AWS_ENDPOINT_URL_SAGEMAKER"))
-            .await
+        self.sagemaker_at(self.var("AWS_ENDPOINT_URL_SAGEMAKER")).await
     }
 }
 

@@ -1,9 +1,7 @@
 //! VPC topologies built in moto with `aws-sdk-ec2`, as SageMaker jobs meet them.
 #![allow(dead_code)]
 
-use aws_sdk_ec2::types::{
-    AttributeBooleanValue, DomainType, IpPermission, UserIdGroupPair, VpcEndpointType,
-};
+use aws_sdk_ec2::types::{AttributeBooleanValue, DomainType, IpPermission, UserIdGroupPair, VpcEndpointType};
 
 use super::stack;
 
@@ -29,18 +27,10 @@ pub async fn topology(cidr_prefix: &str, dns_hostnames: bool) -> Topology {
         .send()
         .await
         .expect("create vpc");
-    let vpc = vpc
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_string();
+    let vpc = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string();
     ec2.modify_vpc_attribute()
         .vpc_id(&vpc)
-        .enable_dns_hostnames(
-            AttributeBooleanValue::builder()
-                .value(dns_hostnames)
-                .build(),
-        )
+        .enable_dns_hostnames(AttributeBooleanValue::builder().value(dns_hostnames).build())
         .send()
         .await
         .expect("dns hostnames");
@@ -56,10 +46,7 @@ pub async fn topology(cidr_prefix: &str, dns_hostnames: bool) -> Topology {
                 .send()
                 .await
                 .expect("create subnet");
-            out.subnet()
-                .and_then(|s| s.subnet_id())
-                .expect("subnet id")
-                .to_string()
+            out.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string()
         }
     };
     let a = subnet(format!("{cidr_prefix}.1.0/24"), "us-east-1a").await;
@@ -118,12 +105,7 @@ pub async fn topology(cidr_prefix: &str, dns_hostnames: bool) -> Topology {
 }
 
 pub async fn route_table(ec2: &aws_sdk_ec2::Client, vpc: &str, subnets: &[&str]) -> String {
-    let rt = ec2
-        .create_route_table()
-        .vpc_id(vpc)
-        .send()
-        .await
-        .expect("route table");
+    let rt = ec2.create_route_table().vpc_id(vpc).send().await.expect("route table");
     let id = rt
         .route_table()
         .and_then(|r| r.route_table_id())
@@ -207,13 +189,7 @@ impl Topology {
 }
 
 /// A ProcessingJob manifest in namespace `ml` using the given network.
-pub fn job_manifest(
-    name: &str,
-    instances: u32,
-    subnets: &[String],
-    groups: &[&str],
-    extra_spec: &str,
-) -> String {
+pub fn job_manifest(name: &str, instances: u32, subnets: &[String], groups: &[&str], extra_spec: &str) -> String {
     job_manifest_in("ml", name, instances, subnets, groups, extra_spec)
 }
 

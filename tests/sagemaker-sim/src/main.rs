@@ -145,13 +145,7 @@ async fn list_jobs(State(sim): State<Shared>) -> Response {
 async fn set_status(State(sim): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
     let req: model::StatusChange = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("invalid status change: {e}"),
-            )
-                .into_response()
-        }
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid status change: {e}")).into_response(),
     };
     match sim.lock().await.admin_set_status(&name, req) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

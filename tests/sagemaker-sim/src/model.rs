@@ -187,8 +187,7 @@ impl Sim {
         if operation == "CreateProcessingJob" && self.config.creates_per_second > 0.0 {
             let t = now();
             let rate = self.config.creates_per_second;
-            self.create_tokens =
-                (self.create_tokens + (t - self.create_refill_at) * rate).min(rate.max(1.0));
+            self.create_tokens = (self.create_tokens + (t - self.create_refill_at) * rate).min(rate.max(1.0));
             self.create_refill_at = t;
             if self.create_tokens < 1.0 {
                 return Some(ApiError::throttling());
@@ -257,8 +256,7 @@ impl Sim {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let due =
-            (self.config.in_progress_seconds > 0.0).then_some(t + self.config.in_progress_seconds);
+        let due = (self.config.in_progress_seconds > 0.0).then_some(t + self.config.in_progress_seconds);
         self.jobs.insert(
             name,
             Job {
@@ -292,10 +290,7 @@ impl Sim {
 
     fn describe(&self, input: &Value) -> Result<Value, ApiError> {
         let name = self.job_name(input)?;
-        let job = self
-            .jobs
-            .get(name)
-            .ok_or_else(|| ApiError::not_found(name))?;
+        let job = self.jobs.get(name).ok_or_else(|| ApiError::not_found(name))?;
         let mut out = job.request.clone();
         out.remove("Tags");
         out.insert("ProcessingJobArn".into(), json!(job.arn));
@@ -320,10 +315,7 @@ impl Sim {
     fn stop(&mut self, input: &Value) -> Result<Value, ApiError> {
         let name = self.job_name(input)?.to_string();
         let stopping = self.config.stopping_seconds;
-        let job = self
-            .jobs
-            .get_mut(&name)
-            .ok_or_else(|| ApiError::not_found(&name))?;
+        let job = self.jobs.get_mut(&name).ok_or_else(|| ApiError::not_found(&name))?;
         if job.status != "InProgress" {
             return Err(ApiError::validation(format!(
                 "The request was rejected because the processing job is in status {}.",
@@ -372,28 +364,18 @@ impl Sim {
             .collect();
         match text("SortBy").unwrap_or("CreationTime") {
             "Name" => jobs.sort_by(|a, b| name_of(a).cmp(name_of(b))),
-            "Status" => {
-                jobs.sort_by(|a, b| a.status.cmp(&b.status).then(name_of(a).cmp(name_of(b))))
-            }
+            "Status" => jobs.sort_by(|a, b| a.status.cmp(&b.status).then(name_of(a).cmp(name_of(b)))),
             "CreationTime" => jobs.sort_by(|a, b| {
                 a.creation_time
                     .total_cmp(&b.creation_time)
                     .then(name_of(a).cmp(name_of(b)))
             }),
-            other => {
-                return Err(ApiError::validation(format!(
-                    "Invalid SortBy value '{other}'"
-                )))
-            }
+            other => return Err(ApiError::validation(format!("Invalid SortBy value '{other}'"))),
         }
         match text("SortOrder").unwrap_or("Descending") {
             "Descending" => jobs.reverse(),
             "Ascending" => {}
-            other => {
-                return Err(ApiError::validation(format!(
-                    "Invalid SortOrder value '{other}'"
-                )))
-            }
+            other => return Err(ApiError::validation(format!("Invalid SortOrder value '{other}'"))),
         }
         let start = match text("NextToken") {
             None => 0,
@@ -401,12 +383,7 @@ impl Sim {
                 .parse::<usize>()
                 .map_err(|_| ApiError::validation("Invalid pagination token"))?,
         };
-        let page: Vec<Value> = jobs
-            .iter()
-            .skip(start)
-            .take(max_results)
-            .map(|j| summary(j))
-            .collect();
+        let page: Vec<Value> = jobs.iter().skip(start).take(max_results).map(|j| summary(j)).collect();
         let mut out = json!({ "ProcessingJobSummaries": page });
         if start + max_results < jobs.len() {
             out["NextToken"] = json!((start + max_results).to_string());
@@ -427,11 +404,7 @@ impl Sim {
     }
 
     fn add_tags(&mut self, input: &Value) -> Result<Value, ApiError> {
-        let new_tags = input
-            .get("Tags")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let new_tags = input.get("Tags").and_then(Value::as_array).cloned().unwrap_or_default();
         validate::tags(&new_tags).map_err(ApiError::validation)?;
         let job = self.job_by_arn(input)?;
         for tag in new_tags {
@@ -443,10 +416,7 @@ impl Sim {
     }
 
     fn list_tags(&mut self, input: &Value) -> Result<Value, ApiError> {
-        let max = input
-            .get("MaxResults")
-            .and_then(Value::as_u64)
-            .unwrap_or(50) as usize;
+        let max = input.get("MaxResults").and_then(Value::as_u64).unwrap_or(50) as usize;
         let start = input
             .get("NextToken")
             .and_then(Value::as_str)
@@ -463,10 +433,7 @@ impl Sim {
 
     pub fn admin_set_status(&mut self, name: &str, change: StatusChange) -> Result<(), String> {
         self.advance();
-        let job = self
-            .jobs
-            .get_mut(name)
-            .ok_or_else(|| format!("no job named {name}"))?;
+        let job = self.jobs.get_mut(name).ok_or_else(|| format!("no job named {name}"))?;
         let t = now();
         match change.status.as_str() {
             "Completed" | "Failed" | "Stopped" => {
@@ -488,12 +455,7 @@ impl Sim {
         let jobs: HashMap<&String, Value> = self
             .jobs
             .iter()
-            .map(|(name, j)| {
-                (
-                    name,
-                    json!({"status": j.status, "arn": j.arn, "tags": j.tags}),
-                )
-            })
+            .map(|(name, j)| (name, json!({"status": j.status, "arn": j.arn, "tags": j.tags})))
             .collect();
         json!(jobs)
     }

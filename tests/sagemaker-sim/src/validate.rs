@@ -32,12 +32,11 @@ pub fn job_name(name: &str) -> Result<(), String> {
 /// SageMaker's processing instance types: known families and sizes.
 fn instance_type_known(t: &str) -> bool {
     const FAMILIES: &[&str] = &[
-        "t3", "m4", "m5", "m5d", "m6i", "m7i", "c4", "c5", "c6i", "c7i", "r5", "r5d", "r6i", "r7i",
-        "g4dn", "g5", "p3",
+        "t3", "m4", "m5", "m5d", "m6i", "m7i", "c4", "c5", "c6i", "c7i", "r5", "r5d", "r6i", "r7i", "g4dn", "g5", "p3",
     ];
     const SIZES: &[&str] = &[
-        "medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
-        "24xlarge", "32xlarge", "48xlarge",
+        "medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge", "32xlarge",
+        "48xlarge",
     ];
     let mut parts = t.split('.');
     matches!((parts.next(), parts.next(), parts.next(), parts.next()), (Some("ml"), Some(f), Some(s), None) if FAMILIES.contains(&f) && SIZES.contains(&s))
@@ -74,9 +73,7 @@ fn list_len(v: Option<&Value>, at: &str, min: usize, max: usize) -> Result<usize
 
 fn s3_uri(v: Option<&Value>, at: &str) -> Result<(), String> {
     let uri = v.and_then(Value::as_str).ok_or_else(|| missing(at))?;
-    let rest = uri
-        .strip_prefix("s3://")
-        .or_else(|| uri.strip_prefix("https://"));
+    let rest = uri.strip_prefix("s3://").or_else(|| uri.strip_prefix("https://"));
     match rest {
         Some(r) if !r.is_empty() && !r.starts_with('/') && uri.len() <= 1024 => Ok(()),
         _ => Err(violation(
@@ -87,22 +84,13 @@ fn s3_uri(v: Option<&Value>, at: &str) -> Result<(), String> {
     }
 }
 
-fn id_list(
-    v: Option<&Value>,
-    at: &str,
-    prefix: &str,
-    min: usize,
-    max: usize,
-) -> Result<(), String> {
+fn id_list(v: Option<&Value>, at: &str, prefix: &str, min: usize, max: usize) -> Result<(), String> {
     list_len(v, at, min, max)?;
     for id in v.and_then(Value::as_array).into_iter().flatten() {
         let s = id.as_str().unwrap_or_default();
         let ok = s.len() <= 32
-            && s.strip_prefix(prefix).is_some_and(|r| {
-                !r.is_empty()
-                    && r.chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            });
+            && s.strip_prefix(prefix)
+                .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
         if !ok {
             return Err(violation(
                 s,
@@ -224,27 +212,23 @@ pub fn create_request(input: &Value) -> Result<(), String> {
             match (i.get("S3Input"), i.get("DatasetDefinition")) {
                 (Some(s3), None) => s3_uri(s3.get("S3Uri"), "processingInputs.member.s3Input.s3Uri")?,
                 (None, Some(_)) => {}
-                _ => return Err("Exactly one of S3Input or DatasetDefinition must be specified for each ProcessingInput".into()),
+                _ => {
+                    return Err(
+                        "Exactly one of S3Input or DatasetDefinition must be specified for each ProcessingInput".into(),
+                    )
+                }
             }
         }
     }
 
     if let Some(cfg) = input.get("ProcessingOutputConfig") {
         list_len(cfg.get("Outputs"), "processingOutputConfig.outputs", 1, 10)?;
-        for o in cfg
-            .get("Outputs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for o in cfg.get("Outputs").and_then(Value::as_array).into_iter().flatten() {
             if o.get("OutputName").and_then(Value::as_str).is_none() {
                 return Err(missing("processingOutputConfig.outputs.member.outputName"));
             }
             if let Some(s3) = o.get("S3Output") {
-                s3_uri(
-                    s3.get("S3Uri"),
-                    "processingOutputConfig.outputs.member.s3Output.s3Uri",
-                )?;
+                s3_uri(s3.get("S3Uri"), "processingOutputConfig.outputs.member.s3Output.s3Uri")?;
             }
         }
     }
@@ -259,9 +243,7 @@ pub fn create_request(input: &Value) -> Result<(), String> {
         }
         for (k, v) in env {
             let key_ok = k.len() <= 256
-                && k.chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !key_ok {
                 return Err(violation(
@@ -281,13 +263,7 @@ pub fn create_request(input: &Value) -> Result<(), String> {
     }
 
     if let Some(vpc) = input.pointer("/NetworkConfig/VpcConfig") {
-        id_list(
-            vpc.get("Subnets"),
-            "networkConfig.vpcConfig.subnets",
-            "subnet-",
-            1,
-            16,
-        )?;
+        id_list(vpc.get("Subnets"), "networkConfig.vpcConfig.subnets", "subnet-", 1, 16)?;
         id_list(
             vpc.get("SecurityGroupIds"),
             "networkConfig.vpcConfig.securityGroupIds",

@@ -1,4 +1,6 @@
-//! Structured logging.
+//! Structured logging and metrics.
+
+pub mod metrics;
 
 use tracing_subscriber::{fmt, EnvFilter};
 
@@ -11,15 +13,10 @@ pub enum LogFormat {
 
 /// Installs the global subscriber; `RUST_LOG` overrides `default_level`.
 pub fn init_logging(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
     if let Err(e) = result {

@@ -1,0 +1,145 @@
+//! Prometheus metrics. Labels are of low cardinality: never an object name.
+
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsLabels {
+    pub service: &'static str,
+    pub operation: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub code: String,
+    pub severity: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// Every metric of the controller.
+pub struct Metrics {
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub errors: Family<ReasonLabels, Counter>,
+    pub aws_calls: Family<AwsLabels, Counter>,
+    pub aws_call_duration: Family<AwsLabels, Histogram>,
+    pub jobs: Family<StatusLabels, Gauge>,
+    pub findings: Family<FindingLabels, Gauge>,
+    pub status_patches: Counter,
+    pub leader: Gauge<i64, AtomicI64>,
+    pub active_jobs: Gauge<i64, AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            reconciles: Family::default(),
+            reconcile_duration: latency_histogram(),
+            errors: Family::default(),
+            aws_calls: Family::default(),
+            aws_call_duration: Family::new_with_constructor(latency_histogram),
+            jobs: Family::default(),
+            findings: Family::default(),
+            status_patches: Counter::default(),
+            leader: Gauge::default(),
+            active_jobs: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers everything under the `smpc_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("smpc");
+        r.register(
+            "reconciles",
+            "Reconciles by result (ok, error)",
+            self.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            self.reconcile_duration.clone(),
+        );
+        r.register("reconcile_errors", "Failed reconciles by reason", self.errors.clone());
+        r.register(
+            "aws_calls",
+            "AWS API calls by service, operation and outcome",
+            self.aws_calls.clone(),
+        );
+        r.register(
+            "aws_call_duration_seconds",
+            "Latency of AWS API calls",
+            self.aws_call_duration.clone(),
+        );
+        r.register(
+            "jobs",
+            "ProcessingJob resources by SageMaker status (None: not created)",
+            self.jobs.clone(),
+        );
+        r.register(
+            "network_findings",
+            "Network findings of current resources by code and severity",
+            self.findings.clone(),
+        );
+        r.register(
+            "status_patches",
+            "Status writes to the Kubernetes API",
+            self.status_patches.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            self.leader.clone(),
+        );
+        r.register(
+            "tracked_jobs",
+            "Active SageMaker jobs being polled",
+            self.active_jobs.clone(),
+        );
+    }
+
+    pub fn observe_aws(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        outcome: &'static str,
+        latency: Duration,
+    ) {
+        let labels = AwsLabels {
+            service,
+            operation,
+            outcome,
+        };
+        self.aws_calls.get_or_create(&labels).inc();
+        self.aws_call_duration
+            .get_or_create(&labels)
+            .observe(latency.as_secs_f64());
+    }
+}
