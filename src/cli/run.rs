@@ -190,12 +190,9 @@ pub async fn run(args: RunArgs) -> u8 {
     };
     health.set_shutting_down();
     server_stop.cancel();
-    match server.await {
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, address = %args.metrics_address, "the metrics and health server failed");
-            return 1;
-        }
-        _ => {}
+    if let Ok(Err(e)) = server.await {
+        tracing::error!(error = %e, address = %args.metrics_address, "the metrics and health server failed");
+        return 1;
     }
     tracing::info!("stopped");
     code
