@@ -13,7 +13,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller.
-    Run(smpc::cli::run::RunArgs),
+    Run(Box<smpc::cli::run::RunArgs>),
     /// Validate the VPC network of ProcessingJob manifests, without a cluster.
     /// Exit 0: no Error finding; 1: Error findings; 2: bad input; 3: AWS could not be read.
     Validate(smpc::cli::validate::ValidateArgs),
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Validate(args) => block_on(smpc::cli::validate::run(args)),
-        Command::Run(args) => block_on(smpc::cli::run::run(args)),
+        Command::Run(args) => block_on(smpc::cli::run::run(*args)),
     }
 }
 
