@@ -1,0 +1,219 @@
+//! Packaging: the IAM policy lists exactly the AWS actions the code calls; the Helm chart lints,
+//! renders into a Pod Security `restricted` namespace on the real apiserver, rejects bad values,
+//! and ships the same CRD.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::{repo_root, stack};
+
+/// `self.call("Operation", ...)` in an adapter.
+fn called_operations(file: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(repo_root().join(file)).expect("adapter source");
+    text.split(".call(")
+        .skip(1)
+        .filter_map(|rest| rest.trim_start().strip_prefix('"').and_then(|r| r.split('"').next()))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_iam_policy_lists_exactly_the_actions_used() {
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("docs/iam-policy.json")).expect("policy"))
+            .expect("json");
+    let mut listed = BTreeSet::new();
+    for st in policy["Statement"].as_array().expect("statements") {
+        match &st["Action"] {
+            serde_json::Value::String(a) => {
+                listed.insert(a.clone());
+            }
+            serde_json::Value::Array(a) => listed.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string))),
+            _ => panic!("bad Action"),
+        }
+    }
+    let mut used: BTreeSet<String> = called_operations("src/aws/ec2.rs")
+        .into_iter()
+        .map(|o| format!("ec2:{o}"))
+        .collect();
+    used.extend(
+        called_operations("src/aws/sagemaker.rs")
+            .into_iter()
+            .map(|o| format!("sagemaker:{o}")),
+    );
+    // Creating a job with tags needs AddTags; passing the job's role needs PassRole.
+    used.insert("sagemaker:AddTags".into());
+    used.insert("iam:PassRole".into());
+    assert_eq!(
+        listed, used,
+        "docs/iam-policy.json must list exactly the actions the controller uses"
+    );
+    let pass = policy["Statement"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["Action"] == "iam:PassRole"))
+        .expect("PassRole");
+    assert_eq!(
+        pass["Condition"]["StringEquals"]["iam:PassedToService"],
+        "sagemaker.amazonaws.com"
+    );
+    assert_ne!(pass["Resource"], "*", "PassRole must be limited to a role pattern");
+}
+
+fn chart() -> String {
+    repo_root()
+        .join("charts/sagemaker-processing-controller")
+        .display()
+        .to_string()
+}
+
+fn helm(args: &[&str]) -> std::process::Output {
+    stack()
+        .command(stack().var("HELM"))
+        .args(args)
+        .output()
+        .expect("run helm")
+}
+
+#[test]
+fn the_chart_ships_the_generated_crd() {
+    let chart_crd =
+        std::fs::read_to_string(repo_root().join("charts/sagemaker-processing-controller/crds/processingjobs.yaml"))
+            .expect("chart crd");
+    let crd = std::fs::read_to_string(repo_root().join("crds/processingjobs.yaml")).expect("crd");
+    assert!(
+        chart_crd == crd,
+        "charts/.../crds/processingjobs.yaml differs from crds/: copy it again"
+    );
+}
+
+#[test]
+fn helm_lint_is_clean() {
+    let out = helm(&["lint", "--strict", &chart()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_chart_applies_to_a_restricted_namespace() {
+    let s = stack();
+    let team = s.namespace("chart-team");
+    let watch = format!("watchNamespace={team}");
+    for (label, sets) in [
+        ("default", vec![]),
+        (
+            "scoped-ha",
+            vec![
+                "--set",
+                "replicas=2",
+                "--set",
+                watch.as_str(),
+                "--set",
+                "serviceAccount.roleArn=arn:aws:iam::123456789012:role/smpc",
+                "--set",
+                "region=eu-west-1",
+            ],
+        ),
+    ] {
+        let ns = s.namespace(&format!("chart-{label}"));
+        s.kubectl_ok(&[
+            "label",
+            "namespace",
+            &ns,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/enforce-version=latest",
+        ]);
+        let chart = chart();
+        let mut args = vec![
+            "template",
+            "smpc",
+            &chart,
+            "--namespace",
+            &ns,
+            "--include-crds",
+            "--kube-version",
+            "1.33.0",
+        ];
+        args.extend(sets.iter().copied());
+        let out = helm(&args);
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+        if label == "scoped-ha" {
+            assert!(
+                rendered.contains("kind: PodDisruptionBudget") && rendered.contains("kind: Role\n"),
+                "{rendered}"
+            );
+            assert!(rendered.contains("eks.amazonaws.com/role-arn"));
+        }
+        assert!(!rendered.contains("\"*\""), "no wildcards in RBAC");
+        // The CRD goes in server-side; the rest is a server-side dry run.
+        let (crd, rest) = rendered
+            .split_once("\n---\n# Source: sagemaker-processing-controller/templates/")
+            .map(|(a, b)| (a.to_string(), format!("# Source: {b}")))
+            .unwrap_or_default();
+        assert!(crd.contains("CustomResourceDefinition"), "the CRD is rendered first");
+        let out = s.kubectl_stdin(
+            &[
+                "apply",
+                "--dry-run=server",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            &crd,
+        );
+        assert!(
+            out.status.success(),
+            "{label} CRD: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = s.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rest);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("violate PodSecurity"),
+            "{label}: {stderr}"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("deployment.apps/smpc-sagemaker-processing-controller created (server dry run)"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn bad_values_are_rejected_by_the_schema() {
+    for (set, needle) in [
+        ("replicas=0", "replicas"),
+        ("log.format=xml", "format"),
+        ("pollInterval=soon", "pollInterval"),
+        ("concurrency=0", "concurrency"),
+        ("serviceAccount.roleArn=not-an-arn", "roleArn"),
+        ("unknownValue=1", "unknownValue"),
+    ] {
+        let out = helm(&["template", "smpc", &chart(), "--set", set]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(stderr.contains(needle), "{set}: {stderr}");
+    }
+    // Several replicas without leader election would let two controllers act.
+    let out = helm(&[
+        "template",
+        "smpc",
+        &chart(),
+        "--set",
+        "replicas=2",
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
+    assert!(!out.status.success());
+}
