@@ -21,12 +21,15 @@ fn job(status: &str) -> Phase {
 }
 
 /// (state, phase, expected Argo CD health, kstatus: (ready, reconciling, stalled))
-fn lifecycle() -> Vec<(
+/// (state, phase, expected Argo CD health, kstatus: (ready, reconciling, stalled))
+type LifecycleCase = (
     &'static str,
     Phase,
     &'static str,
     (&'static str, &'static str, &'static str),
-)> {
+);
+
+fn lifecycle() -> Vec<LifecycleCase> {
     vec![
         ("creating", Phase::Creating, "Progressing", ("False", "True", "False")),
         (
