@@ -390,3 +390,104 @@ async fn ec2_reads_are_batched_and_shared_per_vpc() {
         "100 jobs in one VPC cost more EC2 calls than one"
     );
 }
+
+// ---------- every example against a moto topology it is written for ----------
+
+fn policy_file() -> String {
+    std::fs::read_to_string(support::repo_root().join("examples/s3-endpoint-policy.json")).expect("policy")
+}
+
+#[tokio::test]
+async fn example_private_s3_endpoint() {
+    let t = topology("10.60", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let out = validate(&t.example("processingjob-private-s3-endpoint.yaml"), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert_eq!(out.codes(0), INFO_ONLY);
+}
+
+#[tokio::test]
+async fn example_nat_internet() {
+    let t = topology("10.61", true).await;
+    t.nat_gateway_route().await;
+    let out = validate(&t.example("processingjob-nat-internet.yaml"), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert_eq!(out.codes(0), ["FlowLogsDisabled"]);
+    // The same job in a VPC whose private subnets route straight to the internet gateway.
+    let igw = topology("10.62", true).await;
+    igw.igw_route().await;
+    igw.s3_gateway_endpoint(None).await;
+    let out = validate(&igw.example("processingjob-nat-internet.yaml"), &[]);
+    assert_eq!(out.code, 1);
+    assert!(out.codes(0).contains(&"InternetGatewayRouteWithoutNat".to_string()));
+}
+
+#[tokio::test]
+async fn example_distributed() {
+    let t = topology("10.63", true).await;
+    t.s3_gateway_endpoint(None).await;
+    t.interface_endpoint("sts").await;
+    t.interface_endpoint("logs").await;
+    let out = validate(&t.example("processingjob-distributed.yaml"), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert_eq!(out.codes(0), INFO_ONLY);
+    // Without the interface endpoints (and no NAT), the services the job declared are missing.
+    let bare = topology("10.64", true).await;
+    bare.s3_gateway_endpoint(None).await;
+    let out = validate(&bare.example("processingjob-distributed.yaml"), &[]);
+    assert_eq!(
+        out.codes(0).iter().filter(|c| *c == "MissingInterfaceEndpoint").count(),
+        2,
+        "{:?}",
+        out.codes(0)
+    );
+}
+
+#[tokio::test]
+async fn example_restrictive_endpoint_policy() {
+    let t = topology("10.65", true).await;
+    t.s3_gateway_endpoint(Some(&policy_file())).await;
+    let out = validate(&t.example("processingjob-restrictive-endpoint-policy.yaml"), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert_eq!(
+        out.codes(0),
+        ["FlowLogsDisabled"],
+        "package repositories are denied by the example policy"
+    );
+    // Writing to another bucket is refused before the job is created.
+    let other = t
+        .example("processingjob-restrictive-endpoint-policy.yaml")
+        .replace("s3://example-ml-data/clean/", "s3://other-bucket/clean/");
+    let out = validate(&other, &[]);
+    assert_eq!(out.code, 1);
+    assert!(out.codes(0).contains(&"S3EndpointPolicyDenies".to_string()));
+}
+
+#[tokio::test]
+async fn example_network_isolation() {
+    let t = topology("10.66", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let out = validate(&t.example("processingjob-network-isolation.yaml"), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    let codes = out.codes(0);
+    assert!(codes.contains(&"NetworkIsolationSkipsChecks".to_string()), "{codes:?}");
+    assert!(
+        !codes.contains(&"NoInternetRoute".to_string()),
+        "the internet check is skipped with isolation"
+    );
+}
+
+#[tokio::test]
+async fn example_cross_region() {
+    let t = support::vpc::topology_in("eu-west-1", "10.67", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let out = validate(&t.example("processingjob-cross-region.yaml"), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert_eq!(out.json["jobs"][0]["vpcID"], serde_json::Value::String(t.vpc.clone()));
+    // The same IDs do not exist in the default region.
+    let elsewhere = t
+        .example("processingjob-cross-region.yaml")
+        .replace("region: eu-west-1", "region: us-east-1");
+    let out = validate(&elsewhere, &[]);
+    assert!(out.codes(0).contains(&"SubnetNotFound".to_string()));
+}

@@ -153,8 +153,13 @@ impl Stack {
     }
 
     pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        self.ec2_in(self.var("AWS_REGION")).await
+    }
+
+    pub async fn ec2_in(&self, region: &str) -> aws_sdk_ec2::Client {
         let conf = aws_sdk_ec2::config::Builder::from(&self.sdk_config().await)
             .endpoint_url(self.var("AWS_ENDPOINT_URL_EC2"))
+            .region(aws_config::Region::new(region.to_string()))
             .build();
         aws_sdk_ec2::Client::from_conf(conf)
     }

@@ -10,6 +10,7 @@ pub const REGION: &str = "us-east-1";
 /// A VPC like the ones SageMaker jobs run in: two private subnets on their own route table, a
 /// public subnet with an internet gateway, a self-referencing security group.
 pub struct Topology {
+    pub region: String,
     pub ec2: aws_sdk_ec2::Client,
     pub vpc: String,
     pub private: Vec<String>,
@@ -20,7 +21,12 @@ pub struct Topology {
 }
 
 pub async fn topology(cidr_prefix: &str, dns_hostnames: bool) -> Topology {
-    let ec2 = stack().ec2().await;
+    topology_in(REGION, cidr_prefix, dns_hostnames).await
+}
+
+/// The same topology in another region.
+pub async fn topology_in(region: &str, cidr_prefix: &str, dns_hostnames: bool) -> Topology {
+    let ec2 = stack().ec2_in(region).await;
     let vpc = ec2
         .create_vpc()
         .cidr_block(format!("{cidr_prefix}.0.0/16"))
@@ -34,7 +40,7 @@ pub async fn topology(cidr_prefix: &str, dns_hostnames: bool) -> Topology {
         .send()
         .await
         .expect("dns hostnames");
-    let subnet = |cidr: String, az: &'static str| {
+    let subnet = |cidr: String, az: String| {
         let ec2 = ec2.clone();
         let vpc = vpc.clone();
         async move {
@@ -49,9 +55,9 @@ pub async fn topology(cidr_prefix: &str, dns_hostnames: bool) -> Topology {
             out.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_string()
         }
     };
-    let a = subnet(format!("{cidr_prefix}.1.0/24"), "us-east-1a").await;
-    let b = subnet(format!("{cidr_prefix}.2.0/24"), "us-east-1b").await;
-    let public = subnet(format!("{cidr_prefix}.0.0/24"), "us-east-1a").await;
+    let a = subnet(format!("{cidr_prefix}.1.0/24"), format!("{region}a")).await;
+    let b = subnet(format!("{cidr_prefix}.2.0/24"), format!("{region}b")).await;
+    let public = subnet(format!("{cidr_prefix}.0.0/24"), format!("{region}a")).await;
     let igw = ec2.create_internet_gateway().send().await.expect("igw");
     let igw = igw
         .internet_gateway()
@@ -94,6 +100,7 @@ pub async fn topology(cidr_prefix: &str, dns_hostnames: bool) -> Topology {
         .await
         .expect("self-referencing rule");
     Topology {
+        region: region.to_string(),
         ec2,
         vpc,
         private: vec![a, b],
@@ -123,13 +130,41 @@ pub async fn route_table(ec2: &aws_sdk_ec2::Client, vpc: &str, subnets: &[&str])
 }
 
 impl Topology {
+    /// An interface endpoint for `service` (e.g. `sts`) in the private subnets.
+    pub async fn interface_endpoint(&self, service: &str) -> String {
+        let out = self
+            .ec2
+            .create_vpc_endpoint()
+            .vpc_id(&self.vpc)
+            .vpc_endpoint_type(VpcEndpointType::Interface)
+            .service_name(format!("com.amazonaws.{}.{service}", self.region))
+            .set_subnet_ids(Some(self.private.clone()))
+            .private_dns_enabled(true)
+            .send()
+            .await
+            .expect("interface endpoint");
+        out.vpc_endpoint()
+            .and_then(|e| e.vpc_endpoint_id())
+            .expect("endpoint id")
+            .to_string()
+    }
+
+    /// An example manifest with its placeholder network IDs replaced by this topology's.
+    pub fn example(&self, file: &str) -> String {
+        std::fs::read_to_string(super::repo_root().join("examples").join(file))
+            .expect("example")
+            .replace("subnet-0a1b2c3d4e5f60001", &self.private[0])
+            .replace("subnet-0a1b2c3d4e5f60002", &self.private[1])
+            .replace("sg-0a1b2c3d4e5f60001", &self.sg)
+    }
+
     pub async fn s3_gateway_endpoint(&self, policy: Option<&str>) -> String {
         let mut req = self
             .ec2
             .create_vpc_endpoint()
             .vpc_id(&self.vpc)
             .vpc_endpoint_type(VpcEndpointType::Gateway)
-            .service_name(format!("com.amazonaws.{REGION}.s3"))
+            .service_name(format!("com.amazonaws.{}.s3", self.region))
             .route_table_ids(&self.private_rtb);
         if let Some(p) = policy {
             req = req.policy_document(p);
