@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// How often a job refused for its network is validated again.
     #[arg(long, env = "SMPC_REVALIDATE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub revalidate_interval: Duration,
+    /// How often an active job is described even when ListProcessingJobs saw no change (a
+    /// backstop against clock skew).
+    #[arg(long, env = "SMPC_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
     /// Log format.
     #[arg(long, env = "SMPC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -114,6 +118,7 @@ pub async fn run(args: RunArgs) -> u8 {
         poll_interval: args.poll_interval,
         default_region,
         revalidate_interval: args.revalidate_interval,
+        resync_interval: args.resync_interval,
         instance: args.instance.clone().or_else(|| std::env::var("HOSTNAME").ok()),
     };
     tracing::info!(?settings, "starting controller");

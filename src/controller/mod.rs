@@ -59,6 +59,8 @@ pub struct Settings {
     pub default_region: Option<String>,
     /// How often a job refused for its network is validated again.
     pub revalidate_interval: Duration,
+    /// How often an active job is described even when the List saw no change.
+    pub resync_interval: Duration,
     /// Identity in Events.
     pub instance: Option<String>,
 }
@@ -277,7 +279,7 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
-    let tracker = Arc::new(Tracker::new(trigger_tx));
+    let tracker = Arc::new(Tracker::new(trigger_tx, settings.resync_interval));
     let ctx = Arc::new(Context::new(
         client,
         aws.clone(),
@@ -518,11 +520,15 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     // The job exists: mirror it when the tracker saw it change.
     if status.processing_job_arn.is_some() {
         let known = status.last_modified_time.as_deref().map(epoch_of);
-        ctx.tracker.track(&region, &name, object_ref(job), known.unwrap_or(0.0));
+        let tracked = ctx.tracker.is_tracked(&region, &name);
+        if let Some(known) = known {
+            ctx.tracker.track(&region, &name, object_ref(job), known);
+        }
         let changed = ctx.tracker.take_changed(&region, &name);
-        // Never described (a create just before a restart): describe now.
-        if !changed && known.is_some() {
-            return Ok(Action::await_change());
+        // Described before, or created by this process: the tracker reports changes. Never
+        // described and unknown to this process (created just before a restart): describe now.
+        if !changed && (known.is_some() || tracked) {
+            return Ok(Action::requeue(ctx.settings.resync_interval));
         }
         let adopted = status
             .conditions
@@ -581,16 +587,16 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
                 status: "InProgress".into(),
                 ..Default::default()
             };
-            // Anything SageMaker records after the create counts as a change: the first poll
-            // describes the job once and mirrors its timestamps.
-            ctx.tracker
-                .track(&region, &name, object_ref(job), now_epoch() - CREATE_LOOKBACK_SECONDS);
+            // The job is known as of now: the next change SageMaker records (normally the end)
+            // is what the tracker reports. A server clock behind ours could hide a change made
+            // within the skew; the resync backstop describes active jobs periodically anyway.
+            ctx.tracker.track(&region, &name, object_ref(job), now_epoch());
             obs.phase = Phase::Submitted {
                 job: Box::new(state),
                 adopted: false,
             };
             ctx.report(job, &obs).await?;
-            Ok(Action::await_change())
+            Ok(Action::requeue(ctx.settings.resync_interval))
         }
         Err(e) if e.code.as_deref() == Some("ResourceInUse") => match sm.describe(&name).await {
             Ok(state) => adopt_or_refuse(job, ctx, &sm, obs, &region, state).await,
@@ -615,9 +621,6 @@ fn failpoint(name: &str) {
         std::process::abort();
     }
 }
-
-/// How far before its create a new job's changes are looked for (clock-skew allowance).
-const CREATE_LOOKBACK_SECONDS: f64 = 60.0;
 
 fn now_epoch() -> f64 {
     std::time::SystemTime::now()
@@ -707,12 +710,22 @@ async fn adopt_or_refuse(
         ctx.tracker
             .track(region, &name, object_ref(job), state.last_modified_epoch.unwrap_or(0.0));
     }
+    let action = follow_up(ctx, &state.status);
     obs.phase = Phase::Submitted {
         job: Box::new(state),
         adopted: true,
     };
     ctx.report(job, &obs).await?;
-    Ok(Action::await_change())
+    Ok(action)
+}
+
+/// Ended jobs wait for nothing; active ones come back at the resync backstop at the latest.
+fn follow_up(ctx: &Context, status: &str) -> Action {
+    if is_terminal(status) {
+        Action::await_change()
+    } else {
+        Action::requeue(ctx.settings.resync_interval)
+    }
 }
 
 async fn mirror(
@@ -738,12 +751,13 @@ async fn mirror(
         ctx.tracker
             .track(region, name, object_ref(job), state.last_modified_epoch.unwrap_or(0.0));
     }
+    let action = follow_up(ctx, &state.status);
     obs.phase = Phase::Submitted {
         job: Box::new(state),
         adopted,
     };
     ctx.report(job, &obs).await?;
-    Ok(Action::await_change())
+    Ok(action)
 }
 
 async fn cleanup(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {

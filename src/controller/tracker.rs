@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::channel::mpsc::UnboundedSender;
 use kube::runtime::reflector::ObjectRef;
@@ -20,6 +20,8 @@ struct Tracked {
     object: ObjectRef<Guarded>,
     known_modified: f64,
     changed: bool,
+    /// When the job was last described: a backstop describes it again after `resync`.
+    described_at: Instant,
 }
 
 #[derive(Default)]
@@ -34,6 +36,7 @@ struct State {
 
 pub struct Tracker {
     state: Mutex<State>,
+    resync: Duration,
     trigger: UnboundedSender<ObjectRef<Guarded>>,
 }
 
@@ -45,9 +48,12 @@ fn now_epoch() -> f64 {
 }
 
 impl Tracker {
-    pub fn new(trigger: UnboundedSender<ObjectRef<Guarded>>) -> Self {
+    /// `resync`: how often an active job is described even if the List saw no change (a
+    /// backstop against clock skew between this machine and SageMaker).
+    pub fn new(trigger: UnboundedSender<ObjectRef<Guarded>>, resync: Duration) -> Self {
         Self {
             state: Mutex::new(State::default()),
+            resync,
             trigger,
         }
     }
@@ -65,6 +71,7 @@ impl Tracker {
             object: object.clone(),
             known_modified,
             changed: false,
+            described_at: Instant::now(),
         });
         entry.object = object;
         entry.known_modified = entry.known_modified.max(known_modified);
@@ -72,13 +79,25 @@ impl Tracker {
         *floor = floor.min(known_modified);
     }
 
-    /// Whether the job changed since it was last described; clears the mark.
+    /// Whether the job should be described now: it changed since it was last described, or the
+    /// resync backstop is due. Clears the mark.
     pub fn take_changed(&self, region: &str, job: &str) -> bool {
+        let resync = self.resync;
         let mut s = self.state();
         match s.jobs.get_mut(&(region.to_string(), job.to_string())) {
-            Some(t) => std::mem::take(&mut t.changed),
+            Some(t) => {
+                let due = std::mem::take(&mut t.changed) || t.described_at.elapsed() >= resync;
+                if due {
+                    t.described_at = Instant::now();
+                }
+                due
+            }
             None => false,
         }
+    }
+
+    pub fn is_tracked(&self, region: &str, job: &str) -> bool {
+        self.state().jobs.contains_key(&(region.to_string(), job.to_string()))
     }
 
     /// Marks a tracked job for a describe on its next reconcile.
