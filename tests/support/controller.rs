@@ -18,25 +18,38 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Starts a controller watching `namespace` with a short poll interval.
     pub fn start(namespace: &str, extra_args: &[&str], extra_env: &[(&str, &str)]) -> Self {
+        Self::spawn(
+            &controller_bin().display().to_string(),
+            namespace,
+            extra_args,
+            extra_env,
+        )
+    }
+
+    /// Starts another build of the controller (the benchmark runs the release binary).
+    pub fn start_binary(bin: &str, namespace: &str, extra_args: &[&str]) -> Self {
+        Self::spawn(bin, namespace, extra_args, &[])
+    }
+
+    fn spawn(bin: &str, namespace: &str, extra_args: &[&str], extra_env: &[(&str, &str)]) -> Self {
         let dir = repo_root().join("target/e2e-logs");
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("controller-{namespace}-{}.log", unique_suffix()));
         let file = std::fs::File::create(&log).expect("log file");
         let child = stack()
-            .command(controller_bin())
-            .args([
-                "run",
-                "--namespace",
-                namespace,
-                "--poll-interval",
-                "1s",
-                "--log-format",
-                "text",
-                "--log-level",
-                "info,smpc=debug",
-                "--metrics-address",
-                "127.0.0.1:0",
-            ])
+            .command(bin)
+            .args(["run", "--namespace", namespace])
+            .args(
+                [
+                    ("--poll-interval", "1s"),
+                    ("--log-format", "text"),
+                    ("--metrics-address", "127.0.0.1:0"),
+                    ("--log-level", "info,smpc=debug"),
+                ]
+                .iter()
+                .filter(|(flag, _)| !extra_args.contains(flag))
+                .flat_map(|(flag, value)| [*flag, *value]),
+            )
             .args(extra_args)
             .envs(extra_env.iter().copied())
             .stdout(Stdio::null())

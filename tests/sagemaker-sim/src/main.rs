@@ -54,6 +54,7 @@ async fn main() -> std::io::Result<()> {
         .route("/_sim/jobs/{name}/status", post(set_status))
         .route("/_sim/calls", get(get_calls).delete(reset_calls))
         .route("/_sim/creates", get(get_creates))
+        .route("/_sim/bulk-status", post(bulk_status))
         .route("/_sim/health", get(|| async { "ok" }))
         .with_state(sim);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -155,6 +156,23 @@ async fn set_status(State(sim): State<Shared>, Path(name): Path<String>, body: B
 
 async fn get_calls(State(sim): State<Shared>) -> Response {
     axum::Json(json!(sim.lock().await.calls)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct BulkStatus {
+    names: Vec<String>,
+    status: String,
+}
+
+async fn bulk_status(State(sim): State<Shared>, body: Bytes) -> Response {
+    let req: BulkStatus = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid bulk status: {e}")).into_response(),
+    };
+    match sim.lock().await.admin_bulk_status(&req.names, &req.status) {
+        Ok(at) => axum::Json(json!({"at": at})).into_response(),
+        Err(msg) => (StatusCode::NOT_FOUND, msg).into_response(),
+    }
 }
 
 async fn get_creates(State(sim): State<Shared>) -> Response {

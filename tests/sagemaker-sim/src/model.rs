@@ -450,12 +450,32 @@ impl Sim {
         Ok(())
     }
 
+    /// Sets the status of many jobs at once; returns the time of the change.
+    pub fn admin_bulk_status(&mut self, names: &[String], status: &str) -> Result<f64, String> {
+        for name in names {
+            self.admin_set_status(
+                name,
+                StatusChange {
+                    status: status.to_string(),
+                    failure_reason: None,
+                    exit_message: None,
+                },
+            )?;
+        }
+        Ok(now())
+    }
+
     pub fn admin_jobs(&mut self) -> Value {
         self.advance();
         let jobs: HashMap<&String, Value> = self
             .jobs
             .iter()
-            .map(|(name, j)| (name, json!({"status": j.status, "arn": j.arn, "tags": j.tags})))
+            .map(|(name, j)| {
+                let creates = self.create_attempts.get(name).copied().unwrap_or(0);
+                let v = json!({"status": j.status, "arn": j.arn, "tags": j.tags, "createCalls": creates,
+                    "createdAt": j.creation_time, "lastModified": j.last_modified});
+                (name, v)
+            })
             .collect();
         json!(jobs)
     }
