@@ -59,6 +59,9 @@ pub struct RunArgs {
     /// backstop against clock skew).
     #[arg(long, env = "SMPC_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub resync_interval: Duration,
+    /// How often a job is retried while AWS refuses the credentials or configuration.
+    #[arg(long, env = "SMPC_CREDENTIALS_RETRY_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub credentials_retry_interval: Duration,
     /// Log format.
     #[arg(long, env = "SMPC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -119,6 +122,7 @@ pub async fn run(args: RunArgs) -> u8 {
         default_region,
         revalidate_interval: args.revalidate_interval,
         resync_interval: args.resync_interval,
+        credentials_retry_interval: args.credentials_retry_interval,
         instance: args.instance.clone().or_else(|| std::env::var("HOSTNAME").ok()),
     };
     tracing::info!(?settings, "starting controller");

@@ -61,6 +61,8 @@ pub struct Settings {
     pub revalidate_interval: Duration,
     /// How often an active job is described even when the List saw no change.
     pub resync_interval: Duration,
+    /// How often a job is retried while AWS refuses the credentials.
+    pub credentials_retry_interval: Duration,
     /// Identity in Events.
     pub instance: Option<String>,
 }
@@ -457,8 +459,14 @@ async fn report_invalid(ctx: &Context, invalid: &kube::core::error_boundary::Inv
     let patch = serde_json::json!({"status": {"conditions": [
         condition(status::READY, "False"), condition(status::STALLED, "True"), condition(status::RECONCILING, "False")
     ]}});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    // The apiserver may refuse even a status write for an object its schema cannot read: the
+    // Event below still tells the user.
+    if let Err(e) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(namespace = ns, name, error = %e, "cannot write the status of the malformed object");
+    }
     let reference = k8s_openapi::api::core::v1::ObjectReference {
         api_version: Some(ar.api_version.clone()),
         kind: Some(ar.kind.clone()),
@@ -639,7 +647,7 @@ async fn aws_failure(job: &ProcessingJob, ctx: &Context, mut obs: Observation, e
                 format!("AWS refused the credentials or configuration: {e}"),
             );
             ctx.report(job, &obs).await?;
-            Ok(Action::requeue(Duration::from_secs(60)))
+            Ok(Action::requeue(ctx.settings.credentials_retry_interval))
         }
         ErrorClass::LimitExceeded => {
             obs.phase = waiting(

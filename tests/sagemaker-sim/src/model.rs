@@ -88,6 +88,9 @@ pub struct SimConfig {
     /// Creates allowed per second; more are throttled (0: unlimited).
     #[serde(default)]
     pub creates_per_second: f64,
+    /// Answer every call with UnrecognizedClientException, as AWS does for bad credentials.
+    #[serde(default)]
+    pub reject_credentials: bool,
 }
 
 fn default_stopping_seconds() -> f64 {
@@ -177,6 +180,13 @@ impl Sim {
     /// Draws the injected fault for one call, if any: random throttling and server errors, and
     /// the create rate limit.
     pub fn draw_fault(&mut self, operation: &str) -> Option<ApiError> {
+        if self.config.reject_credentials {
+            return Some(ApiError {
+                status: StatusCode::BAD_REQUEST,
+                kind: "UnrecognizedClientException",
+                message: "The security token included in the request is invalid.".into(),
+            });
+        }
         let mut rng = rand::rng();
         if self.config.throttle_rate > 0.0 && rng.random::<f64>() < self.config.throttle_rate {
             return Some(ApiError::throttling());
