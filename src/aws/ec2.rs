@@ -72,11 +72,7 @@ impl Ec2Resolver {
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + super::HttpStatus,
     {
-        let start = Instant::now();
-        let result = fut.await;
-        let outcome = if result.is_ok() { "success" } else { "error" };
-        self.calls.record(SERVICE, operation, outcome, start.elapsed());
-        result.map_err(|e| AwsError::from_sdk(SERVICE, operation, &e))
+        self.calls.observe(SERVICE, operation, fut).await
     }
 
     fn fresh<T: Clone>(&self, entry: Option<&Cached<T>>) -> Option<T> {

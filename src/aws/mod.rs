@@ -225,6 +225,28 @@ impl std::fmt::Debug for CallCounter {
 pub type CallKey = (&'static str, &'static str, &'static str);
 
 impl CallCounter {
+    /// Runs one SDK call, counts it by outcome with its latency, and classifies its error.
+    pub async fn observe<T, E, R>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        fut: impl std::future::Future<Output = Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>>,
+    ) -> Result<T, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + HttpStatus,
+    {
+        let start = std::time::Instant::now();
+        let result = fut.await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(aws_smithy_runtime_api::client::result::SdkError::ServiceError(_)) => "service_error",
+            Err(_) => "transport_error",
+        };
+        self.record(service, operation, outcome, start.elapsed());
+        result.map_err(|e| AwsError::from_sdk(service, operation, &e))
+    }
+
     /// A counter that also feeds the Prometheus metrics.
     pub fn with_metrics(metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
         Self {

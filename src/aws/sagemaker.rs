@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use aws_sdk_sagemaker::types as sm;
 use aws_sdk_sagemaker::Client;
@@ -88,15 +87,7 @@ impl SageMaker {
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + super::HttpStatus,
     {
-        let start = Instant::now();
-        let result = fut.await;
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(aws_smithy_runtime_api::client::result::SdkError::ServiceError(_)) => "service_error",
-            Err(_) => "transport_error",
-        };
-        self.calls.record(SERVICE, operation, outcome, start.elapsed());
-        result.map_err(|e| AwsError::from_sdk(SERVICE, operation, &e))
+        self.calls.observe(SERVICE, operation, fut).await
     }
 
     /// CreateProcessingJob; returns the job ARN.
