@@ -13,6 +13,7 @@ fn called_operations(file: &str) -> BTreeSet<String> {
     let text = std::fs::read_to_string(repo_root().join(file)).expect("adapter source");
     text.split(".call(")
         .skip(1)
+        .chain(text.split(".paginate(").skip(1))
         .filter_map(|rest| rest.trim_start().strip_prefix('"').and_then(|r| r.split('"').next()))
         .map(str::to_string)
         .collect()

@@ -239,276 +239,295 @@ impl Ec2Resolver {
         }))
     }
 
-    async fn describe_subnets(&self, f: Filter) -> Result<Vec<Subnet>, AwsError> {
+    /// Calls a paginated Describe until the last page, collecting the items of every page.
+    async fn paginate<O, T, E, R, Fut>(
+        &self,
+        operation: &'static str,
+        mut send: impl FnMut(Option<String>) -> Fut,
+        page: impl Fn(&O) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>, AwsError>
+    where
+        Fut: Future<Output = Result<O, aws_smithy_runtime_api::client::result::SdkError<E, R>>>,
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + super::HttpStatus,
+    {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let resp = self
-                .call(
-                    "DescribeSubnets",
-                    self.client
-                        .describe_subnets()
-                        .filters(f.clone())
-                        .set_next_token(token.take())
-                        .send(),
-                )
-                .await?;
-            out.extend(resp.subnets().iter().map(|s| Subnet {
-                id: s.subnet_id().unwrap_or_default().to_string(),
-                vpc_id: s.vpc_id().unwrap_or_default().to_string(),
-                cidr: s.cidr_block().unwrap_or_default().to_string(),
-                availability_zone: s.availability_zone().unwrap_or_default().to_string(),
-                available_ips: i64::from(s.available_ip_address_count().unwrap_or(0)),
-            }));
-            match resp.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            let resp = self.call(operation, send(token.take())).await?;
+            let (items, next) = page(&resp);
+            out.extend(items);
+            match next {
+                Some(t) if !t.is_empty() => token = Some(t),
                 _ => return Ok(out),
             }
         }
+    }
+
+    async fn describe_subnets(&self, f: Filter) -> Result<Vec<Subnet>, AwsError> {
+        self.paginate(
+            "DescribeSubnets",
+            |token| {
+                self.client
+                    .describe_subnets()
+                    .filters(f.clone())
+                    .set_next_token(token)
+                    .send()
+            },
+            |resp| {
+                (
+                    resp.subnets()
+                        .iter()
+                        .map(|s| Subnet {
+                            id: s.subnet_id().unwrap_or_default().to_string(),
+                            vpc_id: s.vpc_id().unwrap_or_default().to_string(),
+                            cidr: s.cidr_block().unwrap_or_default().to_string(),
+                            availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+                            available_ips: i64::from(s.available_ip_address_count().unwrap_or(0)),
+                        })
+                        .collect(),
+                    resp.next_token().map(str::to_string),
+                )
+            },
+        )
+        .await
     }
 
     async fn describe_security_groups(&self, f: Filter) -> Result<Vec<SecurityGroup>, AwsError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let resp = self
-                .call(
-                    "DescribeSecurityGroups",
-                    self.client
-                        .describe_security_groups()
-                        .filters(f.clone())
-                        .set_next_token(token.take())
-                        .send(),
+        self.paginate(
+            "DescribeSecurityGroups",
+            |token| {
+                self.client
+                    .describe_security_groups()
+                    .filters(f.clone())
+                    .set_next_token(token)
+                    .send()
+            },
+            |resp| {
+                (
+                    resp.security_groups()
+                        .iter()
+                        .map(|g| SecurityGroup {
+                            id: g.group_id().unwrap_or_default().to_string(),
+                            vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+                            name: g.group_name().unwrap_or_default().to_string(),
+                            ingress: g.ip_permissions().iter().map(sg_rule).collect(),
+                            egress: g.ip_permissions_egress().iter().map(sg_rule).collect(),
+                        })
+                        .collect(),
+                    resp.next_token().map(str::to_string),
                 )
-                .await?;
-            out.extend(resp.security_groups().iter().map(|g| SecurityGroup {
-                id: g.group_id().unwrap_or_default().to_string(),
-                vpc_id: g.vpc_id().unwrap_or_default().to_string(),
-                name: g.group_name().unwrap_or_default().to_string(),
-                ingress: g.ip_permissions().iter().map(sg_rule).collect(),
-                egress: g.ip_permissions_egress().iter().map(sg_rule).collect(),
-            }));
-            match resp.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
+            },
+        )
+        .await
     }
 
     async fn describe_route_tables(&self, f: Filter) -> Result<Vec<RouteTable>, AwsError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let resp = self
-                .call(
-                    "DescribeRouteTables",
-                    self.client
-                        .describe_route_tables()
-                        .filters(f.clone())
-                        .set_next_token(token.take())
-                        .send(),
-                )
-                .await?;
-            out.extend(resp.route_tables().iter().map(|rt| {
-                RouteTable {
-                    id: rt.route_table_id().unwrap_or_default().to_string(),
-                    vpc_id: rt.vpc_id().unwrap_or_default().to_string(),
-                    main: rt.associations().iter().any(|a| a.main().unwrap_or(false)),
-                    subnet_ids: rt
-                        .associations()
+        self.paginate(
+            "DescribeRouteTables",
+            |token| {
+                self.client
+                    .describe_route_tables()
+                    .filters(f.clone())
+                    .set_next_token(token)
+                    .send()
+            },
+            |resp| {
+                (
+                    resp.route_tables()
                         .iter()
-                        .filter_map(|a| a.subnet_id().map(str::to_string))
-                        .collect(),
-                    routes: rt
-                        .routes()
-                        .iter()
-                        .map(|r| Route {
-                            destination_cidr: r.destination_cidr_block().map(str::to_string),
-                            destination_prefix_list_id: r.destination_prefix_list_id().map(str::to_string),
-                            gateway_id: r.gateway_id().map(str::to_string),
-                            nat_gateway_id: r.nat_gateway_id().map(str::to_string),
-                            other_target: r
-                                .transit_gateway_id()
-                                .or(r.vpc_peering_connection_id())
-                                .or(r.instance_id())
-                                .or(r.network_interface_id())
-                                .map(str::to_string),
-                            active: r.state().is_none_or(|s| s.as_str() != "blackhole"),
+                        .map(|rt| RouteTable {
+                            id: rt.route_table_id().unwrap_or_default().to_string(),
+                            vpc_id: rt.vpc_id().unwrap_or_default().to_string(),
+                            main: rt.associations().iter().any(|a| a.main().unwrap_or(false)),
+                            subnet_ids: rt
+                                .associations()
+                                .iter()
+                                .filter_map(|a| a.subnet_id().map(str::to_string))
+                                .collect(),
+                            routes: rt
+                                .routes()
+                                .iter()
+                                .map(|r| Route {
+                                    destination_cidr: r.destination_cidr_block().map(str::to_string),
+                                    destination_prefix_list_id: r.destination_prefix_list_id().map(str::to_string),
+                                    gateway_id: r.gateway_id().map(str::to_string),
+                                    nat_gateway_id: r.nat_gateway_id().map(str::to_string),
+                                    other_target: r
+                                        .transit_gateway_id()
+                                        .or(r.vpc_peering_connection_id())
+                                        .or(r.instance_id())
+                                        .or(r.network_interface_id())
+                                        .map(str::to_string),
+                                    active: r.state().is_none_or(|s| s.as_str() != "blackhole"),
+                                })
+                                .collect(),
                         })
                         .collect(),
-                }
-            }));
-            match resp.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
+                    resp.next_token().map(str::to_string),
+                )
+            },
+        )
+        .await
     }
 
     async fn describe_endpoints(&self, f: Filter) -> Result<Vec<VpcEndpoint>, AwsError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let resp = self
-                .call(
-                    "DescribeVpcEndpoints",
-                    self.client
-                        .describe_vpc_endpoints()
-                        .filters(f.clone())
-                        .set_next_token(token.take())
-                        .send(),
+        self.paginate(
+            "DescribeVpcEndpoints",
+            |token| {
+                self.client
+                    .describe_vpc_endpoints()
+                    .filters(f.clone())
+                    .set_next_token(token)
+                    .send()
+            },
+            |resp| {
+                (
+                    resp.vpc_endpoints()
+                        .iter()
+                        .map(|e| VpcEndpoint {
+                            id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
+                            service_name: e.service_name().unwrap_or_default().to_string(),
+                            endpoint_type: match e.vpc_endpoint_type().map(|t| t.as_str().to_ascii_lowercase()) {
+                                Some(t) if t == "gateway" => EndpointType::Gateway,
+                                Some(t) if t == "interface" => EndpointType::Interface,
+                                Some(_) => EndpointType::Other,
+                                None => EndpointType::Gateway,
+                            },
+                            state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                            policy_document: e.policy_document().map(str::to_string),
+                            route_table_ids: e.route_table_ids().to_vec(),
+                            subnet_ids: e.subnet_ids().to_vec(),
+                            private_dns_enabled: e.private_dns_enabled().unwrap_or(false),
+                        })
+                        .collect(),
+                    resp.next_token().map(str::to_string),
                 )
-                .await?;
-            out.extend(resp.vpc_endpoints().iter().map(|e| VpcEndpoint {
-                id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
-                service_name: e.service_name().unwrap_or_default().to_string(),
-                endpoint_type: match e.vpc_endpoint_type().map(|t| t.as_str().to_ascii_lowercase()) {
-                    Some(t) if t == "gateway" => EndpointType::Gateway,
-                    Some(t) if t == "interface" => EndpointType::Interface,
-                    Some(_) => EndpointType::Other,
-                    None => EndpointType::Gateway,
-                },
-                state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                policy_document: e.policy_document().map(str::to_string),
-                route_table_ids: e.route_table_ids().to_vec(),
-                subnet_ids: e.subnet_ids().to_vec(),
-                private_dns_enabled: e.private_dns_enabled().unwrap_or(false),
-            }));
-            match resp.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
+            },
+        )
+        .await
     }
 
     async fn describe_nat_gateways(&self, f: Filter) -> Result<Vec<NatGateway>, AwsError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let resp = self
-                .call(
-                    "DescribeNatGateways",
-                    self.client
-                        .describe_nat_gateways()
-                        .filter(f.clone())
-                        .set_next_token(token.take())
-                        .send(),
+        self.paginate(
+            "DescribeNatGateways",
+            |token| {
+                self.client
+                    .describe_nat_gateways()
+                    .filter(f.clone())
+                    .set_next_token(token)
+                    .send()
+            },
+            |resp| {
+                (
+                    resp.nat_gateways()
+                        .iter()
+                        .map(|n| NatGateway {
+                            id: n.nat_gateway_id().unwrap_or_default().to_string(),
+                            subnet_id: n.subnet_id().unwrap_or_default().to_string(),
+                            state: n.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                            connectivity: n
+                                .connectivity_type()
+                                .map(|c| c.as_str().to_string())
+                                .unwrap_or_else(|| "public".into()),
+                        })
+                        .collect(),
+                    resp.next_token().map(str::to_string),
                 )
-                .await?;
-            out.extend(resp.nat_gateways().iter().map(|n| {
-                NatGateway {
-                    id: n.nat_gateway_id().unwrap_or_default().to_string(),
-                    subnet_id: n.subnet_id().unwrap_or_default().to_string(),
-                    state: n.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                    connectivity: n
-                        .connectivity_type()
-                        .map(|c| c.as_str().to_string())
-                        .unwrap_or_else(|| "public".into()),
-                }
-            }));
-            match resp.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
+            },
+        )
+        .await
     }
 
     async fn describe_internet_gateways(&self, f: Filter) -> Result<Vec<String>, AwsError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let resp = self
-                .call(
-                    "DescribeInternetGateways",
-                    self.client
-                        .describe_internet_gateways()
-                        .filters(f.clone())
-                        .set_next_token(token.take())
-                        .send(),
+        self.paginate(
+            "DescribeInternetGateways",
+            |token| {
+                self.client
+                    .describe_internet_gateways()
+                    .filters(f.clone())
+                    .set_next_token(token)
+                    .send()
+            },
+            |resp| {
+                (
+                    resp.internet_gateways()
+                        .iter()
+                        .filter_map(|g| g.internet_gateway_id().map(str::to_string))
+                        .collect(),
+                    resp.next_token().map(str::to_string),
                 )
-                .await?;
-            out.extend(
-                resp.internet_gateways()
-                    .iter()
-                    .filter_map(|g| g.internet_gateway_id().map(str::to_string)),
-            );
-            match resp.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
+            },
+        )
+        .await
     }
 
     async fn describe_network_acls(&self, f: Filter) -> Result<Vec<NetworkAcl>, AwsError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let resp = self
-                .call(
-                    "DescribeNetworkAcls",
-                    self.client
-                        .describe_network_acls()
-                        .filters(f.clone())
-                        .set_next_token(token.take())
-                        .send(),
-                )
-                .await?;
-            out.extend(resp.network_acls().iter().map(|a| {
-                NetworkAcl {
-                    id: a.network_acl_id().unwrap_or_default().to_string(),
-                    default: a.is_default().unwrap_or(false),
-                    subnet_ids: a
-                        .associations()
+        self.paginate(
+            "DescribeNetworkAcls",
+            |token| {
+                self.client
+                    .describe_network_acls()
+                    .filters(f.clone())
+                    .set_next_token(token)
+                    .send()
+            },
+            |resp| {
+                (
+                    resp.network_acls()
                         .iter()
-                        .filter_map(|x| x.subnet_id().map(str::to_string))
-                        .collect(),
-                    entries: a
-                        .entries()
-                        .iter()
-                        .map(|e| AclEntry {
-                            rule_number: e.rule_number().unwrap_or(32767),
-                            egress: e.egress().unwrap_or(false),
-                            protocol: e.protocol().unwrap_or("-1").to_string(),
-                            allow: e.rule_action().is_some_and(|r| r.as_str() == "allow"),
-                            cidr: e.cidr_block().map(str::to_string),
-                            port_from: e.port_range().and_then(|p| p.from()),
-                            port_to: e.port_range().and_then(|p| p.to()),
+                        .map(|a| NetworkAcl {
+                            id: a.network_acl_id().unwrap_or_default().to_string(),
+                            default: a.is_default().unwrap_or(false),
+                            subnet_ids: a
+                                .associations()
+                                .iter()
+                                .filter_map(|x| x.subnet_id().map(str::to_string))
+                                .collect(),
+                            entries: a
+                                .entries()
+                                .iter()
+                                .map(|e| AclEntry {
+                                    rule_number: e.rule_number().unwrap_or(32767),
+                                    egress: e.egress().unwrap_or(false),
+                                    protocol: e.protocol().unwrap_or("-1").to_string(),
+                                    allow: e.rule_action().is_some_and(|r| r.as_str() == "allow"),
+                                    cidr: e.cidr_block().map(str::to_string),
+                                    port_from: e.port_range().and_then(|p| p.from()),
+                                    port_to: e.port_range().and_then(|p| p.to()),
+                                })
+                                .collect(),
                         })
                         .collect(),
-                }
-            }));
-            match resp.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
+                    resp.next_token().map(str::to_string),
+                )
+            },
+        )
+        .await
     }
 
     async fn describe_flow_logs(&self, f: Filter) -> Result<Vec<String>, AwsError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let resp = self
-                .call(
-                    "DescribeFlowLogs",
-                    self.client
-                        .describe_flow_logs()
-                        .filter(f.clone())
-                        .set_next_token(token.take())
-                        .send(),
+        self.paginate(
+            "DescribeFlowLogs",
+            |token| {
+                self.client
+                    .describe_flow_logs()
+                    .filter(f.clone())
+                    .set_next_token(token)
+                    .send()
+            },
+            |resp| {
+                (
+                    resp.flow_logs()
+                        .iter()
+                        .filter(|l| l.flow_log_status().is_none_or(|s| s.eq_ignore_ascii_case("active")))
+                        .filter_map(|l| l.resource_id().map(str::to_string))
+                        .collect(),
+                    resp.next_token().map(str::to_string),
                 )
-                .await?;
-            out.extend(
-                resp.flow_logs()
-                    .iter()
-                    .filter(|l| l.flow_log_status().is_none_or(|s| s.eq_ignore_ascii_case("active")))
-                    .filter_map(|l| l.resource_id().map(str::to_string)),
-            );
-            match resp.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
-            }
-        }
+            },
+        )
+        .await
     }
 }
 
