@@ -85,6 +85,7 @@ fn metric_sum(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// The resources of the namespace, as JSON.
 fn jobs_json(ns: &str) -> Vec<Value> {
     let out = stack().kubectl_ok(&["-n", ns, "get", "processingjobs", "-o", "json"]);
     serde_json::from_str::<Value>(&out)
@@ -139,15 +140,15 @@ fn main() {
 
     // Create the resources through the API, 32 at a time, each with its own creation time.
     let started = Instant::now();
-    let applied_at: BTreeMap<String, f64> = runtime.block_on(async {
+    let (applied_at, client): (BTreeMap<String, f64>, kube::Client) = runtime.block_on(async {
         use futures::StreamExt;
         let kubeconfig = kube::config::Kubeconfig::read_from(s.var("KUBECONFIG")).expect("stack kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .expect("kube config");
         let client = kube::Client::try_from(config).expect("kube client");
-        let api: kube::Api<smpc::api::ProcessingJob> = kube::Api::namespaced(client, &ns);
-        futures::stream::iter(0..n)
+        let api: kube::Api<smpc::api::ProcessingJob> = kube::Api::namespaced(client.clone(), &ns);
+        let created: BTreeMap<String, f64> = futures::stream::iter(0..n)
             .map(|i| {
                 let api = api.clone();
                 let manifest = job_manifest_in(&ns, &format!("job-{i}"), 1, &t.private, &[&t.sg], "");
@@ -161,6 +162,8 @@ fn main() {
             .buffer_unordered(32)
             .collect()
             .await
+            ;
+        (created, client)
     });
     let applied_secs = started.elapsed().as_secs_f64();
 
@@ -202,33 +205,38 @@ fn main() {
         .filter_map(|(r, jn)| Some(sim_jobs[jn]["createdAt"].as_f64()? - applied_at.get(r)?))
         .collect();
 
-    // Complete every job at once; measure how long until each shows Completed.
+    // Complete every job at once; a watch records when each shows Completed.
     let job_names: Vec<&String> = names.values().collect();
-    let done: Value = serde_json::from_str(&s.sim_admin(
-        "POST",
-        "/_sim/bulk-status",
-        Some(&json!({"names": job_names, "status": "Completed"}).to_string()),
-    ))
-    .expect("bulk status");
-    let completed_at = done["at"].as_f64().expect("at");
-    let mut seen: BTreeMap<String, f64> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while seen.len() < n {
-        let t_obs = now();
-        for j in jobs_json(&ns) {
-            if j["status"]["processingJobStatus"] == "Completed" {
-                if let Some(r) = j["metadata"]["name"].as_str() {
-                    seen.entry(r.to_string()).or_insert(t_obs);
+    let (completed_at, seen): (f64, BTreeMap<String, f64>) = runtime.block_on(async {
+        use futures::StreamExt;
+        use kube::runtime::watcher::{watcher, Event};
+        let api: kube::Api<smpc::api::ProcessingJob> = kube::Api::namespaced(client.clone(), &ns);
+        let mut stream = std::pin::pin!(watcher(api, Default::default()));
+        let mut seen: BTreeMap<String, f64> = BTreeMap::new();
+        let mut completed_at = None;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while seen.len() < n {
+            assert!(Instant::now() < deadline, "only {} of {n} completed after 600 s", seen.len());
+            let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await else {
+                continue;
+            };
+            match event.expect("watch") {
+                Event::InitDone if completed_at.is_none() => {
+                    let body = json!({"names": job_names, "status": "Completed"}).to_string();
+                    let done: Value = serde_json::from_str(&stack().sim_admin("POST", "/_sim/bulk-status", Some(&body))).expect("bulk status");
+                    completed_at = done["at"].as_f64();
                 }
+                Event::Apply(job) | Event::InitApply(job) if completed_at.is_some() => {
+                    let done = job.status.as_ref().and_then(|s| s.processing_job_status.as_deref()) == Some("Completed");
+                    if done {
+                        seen.entry(job.metadata.name.clone().unwrap_or_default()).or_insert_with(now);
+                    }
+                }
+                _ => {}
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} completed after 600 s",
-            seen.len()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        (completed_at.expect("completed"), seen)
+    });
     let all_mirrored = seen.values().fold(0.0f64, |m, t| m.max(*t)) - completed_at;
     let mut lag: Vec<f64> = seen.values().map(|t| t - completed_at).collect();
     std::thread::sleep(Duration::from_secs(2));
