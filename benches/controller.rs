@@ -161,8 +161,7 @@ fn main() {
             })
             .buffer_unordered(32)
             .collect()
-            .await
-            ;
+            .await;
         (created, client)
     });
     let applied_secs = started.elapsed().as_secs_f64();
@@ -216,20 +215,28 @@ fn main() {
         let mut completed_at = None;
         let deadline = Instant::now() + Duration::from_secs(600);
         while seen.len() < n {
-            assert!(Instant::now() < deadline, "only {} of {n} completed after 600 s", seen.len());
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} completed after 600 s",
+                seen.len()
+            );
             let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await else {
                 continue;
             };
             match event.expect("watch") {
                 Event::InitDone if completed_at.is_none() => {
                     let body = json!({"names": job_names, "status": "Completed"}).to_string();
-                    let done: Value = serde_json::from_str(&stack().sim_admin("POST", "/_sim/bulk-status", Some(&body))).expect("bulk status");
+                    let done: Value =
+                        serde_json::from_str(&stack().sim_admin("POST", "/_sim/bulk-status", Some(&body)))
+                            .expect("bulk status");
                     completed_at = done["at"].as_f64();
                 }
                 Event::Apply(job) | Event::InitApply(job) if completed_at.is_some() => {
-                    let done = job.status.as_ref().and_then(|s| s.processing_job_status.as_deref()) == Some("Completed");
+                    let done =
+                        job.status.as_ref().and_then(|s| s.processing_job_status.as_deref()) == Some("Completed");
                     if done {
-                        seen.entry(job.metadata.name.clone().unwrap_or_default()).or_insert_with(now);
+                        seen.entry(job.metadata.name.clone().unwrap_or_default())
+                            .or_insert_with(now);
                     }
                 }
                 _ => {}

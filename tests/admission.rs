@@ -162,7 +162,10 @@ fn spec_updates_are_rejected_and_metadata_updates_are_not() {
     s.kubectl_ok(&["-n", &ns, "label", "processingjob", "no-vpc", "team=growth"]);
     // Short name, category and printer columns.
     let listed = s.kubectl_ok(&["-n", &ns, "get", "sagemaker"]);
-    assert!(listed.contains("processingjob.sagemaker.processing.dev/no-vpc"), "{listed}");
+    assert!(
+        listed.contains("processingjob.sagemaker.processing.dev/no-vpc"),
+        "{listed}"
+    );
     let wide = s.kubectl_ok(&["-n", &ns, "get", "smpj", "-o", "wide"]);
     let header = wide.lines().next().unwrap_or_default();
     for column in ["NAME", "STATUS", "NETWORK", "JOB", "AGE", "FAILURE"] {
