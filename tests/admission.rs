@@ -161,10 +161,11 @@ fn spec_updates_are_rejected_and_metadata_updates_are_not() {
     );
     s.kubectl_ok(&["-n", &ns, "label", "processingjob", "no-vpc", "team=growth"]);
     // Short name, category and printer columns.
-    let listed = s.kubectl_ok(&["-n", &ns, "get", "sagemaker"]);
-    assert!(
-        listed.contains("processingjob.sagemaker.processing.dev/no-vpc"),
-        "{listed}"
+    let listed = s.kubectl_ok(&["-n", &ns, "get", "sagemaker", "-o", "name"]);
+    assert_eq!(
+        listed.trim(),
+        "processingjob.sagemaker.processing.dev/no-vpc",
+        "the category lists the resource"
     );
     let wide = s.kubectl_ok(&["-n", &ns, "get", "smpj", "-o", "wide"]);
     let header = wide.lines().next().unwrap_or_default();
