@@ -111,6 +111,16 @@ impl Stack {
                 "crd/processingjobs.sagemaker.processing.dev",
                 "--timeout=60s",
             ]);
+            // The OpenAPI document (kubectl explain, client-side validation) is published a
+            // moment after the CRD is Established.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !self.kubectl(&["explain", "processingjob.spec"]).status.success() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the CRD's OpenAPI schema was never published"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
         });
     }
 
