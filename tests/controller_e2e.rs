@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::controller::*;
-use support::vpc::{job_manifest_in, topology, Topology};
+use support::vpc::{healthy_setup, job_manifest_in, topology, Topology};
 use support::{stack, unique_suffix};
 
 const T: Duration = Duration::from_secs(60);
@@ -15,11 +15,7 @@ const T: Duration = Duration::from_secs(60);
 /// A healthy VPC (private subnets + S3 gateway endpoint, self-referencing group) and a namespace
 /// with a controller.
 async fn setup(prefix: &str, cidr: &str) -> (Topology, String, ControllerProcess) {
-    let s = stack();
-    s.install_crd();
-    let t = topology(cidr, true).await;
-    t.s3_gateway_endpoint(None).await;
-    let ns = s.namespace(prefix);
+    let (t, ns) = healthy_setup(cidr, prefix).await;
     let c = ControllerProcess::start(&ns, &[], &[]);
     (t, ns, c)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::controller::*;
 use support::stack;
-use support::vpc::{job_manifest_in, topology};
+use support::vpc::{healthy_setup, job_manifest_in};
 
 const JOBS: usize = 50;
 
@@ -24,10 +24,7 @@ fn count(v: &Value, op: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn describe_calls_follow_changed_jobs_not_all_jobs() {
     let s = stack();
-    s.install_crd();
-    let t = topology("10.40", true).await;
-    t.s3_gateway_endpoint(None).await;
-    let ns = s.namespace("e2e-tracking");
+    let (t, ns) = healthy_setup("10.40", "e2e-tracking").await;
     let _c = ControllerProcess::start(&ns, &[], &[]);
     s.sim_admin("DELETE", "/_sim/calls", None);
     let manifests: String = (0..JOBS)

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::controller::*;
-use support::vpc::{job_manifest_in, topology};
+use support::vpc::{healthy_setup, job_manifest_in};
 use support::{stack, unique_suffix};
 
 const T: Duration = Duration::from_secs(60);
@@ -26,11 +26,7 @@ fn in_progress(j: &serde_json::Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_follow_the_jobs() {
-    let s = stack();
-    s.install_crd();
-    let t = topology("10.50", true).await;
-    t.s3_gateway_endpoint(None).await;
-    let ns = s.namespace("ops-metrics");
+    let (t, ns) = healthy_setup("10.50", "ops-metrics").await;
     let c = ControllerProcess::start(&ns, &[], &[]);
     let url = c.ops_url();
     wait_for("ready", T, || {
@@ -136,10 +132,7 @@ async fn readyz_is_503_before_caches_sync_and_during_shutdown() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_elect_one_leader_and_fail_over() {
     let s = stack();
-    s.install_crd();
-    let t = topology("10.51", true).await;
-    t.s3_gateway_endpoint(None).await;
-    let ns = s.namespace("ops-leader");
+    let (t, ns) = healthy_setup("10.51", "ops-leader").await;
     let lease = format!("lease-{}", unique_suffix());
     let args = |id: &str| -> Vec<String> {
         [
@@ -237,10 +230,7 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tenant_guard_refuses_other_teams_roles_subnets_and_groups() {
     let s = stack();
-    s.install_crd();
-    let t = topology("10.52", true).await;
-    t.s3_gateway_endpoint(None).await;
-    let ns = s.namespace("ops-tenant");
+    let (t, ns) = healthy_setup("10.52", "ops-tenant").await;
     s.kubectl_ok(&[
         "annotate",
         "namespace",

@@ -267,3 +267,14 @@ spec:
         groups.join(", ")
     )
 }
+
+/// The CRD installed, a healthy VPC (private subnets behind an S3 gateway endpoint, a
+/// self-referencing group) and a fresh namespace: what most end-to-end tests start from.
+pub async fn healthy_setup(cidr_prefix: &str, ns_prefix: &str) -> (Topology, String) {
+    let s = stack();
+    s.install_crd();
+    let t = topology(cidr_prefix, true).await;
+    t.s3_gateway_endpoint(None).await;
+    let ns = s.namespace(ns_prefix);
+    (t, ns)
+}
