@@ -20,6 +20,10 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+fn lease_holder(ns: &str, lease: &str) -> String {
+    stack().kubectl_ok(&["-n", ns, "get", "lease", lease, "-o", "jsonpath={.spec.holderIdentity}"])
+}
+
 fn in_progress(j: &serde_json::Value) -> bool {
     status_str(j, "processingJobStatus").as_deref() == Some("InProgress")
 }
@@ -131,7 +135,6 @@ async fn readyz_is_503_before_caches_sync_and_during_shutdown() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_elect_one_leader_and_fail_over() {
-    let s = stack();
     let (t, ns) = healthy_setup("10.51", "ops-leader").await;
     let lease = format!("lease-{}", unique_suffix());
     let args = |id: &str| -> Vec<String> {
@@ -167,15 +170,7 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
             .expect("name")
         })
         .collect();
-    let holder = s.kubectl_ok(&[
-        "-n",
-        &ns,
-        "get",
-        "lease",
-        &lease,
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
+    let holder = lease_holder(&ns, &lease);
     assert!(holder == "replica-a" || holder == "replica-b", "holder {holder}");
     let follower_log = if holder == "replica-a" {
         b.log_text()
@@ -212,15 +207,7 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
             .expect("name"),
         );
     }
-    let new_holder = s.kubectl_ok(&[
-        "-n",
-        &ns,
-        "get",
-        "lease",
-        &lease,
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
+    let new_holder = lease_holder(&ns, &lease);
     assert_ne!(new_holder, holder);
     for n in &all {
         assert_eq!(sim_create_calls(n), 1, "{n} created exactly once across both replicas");

@@ -22,6 +22,22 @@ pub const ACK_REGION_ANNOTATION: &str = "services.k8s.aws/region";
 /// ACK's annotation choosing what happens to the AWS resource on delete.
 pub const ACK_DELETION_POLICY_ANNOTATION: &str = "services.k8s.aws/deletion-policy";
 
+impl ProcessingJob {
+    /// The region the job runs in: `spec.region`, else ACK's annotation, else `default`.
+    pub fn region(&self, default: Option<&str>) -> Option<String> {
+        self.spec
+            .region
+            .clone()
+            .or_else(|| {
+                self.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ACK_REGION_ANNOTATION).cloned())
+            })
+            .or_else(|| default.map(str::to_string))
+    }
+}
+
 /// The CRD as YAML, exactly as checked in under `crds/processingjobs.yaml`.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
     let mut crd =

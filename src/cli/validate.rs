@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::api::{Finding, ProcessingJob, ACK_REGION_ANNOTATION};
+use crate::api::{Finding, ACK_REGION_ANNOTATION};
 use crate::aws::ec2::Ec2Resolver;
 use crate::aws::CallCounter;
 use crate::manifest::{self, LoadedJob};
@@ -54,20 +54,6 @@ struct JobReport {
     findings: Vec<Finding>,
 }
 
-/// The region a job runs in: `spec.region`, else ACK's annotation, else the default.
-pub fn job_region(job: &ProcessingJob, default: Option<&str>) -> Option<String> {
-    job.spec
-        .region
-        .clone()
-        .or_else(|| {
-            job.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(ACK_REGION_ANNOTATION).cloned())
-        })
-        .or_else(|| default.map(str::to_string))
-}
-
 fn read_source(name: &str) -> Result<String, manifest::ManifestError> {
     let result = if name == "-" {
         let mut s = String::new();
@@ -100,7 +86,7 @@ pub async fn run(args: ValidateArgs) -> u8 {
         return 2;
     }
     for j in &jobs {
-        if j.job.spec.vpc_config().is_some() && job_region(&j.job, args.region.as_deref()).is_none() {
+        if j.job.spec.vpc_config().is_some() && j.job.region(args.region.as_deref()).is_none() {
             eprintln!(
                 "error: {}: document {}: no region for job {}: set spec.region, the {ACK_REGION_ANNOTATION} annotation, --region or AWS_REGION",
                 j.source_name,
@@ -123,7 +109,11 @@ pub async fn run(args: ValidateArgs) -> u8 {
             vpc_id: None,
             findings: Vec::new(),
         };
-        if let Some(region) = job_region(&j.job, args.region.as_deref()).filter(|_| spec.vpc_config().is_some()) {
+        if let Some(region) = j
+            .job
+            .region(args.region.as_deref())
+            .filter(|_| spec.vpc_config().is_some())
+        {
             let resolver = resolvers.entry(region.clone()).or_insert_with(|| {
                 let conf = aws_sdk_ec2::config::Builder::from(&sdk_config)
                     .region(aws_config::Region::new(region.clone()))

@@ -33,7 +33,7 @@ use crate::aws::sagemaker::{self, is_terminal, JobState};
 use crate::aws::{AwsClients, AwsError, ErrorClass};
 use crate::network;
 use status::{NetworkOutcome, Observation, Phase};
-use tracker::Tracker;
+use tracker::{now_epoch, Tracker};
 
 use crate::server::Health;
 use crate::telemetry::metrics::{FindingLabels, Metrics, ReasonLabels, ResultLabels, StatusLabels};
@@ -128,11 +128,6 @@ impl From<kube::Error> for Error {
     fn from(e: kube::Error) -> Self {
         Error::Kube(e)
     }
-}
-
-/// The region of a job: `spec.region`, else ACK's annotation, else the default.
-pub fn job_region(job: &ProcessingJob, default: Option<&str>) -> Option<String> {
-    crate::cli::validate::job_region(job, default)
 }
 
 /// The deletion policy: `spec.deletionPolicy`, else ACK's annotation, else Stop.
@@ -244,7 +239,7 @@ impl Context {
     async fn report(&self, job: &ProcessingJob, obs: &Observation) -> Result<ProcessingJobStatus, Error> {
         let prev = job.status.clone().unwrap_or_default();
         let next = status::desired_status(&prev, obs);
-        if !status::differs(&prev, &next) {
+        if prev == next {
             return Ok(prev);
         }
         let patch = serde_json::json!({
@@ -499,7 +494,7 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     let status = job.status.clone().unwrap_or_default();
     let name = job_name(job);
     let generation = job.metadata.generation;
-    let region = job_region(job, ctx.settings.default_region.as_deref());
+    let region = job.region(ctx.settings.default_region.as_deref());
     let mut obs = Observation {
         generation,
         job_name: Some(name.clone()),
@@ -628,13 +623,6 @@ fn failpoint(name: &str) {
         tracing::error!(failpoint = name, "failpoint reached: aborting");
         std::process::abort();
     }
-}
-
-fn now_epoch() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
 }
 
 /// Problems that may go away: slow ones become a condition and a slow retry; throttling and
@@ -771,7 +759,7 @@ async fn mirror(
 async fn cleanup(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     let status = job.status.clone().unwrap_or_default();
     let name = job_name(job);
-    let region = job_region(job, ctx.settings.default_region.as_deref());
+    let region = job.region(ctx.settings.default_region.as_deref());
     let policy = deletion_policy(job);
     let maybe_created = status.processing_job_arn.is_some()
         || status

@@ -40,7 +40,8 @@ pub struct Tracker {
     trigger: UnboundedSender<ObjectRef<Guarded>>,
 }
 
-fn now_epoch() -> f64 {
+/// Seconds since the epoch, the unit of SageMaker's timestamps.
+pub(crate) fn now_epoch() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
