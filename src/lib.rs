@@ -2,14 +2,16 @@
 //! validating the network first.
 //!
 //! Modules: [`api`] (the CRD types), [`network`] (snapshot, checks, policy evaluation), [`aws`]
-//! (EC2 and SageMaker adapters), [`manifest`] (reading manifests without a cluster), [`cli`]
-//! (the subcommands).
+//! (EC2 and SageMaker adapters), [`job`] (SageMaker's view of a job in our types),
+//! [`reconcile`] (the pipeline), [`runtime`] (the process around it), [`manifest`] (reading
+//! manifests without a cluster), [`cli`] (the subcommands).
 
 pub mod api;
 pub mod aws;
 pub mod cli;
-pub mod controller;
+pub mod job;
 pub mod manifest;
 pub mod network;
-pub mod server;
+pub mod reconcile;
+pub mod runtime;
 pub mod telemetry;

@@ -4,19 +4,20 @@
 use mlua::{Lua, LuaSerdeExt};
 use serde_json::{json, Value};
 use smpc::api::{Finding, ProcessingJobStatus, Severity, ValidationMode};
-use smpc::aws::sagemaker::JobState;
-use smpc::controller::status::{desired_status, NetworkOutcome, Observation, Phase};
+use smpc::job::{JobState, JobStatus};
+use smpc::reconcile::status::{desired_status, NetworkOutcome, Observation, Phase};
 
 fn job(status: &str) -> Phase {
     Phase::Submitted {
         job: Box::new(JobState {
             name: "j".into(),
             arn: Some("arn:aws:sagemaker:us-east-1:1:processing-job/j".into()),
-            status: status.into(),
+            status: JobStatus::parse(status).expect("a SageMaker status"),
             failure_reason: (status == "Failed").then(|| "AlgorithmError: boom".into()),
             ..Default::default()
         }),
         adopted: false,
+        problem: None,
     }
 }
 
@@ -31,7 +32,12 @@ type LifecycleCase = (
 
 fn lifecycle() -> Vec<LifecycleCase> {
     vec![
-        ("creating", Phase::Creating, "Progressing", ("False", "True", "False")),
+        (
+            "creating",
+            Phase::Creating { problem: None },
+            "Progressing",
+            ("False", "True", "False"),
+        ),
         (
             "throttled",
             Phase::Waiting {

@@ -36,6 +36,24 @@ impl ProcessingJob {
             })
             .or_else(|| default.map(str::to_string))
     }
+
+    /// What happens to the SageMaker job on delete: `spec.deletionPolicy`, else ACK's annotation,
+    /// else Stop.
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        if let Some(p) = self.spec.deletion_policy {
+            return p;
+        }
+        let ack = self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ACK_DELETION_POLICY_ANNOTATION));
+        if ack.is_some_and(|v| v.eq_ignore_ascii_case("retain")) {
+            DeletionPolicy::Retain
+        } else {
+            DeletionPolicy::Stop
+        }
+    }
 }
 
 /// The CRD as YAML, exactly as checked in under `crds/processingjobs.yaml`.

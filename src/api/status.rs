@@ -8,6 +8,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProcessingJobStatus {
+    /// Where the controller stands with this resource: Pending (not created yet: checking, or
+    /// waiting for credentials, a region or quota), Blocked (refused by the network or the
+    /// namespace; checked again periodically and on changes), Creating (a create was sent or is
+    /// about to be), Created / Adopted (the SageMaker job exists), Refused (final for this
+    /// generation: SageMaker rejected the spec or the name belongs to another job; create a new
+    /// resource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<JobPhase>,
     /// Name of the SageMaker processing job this resource owns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processing_job_name: Option<String>,
@@ -60,6 +68,25 @@ pub struct ProcessingJobStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Where the controller stands with a resource. The controller reads its own progress back from
+/// this field (never from condition reasons).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum JobPhase {
+    /// Not created yet: being checked, or waiting for credentials, a region or quota.
+    Pending,
+    /// Refused by the network or the namespace; checked again periodically and on changes.
+    Blocked,
+    /// The job name and region are recorded and a create was sent or is about to be: the job may
+    /// exist.
+    Creating,
+    /// The SageMaker job exists and was created by this resource.
+    Created,
+    /// The SageMaker job existed already and was adopted by this resource.
+    Adopted,
+    /// Refused for good for this generation: nothing is retried until the resource changes.
+    Refused,
 }
 
 /// Result of the network validation.

@@ -12,44 +12,9 @@ use serde::Serialize;
 
 use super::{AwsError, CallCounter};
 use crate::api::{ProcessingJobSpec, Tag};
+use crate::job::{JobState, JobStatus, JobSummary};
 
 const SERVICE: &str = "sagemaker";
-
-/// Tag keys that tie a SageMaker job to the resource that created it.
-pub const TAG_NAMESPACE: &str = "sagemaker.processing.dev/namespace";
-pub const TAG_NAME: &str = "sagemaker.processing.dev/name";
-pub const TAG_UID: &str = "sagemaker.processing.dev/uid";
-
-/// What SageMaker says about a job.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobState {
-    pub name: String,
-    pub arn: Option<String>,
-    pub status: String,
-    pub failure_reason: Option<String>,
-    pub exit_message: Option<String>,
-    pub creation_time: Option<String>,
-    pub start_time: Option<String>,
-    pub end_time: Option<String>,
-    pub last_modified: Option<String>,
-    /// `last_modified` in seconds since the epoch, for change tracking.
-    pub last_modified_epoch: Option<f64>,
-    pub monitoring_schedule_arn: Option<String>,
-    pub auto_ml_job_arn: Option<String>,
-    pub training_job_arn: Option<String>,
-}
-
-/// A changed job seen by ListProcessingJobs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobSummary {
-    pub name: String,
-    pub last_modified_epoch: f64,
-}
-
-/// Whether a SageMaker status is final.
-pub fn is_terminal(status: &str) -> bool {
-    matches!(status, "Completed" | "Failed" | "Stopped")
-}
 
 fn rfc3339(t: Option<&DateTime>) -> Option<String> {
     t.and_then(|t| t.fmt(Format::DateTime).ok())
@@ -107,9 +72,11 @@ impl SageMaker {
         Ok(JobState {
             name: d.processing_job_name().unwrap_or(name).to_string(),
             arn: d.processing_job_arn().map(str::to_string),
+            // A status this build does not know is treated as still running: polled, and
+            // stopped on delete.
             status: d
                 .processing_job_status()
-                .map(|s| s.as_str().to_string())
+                .and_then(|s| JobStatus::parse(s.as_str()))
                 .unwrap_or_default(),
             failure_reason: d.failure_reason().map(str::to_string),
             exit_message: d.exit_message().map(str::to_string),

@@ -6,9 +6,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsClients, CallCounter};
-use crate::controller::leader::{LeaderElector, LeaseSettings};
-use crate::controller::{self, Settings};
-use crate::server::{self, Health};
+use crate::reconcile::Settings;
+use crate::runtime::lease::LeaseSettings;
+use crate::runtime::server::{self, Health};
+use crate::runtime::{self, Election};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::{self, LogFormat};
 
@@ -126,19 +127,24 @@ pub async fn run(args: RunArgs) -> u8 {
         instance: args.instance.clone().or_else(|| std::env::var("HOSTNAME").ok()),
     };
     tracing::info!(?settings, "starting controller");
+    let election = args.leader_election.then(|| Election {
+        lease: LeaseSettings {
+            name: args.leader_election_lease.clone(),
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            identity: settings
+                .instance
+                .clone()
+                .unwrap_or_else(|| format!("controller-{}", std::process::id())),
+            duration: args.lease_duration,
+            renew_every: args.lease_duration / 3,
+        },
+    });
     let health = Arc::new(Health::default());
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    let signal_health = health.clone();
-    let delay = args.shutdown_delay;
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!(delay = ?delay, "shutting down: not ready any more");
-        signal_health.set_shutting_down();
-        tokio::time::sleep(delay).await;
-        signal.cancel();
-    });
-    let server_stop = CancellationToken::new();
+    runtime::shutdown_on_signal(health.clone(), args.shutdown_delay, shutdown.clone());
     let listener = match tokio::net::TcpListener::bind(args.metrics_address).await {
         Ok(l) => l,
         Err(e) => {
@@ -146,57 +152,9 @@ pub async fn run(args: RunArgs) -> u8 {
             return 1;
         }
     };
+    let server_stop = CancellationToken::new();
     let server = tokio::spawn(server::serve(listener, registry, health.clone(), server_stop.clone()));
-
-    let code = if args.leader_election {
-        let identity = settings
-            .instance
-            .clone()
-            .unwrap_or_else(|| format!("controller-{}", std::process::id()));
-        let elector = Arc::new(LeaderElector::new(
-            client.clone(),
-            LeaseSettings {
-                name: args.leader_election_lease.clone(),
-                namespace: args
-                    .leader_election_namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".into()),
-                identity,
-                duration: args.lease_duration,
-                renew_every: args.lease_duration / 3,
-            },
-        ));
-        // A standby replica is healthy: it is ready to take over.
-        health.set_ready(true);
-        if elector.acquire(&shutdown).await {
-            health.set_ready(false);
-            metrics.leader.set(1);
-            let lost = CancellationToken::new();
-            let holder = tokio::spawn({
-                let elector = elector.clone();
-                let (shutdown, lost) = (shutdown.clone(), lost.clone());
-                async move { elector.hold(shutdown, lost).await }
-            });
-            let run_stop = shutdown.child_token();
-            let watchdog = {
-                let lost = lost.clone();
-                tokio::spawn(async move {
-                    lost.cancelled().await;
-                    // Stop acting at once: another replica may hold the lease now.
-                    tracing::error!("leader lease lost: exiting so that only the new leader acts");
-                    std::process::exit(1);
-                })
-            };
-            controller::run(client, aws, settings, metrics.clone(), health.clone(), run_stop).await;
-            let _ = holder.await;
-            watchdog.abort();
-            metrics.leader.set(0);
-        }
-        0
-    } else {
-        controller::run(client, aws, settings, metrics.clone(), health.clone(), shutdown.clone()).await;
-        0
-    };
+    runtime::run(client, aws, settings, metrics, health.clone(), election, shutdown).await;
     health.set_shutting_down();
     server_stop.cancel();
     if let Ok(Err(e)) = server.await {
@@ -204,29 +162,7 @@ pub async fn run(args: RunArgs) -> u8 {
         return 1;
     }
     tracing::info!("stopped");
-    code
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    0
 }
 
 #[cfg(test)]

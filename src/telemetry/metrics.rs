@@ -21,6 +21,14 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// `watch` (the resource changed), `tracker` (its SageMaker job changed), `requeue` (a
+    /// timer or a backoff), `ignored` (a watch event that changed nothing the controller acts on,
+    /// e.g. its own status write).
+    pub trigger: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AwsLabels {
     pub service: &'static str,
     pub operation: &'static str,
@@ -45,6 +53,7 @@ fn latency_histogram() -> Histogram {
 /// Every metric of the controller.
 pub struct Metrics {
     pub reconciles: Family<ResultLabels, Counter>,
+    pub triggers: Family<TriggerLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub errors: Family<ReasonLabels, Counter>,
     pub aws_calls: Family<AwsLabels, Counter>,
@@ -60,6 +69,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             reconciles: Family::default(),
+            triggers: Family::default(),
             reconcile_duration: latency_histogram(),
             errors: Family::default(),
             aws_calls: Family::default(),
@@ -81,6 +91,11 @@ impl Metrics {
             "reconciles",
             "Reconciles by result (ok, error)",
             self.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_triggers",
+            "What brought resources to the reconciler: watch, tracker, requeue; ignored counts watch events that changed nothing the controller acts on",
+            self.triggers.clone(),
         );
         r.register(
             "reconcile_duration_seconds",

@@ -4,8 +4,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{Finding, NetworkStatus, ProcessingJobStatus, Severity, ValidationMode};
-use crate::aws::sagemaker::JobState;
+use crate::api::{Finding, JobPhase, NetworkStatus, ProcessingJobStatus, Severity, ValidationMode};
+use crate::job::{JobState, JobStatus};
 
 pub const NETWORK_VALIDATED: &str = "NetworkValidated";
 pub const SUBMITTED: &str = "Submitted";
@@ -69,10 +69,37 @@ pub enum Phase {
     InvalidSpec { message: String },
     /// The job name belongs to a job this resource did not create.
     NameConflict { message: String },
-    /// The name is chosen; the job is being created.
-    Creating,
-    /// The job exists.
-    Submitted { job: Box<JobState>, adopted: bool },
+    /// The name and region are recorded; the job is being created, or may have been (`problem`
+    /// says why the controller cannot tell yet).
+    Creating { problem: Option<Problem> },
+    /// The job exists; `job` is its last known state (`problem` says why it may be stale).
+    Submitted {
+        job: Box<JobState>,
+        adopted: bool,
+        problem: Option<Problem>,
+    },
+}
+
+impl Phase {
+    /// What the resource records about its progress (read back by `observe`).
+    pub fn recorded(&self) -> JobPhase {
+        match self {
+            Phase::NetworkInvalid | Phase::NotAllowed { .. } => JobPhase::Blocked,
+            Phase::Waiting { .. } => JobPhase::Pending,
+            Phase::InvalidSpec { .. } | Phase::NameConflict { .. } => JobPhase::Refused,
+            Phase::Creating { .. } => JobPhase::Creating,
+            Phase::Submitted { adopted: true, .. } => JobPhase::Adopted,
+            Phase::Submitted { adopted: false, .. } => JobPhase::Created,
+        }
+    }
+}
+
+/// An AWS problem reported beside what is known of the job, never instead of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Stable reason (`AwsCredentialsError`, `DeletionBlocked`, ...).
+    pub reason: String,
+    pub message: String,
 }
 
 /// What reconcile observed, to be written to status.
@@ -124,6 +151,7 @@ pub fn logs_url(region: &str, job_name: &str) -> String {
 /// their `lastTransitionTime` unless their status flips.
 pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> ProcessingJobStatus {
     let mut s = ProcessingJobStatus {
+        phase: Some(obs.phase.recorded()),
         processing_job_name: obs.job_name.clone(),
         region: obs.region.clone(),
         observed_generation: obs.generation,
@@ -135,7 +163,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
     };
     if let Phase::Submitted { job, .. } = &obs.phase {
         s.processing_job_arn = job.arn.clone();
-        s.processing_job_status = Some(job.status.clone()).filter(|x| !x.is_empty());
+        s.processing_job_status = Some(job.status.as_str().to_string());
         s.failure_reason = job.failure_reason.clone();
         s.exit_message = job.exit_message.clone();
         s.creation_time = job.creation_time.clone();
@@ -258,19 +286,20 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
             condition(RECONCILING, false, "JobNameInUse", message.clone(), g),
             condition(STALLED, true, "JobNameInUse", message.clone(), g),
         ),
-        Phase::Creating => (
-            condition(SUBMITTED, false, "Creating", "creating the SageMaker processing job", g),
-            condition(READY, false, "Creating", "creating the SageMaker processing job", g),
-            condition(
-                RECONCILING,
-                true,
-                "Creating",
-                "creating the SageMaker processing job",
-                g,
-            ),
-            condition(STALLED, false, "Creating", "", g),
-        ),
-        Phase::Submitted { job, adopted } => {
+        Phase::Creating { problem } => {
+            let msg = "creating the SageMaker processing job";
+            let reconciling = match problem {
+                Some(p) => condition(RECONCILING, true, &p.reason, p.message.clone(), g),
+                None => condition(RECONCILING, true, "Creating", msg, g),
+            };
+            (
+                condition(SUBMITTED, false, "Creating", msg, g),
+                condition(READY, false, "Creating", msg, g),
+                reconciling,
+                condition(STALLED, false, "Creating", "", g),
+            )
+        }
+        Phase::Submitted { job, adopted, problem } => {
             let name = obs.job_name.as_deref().unwrap_or_default();
             let submitted = if *adopted {
                 condition(
@@ -288,14 +317,14 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                 .as_deref()
                 .and_then(|r| r.lines().next())
                 .unwrap_or("no reason given");
-            match job.status.as_str() {
-                "Completed" => (
+            match job.status {
+                JobStatus::Completed => (
                     submitted,
                     condition(READY, true, "Completed", format!("SageMaker job {name} completed"), g),
                     condition(RECONCILING, false, "Completed", "", g),
                     condition(STALLED, false, "Completed", "", g),
                 ),
-                "Failed" => {
+                JobStatus::Failed => {
                     let msg = format!("SageMaker job {name} failed: {}", truncate(first_line, 512));
                     (
                         submitted,
@@ -304,7 +333,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                         condition(STALLED, true, "Failed", msg, g),
                     )
                 }
-                "Stopped" => {
+                JobStatus::Stopped => {
                     let msg = format!("SageMaker job {name} was stopped");
                     (
                         submitted,
@@ -313,13 +342,17 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                         condition(STALLED, true, "Stopped", msg, g),
                     )
                 }
-                other => {
-                    let reason = if other == "Stopping" { "Stopping" } else { "InProgress" };
-                    let msg = format!("SageMaker job {name} is {other}");
+                active @ (JobStatus::InProgress | JobStatus::Stopping) => {
+                    let reason = active.as_str();
+                    let msg = format!("SageMaker job {name} is {active}");
+                    let reconciling = match problem {
+                        Some(p) => condition(RECONCILING, true, &p.reason, p.message.clone(), g),
+                        None => condition(RECONCILING, true, reason, msg.clone(), g),
+                    };
                     (
                         submitted,
-                        condition(READY, false, reason, msg.clone(), g),
-                        condition(RECONCILING, true, reason, msg.clone(), g),
+                        condition(READY, false, reason, msg, g),
+                        reconciling,
                         condition(STALLED, false, reason, "", g),
                     )
                 }
@@ -384,7 +417,7 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
     }
     if prev.processing_job_arn.is_none() {
         if let Some(arn) = &next.processing_job_arn {
-            let adopted = cond(next, SUBMITTED).is_some_and(|c| c.reason == "Adopted");
+            let adopted = next.phase == Some(JobPhase::Adopted);
             let verb = if adopted { "adopted" } else { "created" };
             out.push(EventSpec {
                 warning: false,
@@ -482,11 +515,12 @@ mod tests {
             job: Box::new(JobState {
                 name: "job-1".into(),
                 arn: Some("arn:x".into()),
-                status: status.into(),
+                status: JobStatus::parse(status).expect("a SageMaker status"),
                 failure_reason: Some("AlgorithmError: boom\nmore".into()),
                 ..Default::default()
             }),
             adopted: false,
+            problem: None,
         }
     }
 
@@ -500,7 +534,12 @@ mod tests {
     #[test]
     fn kstatus_conditions_per_lifecycle_state() {
         let table: Vec<(Phase, (&str, &str), &str, &str)> = vec![
-            (Phase::Creating, ("False", "Creating"), "True", "False"),
+            (
+                Phase::Creating { problem: None },
+                ("False", "Creating"),
+                "True",
+                "False",
+            ),
             (
                 Phase::Waiting {
                     reason: "AwsThrottled".into(),
@@ -581,7 +620,7 @@ mod tests {
     #[test]
     fn events_for_the_happy_path() {
         let empty = ProcessingJobStatus::default();
-        let creating = desired_status(&empty, &obs(Phase::Creating));
+        let creating = desired_status(&empty, &obs(Phase::Creating { problem: None }));
         let reasons = |a, b| {
             transition_events(a, b)
                 .into_iter()
@@ -626,7 +665,7 @@ mod tests {
         };
         assert!(warn.allows_create());
         o.network = Some(warn);
-        o.phase = Phase::Creating;
+        o.phase = Phase::Creating { problem: None };
         assert_eq!(
             get(&desired_status(&ProcessingJobStatus::default(), &o), NETWORK_VALIDATED),
             ("True", "WarnMode")

@@ -1,0 +1,106 @@
+//! What SageMaker says about a processing job, in the project's own types: the adapters turn SDK
+//! answers into these, the reconciler works on them.
+
+use std::fmt;
+
+/// Tag keys that tie a SageMaker job to the resource that created it.
+pub const TAG_NAMESPACE: &str = "sagemaker.processing.dev/namespace";
+pub const TAG_NAME: &str = "sagemaker.processing.dev/name";
+pub const TAG_UID: &str = "sagemaker.processing.dev/uid";
+
+/// SageMaker's status of a processing job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    #[default]
+    InProgress,
+    Completed,
+    Failed,
+    Stopping,
+    Stopped,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::InProgress,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Stopping,
+        JobStatus::Stopped,
+    ];
+
+    /// SageMaker's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::InProgress => "InProgress",
+            JobStatus::Completed => "Completed",
+            JobStatus::Failed => "Failed",
+            JobStatus::Stopping => "Stopping",
+            JobStatus::Stopped => "Stopped",
+        }
+    }
+
+    /// Parses SageMaker's spelling; `None` for anything else.
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether the job has ended: nothing about it changes any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Stopped)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What SageMaker says about a job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobState {
+    pub name: String,
+    pub arn: Option<String>,
+    pub status: JobStatus,
+    pub failure_reason: Option<String>,
+    pub exit_message: Option<String>,
+    pub creation_time: Option<String>,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub last_modified: Option<String>,
+    /// `last_modified` in seconds since the epoch, for change tracking.
+    pub last_modified_epoch: Option<f64>,
+    pub monitoring_schedule_arn: Option<String>,
+    pub auto_ml_job_arn: Option<String>,
+    pub training_job_arn: Option<String>,
+}
+
+/// A changed job seen by ListProcessingJobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSummary {
+    pub name: String,
+    pub last_modified_epoch: f64,
+}
+
+/// Seconds since the epoch of an RFC 3339 time, as SageMaker's timestamps are compared.
+pub fn epoch_of(rfc3339: &str) -> Option<f64> {
+    rfc3339
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond() as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip_and_only_ended_ones_are_terminal() {
+        for s in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(JobStatus::parse("Running"), None);
+        let terminal: Vec<_> = JobStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(terminal, [JobStatus::Completed, JobStatus::Failed, JobStatus::Stopped]);
+    }
+}

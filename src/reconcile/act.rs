@@ -1,0 +1,387 @@
+//! Act: create, adopt, mirror. Each step returns an [`Outcome`] — what to report and when to come
+//! back — and writes nothing itself, except the write-ahead status before a create.
+
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+
+use super::observe::JobRef;
+use super::report;
+use super::status::{NetworkOutcome, Observation, Phase, Problem};
+use super::validate::Validated;
+use super::{object_ref, Context, Error};
+use crate::api::{ProcessingJob, Tag};
+use crate::aws::{AwsError, ErrorClass};
+use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_UID};
+
+/// ACK's annotation asking to adopt an existing AWS resource instead of creating one.
+pub const ACK_ADOPTION_POLICY_ANNOTATION: &str = "services.k8s.aws/adoption-policy";
+
+/// Transient AWS errors are retried quietly this many times before the status says so.
+const QUIET_RETRIES: u32 = 2;
+
+/// What a step decided: what to write to status, and when to come back.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The status to report; `None` leaves the status as it is.
+    pub observation: Option<Observation>,
+    pub next: Next,
+}
+
+/// When the resource is looked at again.
+#[derive(Debug)]
+pub enum Next {
+    /// On a change, or after a delay.
+    Requeue(Action),
+    /// Through the error policy's backoff.
+    Backoff(Error),
+}
+
+impl Outcome {
+    /// Reports `phase` for the job `at` (or none yet).
+    pub fn report(
+        job: &ProcessingJob,
+        at: Option<&JobRef>,
+        network: Option<NetworkOutcome>,
+        phase: Phase,
+        next: Next,
+    ) -> Self {
+        Outcome {
+            observation: Some(observation(job, at, network, phase)),
+            next,
+        }
+    }
+
+    /// Nothing to write; come back as `next` says.
+    pub fn quiet(next: Next) -> Self {
+        Outcome {
+            observation: None,
+            next,
+        }
+    }
+}
+
+/// The status to report for the resource's current generation.
+pub fn observation(
+    job: &ProcessingJob,
+    at: Option<&JobRef>,
+    network: Option<NetworkOutcome>,
+    phase: Phase,
+) -> Observation {
+    Observation {
+        generation: job.metadata.generation,
+        job_name: at.map(|a| a.name.clone()),
+        region: at.map(|a| a.region.clone()),
+        network,
+        phase,
+    }
+}
+
+/// The tags that tie a job to the resource that created it.
+pub fn owner_tags(job: &ProcessingJob) -> Vec<Tag> {
+    vec![
+        Tag {
+            key: TAG_NAMESPACE.into(),
+            value: job.namespace().unwrap_or_default(),
+        },
+        Tag {
+            key: TAG_NAME.into(),
+            value: job.name_any(),
+        },
+        Tag {
+            key: TAG_UID.into(),
+            value: job.metadata.uid.clone().unwrap_or_default(),
+        },
+    ]
+}
+
+/// Whether a job with these tags belongs to the resource: its UID tag, or ACK's explicit
+/// adoption annotation.
+pub fn owns(job: &ProcessingJob, tags: &[(String, String)]) -> bool {
+    let uid = job.metadata.uid.as_deref().unwrap_or_default();
+    let tagged = tags.iter().any(|(k, v)| k == TAG_UID && v == uid);
+    tagged || adoption_requested(job)
+}
+
+fn adoption_requested(job: &ProcessingJob) -> bool {
+    job.annotations()
+        .get(ACK_ADOPTION_POLICY_ANNOTATION)
+        .is_some_and(|v| v.eq_ignore_ascii_case("adopt"))
+}
+
+/// An AWS problem as a status problem and a retry: credentials and quota wait on their own
+/// timers; anything else backs off, and is written to status only once it persists.
+pub fn trouble(ctx: &Context, job: &ProcessingJob, e: AwsError, doing: &str) -> (Option<Problem>, Next) {
+    let reason = e.class.reason().to_string();
+    match e.class {
+        ErrorClass::Credentials => (
+            Some(Problem {
+                reason,
+                message: format!("{doing}: AWS refused the credentials or configuration: {e}"),
+            }),
+            Next::Requeue(Action::requeue(ctx.settings.credentials_retry_interval)),
+        ),
+        ErrorClass::LimitExceeded => (
+            Some(Problem {
+                reason,
+                message: format!("{doing}: a SageMaker quota was reached, retrying slowly: {e}"),
+            }),
+            Next::Requeue(Action::requeue(Duration::from_secs(120))),
+        ),
+        _ => {
+            let persistent = ctx.backoff.failures(&object_ref(job)) >= QUIET_RETRIES;
+            let problem = persistent.then(|| Problem {
+                reason,
+                message: format!("{doing}: {e} (retrying with backoff)"),
+            });
+            (problem, Next::Backoff(Error::Aws(e)))
+        }
+    }
+}
+
+/// Before creating: a problem becomes a waiting status (nothing exists yet).
+pub fn not_created(
+    ctx: &Context,
+    job: &ProcessingJob,
+    network: Option<NetworkOutcome>,
+    e: AwsError,
+    doing: &str,
+) -> Outcome {
+    match trouble(ctx, job, e, doing) {
+        (Some(p), next) => Outcome::report(
+            job,
+            None,
+            network,
+            Phase::Waiting {
+                reason: p.reason,
+                message: p.message,
+            },
+            next,
+        ),
+        (None, next) => Outcome::quiet(next),
+    }
+}
+
+/// Creates the validated job: records name and region first (a crash after the create then
+/// finds the job instead of creating a second one), then CreateProcessingJob.
+pub async fn create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: Validated) -> Result<Outcome, Error> {
+    let network = Some(validated.network().clone());
+    report::write_ahead(ctx, job, &at, validated.network()).await?;
+    match ctx.jobs.create(&at.region, &at.name, &job.spec, &owner_tags(job)).await {
+        Ok(arn) => {
+            failpoint("abort-after-create");
+            let state = JobState {
+                name: at.name.clone(),
+                arn: Some(arn),
+                status: JobStatus::InProgress,
+                ..Default::default()
+            };
+            // Known as of now: the next change SageMaker records (normally the end) is what the
+            // tracker reports; the resync backstop covers clock skew.
+            ctx.tracker.track(
+                &at.region,
+                &at.name,
+                object_ref(job),
+                crate::reconcile::tracker::now_epoch(),
+            );
+            Ok(Outcome::report(
+                job,
+                Some(&at),
+                network,
+                Phase::Submitted {
+                    job: Box::new(state),
+                    adopted: false,
+                    problem: None,
+                },
+                Next::Requeue(Action::requeue(ctx.settings.resync_interval)),
+            ))
+        }
+        Err(e) if e.code.as_deref() == Some("ResourceInUse") => match ctx.jobs.describe(&at.region, &at.name).await {
+            Ok(state) => adopt_or_refuse(ctx, job, at, state, network).await,
+            Err(e) => Ok(creating_problem(ctx, job, &at, network, e)),
+        },
+        // SageMaker refused the request, or something it names (a feature group, an
+        // experiment) does not exist: final for this generation.
+        Err(e) if matches!(e.class, ErrorClass::Invalid | ErrorClass::NotFound) => Ok(Outcome::report(
+            job,
+            None,
+            network,
+            Phase::InvalidSpec { message: e.message },
+            Next::Requeue(Action::await_change()),
+        )),
+        // Refused before anything was created: nothing may exist.
+        Err(e) if matches!(e.class, ErrorClass::Credentials | ErrorClass::LimitExceeded) => {
+            Ok(not_created(ctx, job, network, e, "creating the job"))
+        }
+        // Timeouts, 5xx, anything unknown: the job may exist; the next attempt looks first.
+        Err(e) => Ok(creating_problem(ctx, job, &at, network, e)),
+    }
+}
+
+/// The job may exist but AWS could not say: keep name and region, report why.
+fn creating_problem(
+    ctx: &Context,
+    job: &ProcessingJob,
+    at: &JobRef,
+    network: Option<NetworkOutcome>,
+    e: AwsError,
+) -> Outcome {
+    match trouble(ctx, job, e, "creating the job") {
+        (Some(problem), next) => {
+            Outcome::report(job, Some(at), network, Phase::Creating { problem: Some(problem) }, next)
+        }
+        (None, next) => Outcome::quiet(next),
+    }
+}
+
+/// After a crash between write-ahead and create (or a create whose answer was lost): the job
+/// is adopted when it exists, else `None` and the caller checks and creates.
+pub async fn look_before_creating(ctx: &Context, job: &ProcessingJob, at: &JobRef) -> Result<Option<Outcome>, Error> {
+    match ctx.jobs.describe(&at.region, &at.name).await {
+        Ok(state) => Ok(Some(adopt_or_refuse(ctx, job, at.clone(), state, None).await?)),
+        Err(e) if e.class == ErrorClass::NotFound => Ok(None),
+        Err(e) => Ok(Some(creating_problem(ctx, job, at, None, e))),
+    }
+}
+
+/// A job with our name exists: adopt it if it is ours (tags) or adoption was asked for.
+async fn adopt_or_refuse(
+    ctx: &Context,
+    job: &ProcessingJob,
+    at: JobRef,
+    state: JobState,
+    network: Option<NetworkOutcome>,
+) -> Result<Outcome, Error> {
+    let tags = match state.arn.as_deref() {
+        Some(arn) => match ctx.jobs.tags(&at.region, arn).await {
+            Ok(t) => t,
+            Err(e) => return Ok(creating_problem(ctx, job, &at, network, e)),
+        },
+        None => Vec::new(),
+    };
+    if !owns(job, &tags) {
+        let owner = tags
+            .iter()
+            .find(|(k, _)| k == TAG_UID)
+            .map(|(_, v)| format!("resource UID {v}"))
+            .unwrap_or_else(|| "something else".into());
+        let message = format!(
+            "a SageMaker job named {} already exists and was created by {owner}, not by this resource; choose another spec.processingJobName in a new resource, or annotate the resource {ACK_ADOPTION_POLICY_ANNOTATION}=adopt to adopt that job",
+            state.name
+        );
+        // The name is another job's: the resource does not record it as its own.
+        return Ok(Outcome::report(
+            job,
+            None,
+            network,
+            Phase::NameConflict { message },
+            Next::Requeue(Action::await_change()),
+        ));
+    }
+    Ok(observed(ctx, job, at, state, true, network))
+}
+
+/// What Describe said, reported and tracked.
+fn observed(
+    ctx: &Context,
+    job: &ProcessingJob,
+    at: JobRef,
+    state: JobState,
+    adopted: bool,
+    network: Option<NetworkOutcome>,
+) -> Outcome {
+    let next = if state.status.is_terminal() {
+        ctx.tracker.untrack(&at.region, &at.name);
+        Action::await_change()
+    } else {
+        ctx.tracker.track(
+            &at.region,
+            &at.name,
+            object_ref(job),
+            state.last_modified_epoch.unwrap_or(0.0),
+        );
+        Action::requeue(ctx.settings.resync_interval)
+    };
+    Outcome::report(
+        job,
+        Some(&at),
+        network,
+        Phase::Submitted {
+            job: Box::new(state),
+            adopted,
+            problem: None,
+        },
+        Next::Requeue(next),
+    )
+}
+
+/// Mirrors an active job: describes it only when the tracker saw it change (or the resync
+/// backstop is due, or this process never saw it).
+pub async fn mirror(ctx: &Context, job: &ProcessingJob, at: JobRef, last: JobState, adopted: bool) -> Outcome {
+    let known = last.last_modified_epoch;
+    let tracked = ctx.tracker.is_tracked(&at.region, &at.name);
+    if let Some(known) = known {
+        ctx.tracker.track(&at.region, &at.name, object_ref(job), known);
+    }
+    let changed = ctx.tracker.take_changed(&at.region, &at.name);
+    if !changed && (known.is_some() || tracked) {
+        return Outcome::quiet(Next::Requeue(Action::requeue(ctx.settings.resync_interval)));
+    }
+    match ctx.jobs.describe(&at.region, &at.name).await {
+        Ok(state) => observed(ctx, job, at, state, adopted, None),
+        Err(e) if e.class == ErrorClass::NotFound => {
+            ctx.tracker.untrack(&at.region, &at.name);
+            let problem = Problem {
+                reason: "JobNotFound".into(),
+                message: format!(
+                    "SageMaker has no job {} in {} any more: {e}; the last known state is kept",
+                    at.name, at.region
+                ),
+            };
+            beside(
+                job,
+                at,
+                last,
+                adopted,
+                problem,
+                Next::Requeue(Action::requeue(ctx.settings.resync_interval)),
+            )
+        }
+        Err(e) => {
+            // Describe again on the retry, whatever the tracker sees by then.
+            ctx.tracker.mark_changed(&at.region, &at.name);
+            match trouble(ctx, job, e, "reading the job's state") {
+                (Some(problem), next) => beside(job, at, last, adopted, problem, next),
+                (None, next) => Outcome::quiet(next),
+            }
+        }
+    }
+}
+
+/// A problem reported beside the job's last known state, never instead of it.
+pub fn beside(job: &ProcessingJob, at: JobRef, last: JobState, adopted: bool, problem: Problem, next: Next) -> Outcome {
+    Outcome::report(
+        job,
+        Some(&at),
+        None,
+        Phase::Submitted {
+            job: Box::new(last),
+            adopted,
+            problem: Some(problem),
+        },
+        next,
+    )
+}
+
+/// Fault injection for the crash tests (debug builds only): `SMPC_FAILPOINT=abort-after-create`
+/// kills the process right after CreateProcessingJob succeeded and before the status says so.
+fn failpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("SMPC_FAILPOINT").is_ok_and(|v| v == name) {
+        tracing::error!(failpoint = name, "failpoint reached: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}

@@ -1,0 +1,157 @@
+//! Cleanup, when the resource is deleted: the finalizer is released only when the job is known
+//! to be ended, stopped, gone, not ours, or retained. While AWS cannot answer, deletion waits
+//! with a condition saying why.
+
+use super::act::{observation, owns};
+use super::observe::{JobRef, Progress};
+use super::status::{Observation, Phase, Problem};
+use super::{Context, Error};
+use crate::api::{DeletionPolicy, ProcessingJob};
+use crate::aws::{AwsError, ErrorClass};
+use crate::job::{JobState, JobStatus};
+
+/// An Event to publish: (reason, note).
+pub type Note = (&'static str, String);
+
+/// What deleting the resource needs now.
+#[derive(Debug)]
+pub enum Cleanup {
+    /// The finalizer can go.
+    Release { note: Option<Note> },
+    /// Not yet: report `observation`, and retry after `until` through the backoff.
+    Wait {
+        observation: Box<Observation>,
+        note: Option<Note>,
+        until: Error,
+    },
+}
+
+/// What is known of the job being deleted.
+struct Known {
+    at: JobRef,
+    /// `None` while only the write-ahead is recorded.
+    last: Option<JobState>,
+    adopted: bool,
+}
+
+/// Decides, and stops the job when it must be stopped.
+pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> Cleanup {
+    let known = match progress {
+        // Nothing of ours can exist: never created, refused, or the name is another job's.
+        Progress::New | Progress::Blocked | Progress::Refused => return Cleanup::Release { note: None },
+        Progress::Ended { at } => return released(ctx, &at, None),
+        Progress::Creating(at) => Known {
+            at,
+            last: None,
+            adopted: false,
+        },
+        Progress::Active { at, last, adopted } => Known {
+            at,
+            last: Some(*last),
+            adopted,
+        },
+    };
+    let at = known.at.clone();
+    if job.deletion_policy() == DeletionPolicy::Retain {
+        let note = format!("deletionPolicy Retain: SageMaker job {} is left as it is", at.name);
+        return released(ctx, &at, Some(("JobRetained", note)));
+    }
+    let state = match ctx.jobs.describe(&at.region, &at.name).await {
+        Ok(s) => s,
+        Err(e) if e.class == ErrorClass::NotFound => return released(ctx, &at, None),
+        Err(e) => return blocked(job, known, "cannot tell whether the job still runs", e),
+    };
+    let known = Known {
+        last: Some(state.clone()),
+        ..known
+    };
+    match state.status {
+        JobStatus::InProgress => {
+            let tags = match state.arn.as_deref() {
+                Some(arn) => match ctx.jobs.tags(&at.region, arn).await {
+                    Ok(t) => t,
+                    Err(e) => return blocked(job, known, "cannot read the job's owner", e),
+                },
+                None => Vec::new(),
+            };
+            if !owns(job, &tags) {
+                let note = format!(
+                    "SageMaker job {} does not carry this resource's UID: it is left running",
+                    at.name
+                );
+                return released(ctx, &at, Some(("JobNotOwned", note)));
+            }
+            match ctx.jobs.stop(&at.region, &at.name).await {
+                Ok(()) => {
+                    let note = format!(
+                        "stopping SageMaker job {} because the resource is being deleted",
+                        at.name
+                    );
+                    let stopping = JobState {
+                        status: JobStatus::Stopping,
+                        ..state
+                    };
+                    stopping_wait(
+                        job,
+                        Known {
+                            last: Some(stopping),
+                            ..known
+                        },
+                        Some(("JobStopping", note)),
+                    )
+                }
+                // It ended between Describe and Stop, or vanished: look again next time.
+                Err(e) if matches!(e.class, ErrorClass::Invalid | ErrorClass::NotFound) => {
+                    stopping_wait(job, known, None)
+                }
+                Err(e) => blocked(job, known, "cannot stop the job", e),
+            }
+        }
+        JobStatus::Stopping => stopping_wait(job, known, None),
+        JobStatus::Completed | JobStatus::Failed | JobStatus::Stopped => released(ctx, &at, None),
+    }
+}
+
+fn released(ctx: &Context, at: &JobRef, note: Option<Note>) -> Cleanup {
+    ctx.tracker.untrack(&at.region, &at.name);
+    Cleanup::Release { note }
+}
+
+/// The job is stopping: report it, and wait for it to end.
+fn stopping_wait(job: &ProcessingJob, known: Known, note: Option<Note>) -> Cleanup {
+    let name = known.at.name.clone();
+    let problem = Problem {
+        reason: "Deleting".into(),
+        message: format!("waiting for SageMaker job {name} to stop before the resource is released"),
+    };
+    wait(job, known, problem, note, Error::WaitingForStop(name))
+}
+
+/// AWS could not answer: the resource stays, saying why, and is retried with backoff.
+fn blocked(job: &ProcessingJob, known: Known, doing: &str, e: AwsError) -> Cleanup {
+    let problem = Problem {
+        reason: "DeletionBlocked".into(),
+        message: format!(
+            "deletion waits: {doing} ({}): {e}; the resource is released once AWS answers",
+            e.class.reason()
+        ),
+    };
+    wait(job, known, problem, None, Error::Aws(e))
+}
+
+fn wait(job: &ProcessingJob, known: Known, problem: Problem, note: Option<Note>, until: Error) -> Cleanup {
+    let phase = match known.last {
+        Some(last) => Phase::Submitted {
+            job: Box::new(last),
+            adopted: known.adopted,
+            problem: Some(problem),
+        },
+        // Only the write-ahead is known: the job may or may not exist.
+        None => Phase::Creating { problem: Some(problem) },
+    };
+    Cleanup::Wait {
+        observation: Box::new(observation(job, Some(&known.at), None, phase)),
+        note,
+        until,
+    }
+}

@@ -1,0 +1,284 @@
+//! The reconciler. For each ProcessingJob, one straight pipeline:
+//!
+//! observe (the resource's own status → [`Progress`]) → resolve (namespace, EC2 snapshot) →
+//! validate (tenant guard + network checks, pure) → act (create / adopt / mirror; returns an
+//! outcome) → report (status by server-side apply, Events).
+//!
+//! Deletion runs `cleanup` instead of act. The AWS I/O sits behind [`JobService`] and
+//! [`NetworkReader`], so every branch runs in-process against fakes (see `tests.rs`).
+
+mod act;
+mod cleanup;
+mod error;
+pub mod guard;
+pub mod naming;
+mod observe;
+mod ports;
+mod report;
+mod resolve;
+pub mod status;
+pub mod tracker;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, ResourceExt};
+
+pub use act::ACK_ADOPTION_POLICY_ANNOTATION;
+pub use error::{Backoff, Error};
+pub use observe::{JobRef, Progress};
+pub use ports::{JobService, NetworkReader};
+
+use crate::api::{ProcessingJob, ACK_REGION_ANNOTATION};
+use crate::telemetry::metrics::{Metrics, ReasonLabels, ResultLabels};
+use act::{Next, Outcome};
+use cleanup::Cleanup;
+use status::Phase;
+use tracker::Tracker;
+use validate::Refusal;
+
+/// The watched type: a malformed object is an error on that object, not a dead stream.
+pub type Guarded = DeserializeGuard<ProcessingJob>;
+
+/// Finalizer guarding the external SageMaker job.
+pub const FINALIZER: &str = "sagemaker.processing.dev/job";
+/// Field manager of the controller's status writes.
+pub const FIELD_MANAGER: &str = "sagemaker-processing-controller";
+
+/// Controller settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    /// Reconciles running at once.
+    pub concurrency: u16,
+    /// How often active jobs are polled.
+    pub poll_interval: Duration,
+    /// Region for jobs that name none.
+    pub default_region: Option<String>,
+    /// How often a job refused by its network or its namespace is checked again.
+    pub revalidate_interval: Duration,
+    /// How often an active job is described even when the List saw no change.
+    pub resync_interval: Duration,
+    /// How often a job is retried while AWS refuses the credentials.
+    pub credentials_retry_interval: Duration,
+    /// Identity in Events.
+    pub instance: Option<String>,
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub jobs: Arc<dyn JobService>,
+    pub network: Arc<dyn NetworkReader>,
+    pub tracker: Arc<Tracker>,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub backoff: Backoff,
+    recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        jobs: Arc<dyn JobService>,
+        network: Arc<dyn NetworkReader>,
+        tracker: Arc<Tracker>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: settings.instance.clone(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            jobs,
+            network,
+            tracker,
+            settings,
+            metrics,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// The key of a resource in the controller's queue.
+pub fn object_ref(job: &ProcessingJob) -> ObjectRef<Guarded> {
+    let r = ObjectRef::<Guarded>::new(&job.name_any());
+    match job.namespace() {
+        Some(ns) => r.within(&ns),
+        None => r,
+    }
+}
+
+/// One reconcile, measured.
+#[tracing::instrument(skip_all, fields(object = %obj.name_any(), namespace = obj.namespace().unwrap_or_default()))]
+pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = std::time::Instant::now();
+    let result = reconcile_object(&obj, &ctx).await;
+    ctx.metrics.reconcile_duration.observe(start.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => {
+            ctx.backoff.reset(&ObjectRef::from_obj(obj.as_ref()));
+            "ok"
+        }
+        Err(e) => {
+            ctx.metrics
+                .errors
+                .get_or_create(&ReasonLabels { reason: e.reason() })
+                .inc();
+            "error"
+        }
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: outcome })
+        .inc();
+    result
+}
+
+/// The error policy: back off per object.
+pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.backoff
+        .next(ObjectRef::from_obj(obj.as_ref()), error, ctx.settings.poll_interval)
+}
+
+async fn reconcile_object(obj: &Guarded, ctx: &Context) -> Result<Action, Error> {
+    let job = match &obj.0 {
+        Ok(job) => job,
+        Err(invalid) => {
+            report::invalid_object(ctx, invalid).await;
+            return Ok(Action::await_change());
+        }
+    };
+    let api: Api<ProcessingJob> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
+    finalizer(&api, FINALIZER, Arc::new(job.clone()), |event| async {
+        match event {
+            FinalizerEvent::Apply(job) => apply(&job, ctx).await,
+            FinalizerEvent::Cleanup(job) => delete(&job, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// observe → resolve → validate → act → report.
+async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
+    let outcome = match observe::progress(job, ctx.settings.default_region.as_deref()) {
+        // At rest: no AWS call, no write, no timer.
+        Progress::Refused => return Ok(Action::await_change()),
+        Progress::Ended { at } => {
+            ctx.tracker.untrack(&at.region, &at.name);
+            return Ok(Action::await_change());
+        }
+        Progress::Active { at, last, adopted } => act::mirror(ctx, job, at, *last, adopted).await,
+        Progress::Creating(at) => match act::look_before_creating(ctx, job, &at).await? {
+            Some(outcome) => outcome,
+            None => check_and_create(ctx, job, Some(at)).await?,
+        },
+        Progress::New | Progress::Blocked => check_and_create(ctx, job, None).await?,
+    };
+    finish(ctx, job, outcome).await
+}
+
+/// resolve → validate → create. `pinned`: the name and region recorded by an earlier
+/// write-ahead, kept.
+async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<JobRef>) -> Result<Outcome, Error> {
+    let at = match pinned {
+        Some(at) => at,
+        None => match job.region(ctx.settings.default_region.as_deref()) {
+            Some(region) => JobRef {
+                name: observe::job_name(job),
+                region,
+            },
+            None => return Ok(region_missing(ctx, job)),
+        },
+    };
+    let annotations = resolve::namespace_annotations(ctx, job).await?;
+    if let Err(refusal) = validate::tenant(&job.namespace().unwrap_or_default(), &annotations, &job.spec) {
+        return Ok(refused(ctx, job, refusal));
+    }
+    let facts = match resolve::network(ctx, &at.region, &job.spec).await {
+        Ok(facts) => facts,
+        Err(e) => return Ok(act::not_created(ctx, job, None, e, "reading the network from EC2")),
+    };
+    match validate::network(&job.spec, facts) {
+        Ok(validated) => act::create(ctx, job, at, validated).await,
+        Err(refusal) => Ok(refused(ctx, job, refusal)),
+    }
+}
+
+/// Refused by the namespace or the network: checked again on the revalidation timer (and on a
+/// change of the resource), never because of the controller's own status write.
+fn refused(ctx: &Context, job: &ProcessingJob, refusal: Refusal) -> Outcome {
+    let (phase, network) = refusal.into_report();
+    Outcome::report(
+        job,
+        None,
+        network,
+        phase,
+        Next::Requeue(Action::requeue(ctx.settings.revalidate_interval)),
+    )
+}
+
+fn region_missing(ctx: &Context, job: &ProcessingJob) -> Outcome {
+    let message = format!(
+        "no AWS region: annotate the resource {ACK_REGION_ANNOTATION}, or start the controller with --region / AWS_REGION (spec.region cannot be changed: set it in a new resource)"
+    );
+    Outcome::report(
+        job,
+        None,
+        None,
+        Phase::Waiting {
+            reason: "RegionMissing".into(),
+            message,
+        },
+        Next::Requeue(Action::requeue(ctx.settings.revalidate_interval)),
+    )
+}
+
+/// Deletion: cleanup → report.
+async fn delete(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
+    let progress = observe::progress(job, ctx.settings.default_region.as_deref());
+    match cleanup::cleanup(ctx, job, progress).await {
+        Cleanup::Release { note } => {
+            if let Some((reason, note)) = note {
+                report::publish(ctx, job, false, reason, note, "Delete").await;
+            }
+            Ok(Action::await_change())
+        }
+        Cleanup::Wait {
+            observation,
+            note,
+            until,
+        } => {
+            if let Some((reason, note)) = note {
+                report::publish(ctx, job, false, reason, note, "Delete").await;
+            }
+            report::report(ctx, job, &observation).await?;
+            Err(until)
+        }
+    }
+}
+
+/// report, then come back as the outcome says.
+async fn finish(ctx: &Context, job: &ProcessingJob, outcome: Outcome) -> Result<Action, Error> {
+    if let Some(observation) = &outcome.observation {
+        report::report(ctx, job, observation).await?;
+    }
+    match outcome.next {
+        Next::Requeue(action) => Ok(action),
+        Next::Backoff(e) => Err(e),
+    }
+}

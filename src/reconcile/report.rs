@@ -1,0 +1,123 @@
+//! Report: an outcome becomes the status (server-side apply of `status` only, skipped when
+//! nothing changed) and the Events of the transition. The only other status write is the
+//! write-ahead before a create, also here.
+
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::core::error_boundary::InvalidObject;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+
+use super::observe::JobRef;
+use super::status::{self, NetworkOutcome, Observation, Phase};
+use super::{Context, Error, FIELD_MANAGER};
+use crate::api::{ProcessingJob, ProcessingJobStatus};
+
+/// Writes the status computed from `obs` when it differs from the stored one, and publishes the
+/// Events of the transition. Returns the status now in force.
+pub async fn report(ctx: &Context, job: &ProcessingJob, obs: &Observation) -> Result<ProcessingJobStatus, Error> {
+    let prev = job.status.clone().unwrap_or_default();
+    let next = status::desired_status(&prev, obs);
+    if prev == next {
+        return Ok(prev);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": format!("{}/{}", crate::api::GROUP, crate::api::VERSION),
+        "kind": "ProcessingJob",
+        "status": next,
+    });
+    Api::<ProcessingJob>::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default())
+        .patch_status(
+            &job.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::WriteStatus)?;
+    ctx.metrics.status_patches.inc();
+    for e in status::transition_events(&prev, &next) {
+        publish(ctx, job, e.warning, e.reason, e.note, &e.action).await;
+    }
+    Ok(next)
+}
+
+/// Records the job's name and region before CreateProcessingJob: from here on the resource
+/// remembers the job, whatever happens to this process.
+pub async fn write_ahead(
+    ctx: &Context,
+    job: &ProcessingJob,
+    at: &JobRef,
+    network: &NetworkOutcome,
+) -> Result<(), Error> {
+    let obs = Observation {
+        generation: job.metadata.generation,
+        job_name: Some(at.name.clone()),
+        region: Some(at.region.clone()),
+        network: Some(network.clone()),
+        phase: Phase::Creating { problem: None },
+    };
+    report(ctx, job, &obs).await.map(drop)
+}
+
+/// One Event about the resource (folded into a series by the recorder when repeated).
+pub async fn publish(ctx: &Context, job: &ProcessingJob, warning: bool, reason: &str, note: String, action: &str) {
+    let event = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "cannot publish event");
+    }
+}
+
+/// A stored object the controller cannot read: say so in its status (when the apiserver lets
+/// us) and in an Event.
+pub async fn invalid_object(ctx: &Context, invalid: &InvalidObject) {
+    let ns = invalid.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    tracing::warn!(namespace = ns, name, error = %invalid.error, "malformed ProcessingJob");
+    let ar = ApiResource::erase::<ProcessingJob>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ar);
+    let since = invalid
+        .metadata
+        .creation_timestamp
+        .clone()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
+    let message = format!(
+        "the object cannot be read: {}; recreate it with a valid spec",
+        invalid.error
+    );
+    let condition = |t: &str, s: &str| serde_json::json!({"type": t, "status": s, "reason": "InvalidObject", "message": message, "lastTransitionTime": since});
+    let patch = serde_json::json!({"status": {"conditions": [
+        condition(status::READY, "False"), condition(status::STALLED, "True"), condition(status::RECONCILING, "False")
+    ]}});
+    // The apiserver may refuse even a status write for an object its schema cannot read: the
+    // Event below still tells the user.
+    if let Err(e) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(namespace = ns, name, error = %e, "cannot write the status of the malformed object");
+    }
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(ar.api_version.clone()),
+        kind: Some(ar.kind.clone()),
+        name: Some(name),
+        namespace: Some(ns),
+        uid: invalid.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "InvalidSpec".into(),
+        note: Some(message),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
+}

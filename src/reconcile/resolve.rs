@@ -1,0 +1,47 @@
+//! Resolve: what validation needs, read from the cluster and from EC2.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{Api, ResourceExt};
+
+use super::{Context, Error};
+use crate::api::{ProcessingJob, ProcessingJobSpec, ValidationMode};
+use crate::aws::AwsError;
+use crate::network::NetworkSnapshot;
+
+/// The namespace's annotations (the tenant guard's limits live there).
+pub async fn namespace_annotations(ctx: &Context, job: &ProcessingJob) -> Result<BTreeMap<String, String>, Error> {
+    let namespace = job.namespace().unwrap_or_default();
+    let ns = Api::<Namespace>::all(ctx.client.clone())
+        .get(&namespace)
+        .await
+        .map_err(|source| Error::ReadNamespace { namespace, source })?;
+    Ok(ns.metadata.annotations.unwrap_or_default())
+}
+
+/// What the job's network looks like, as far as validation needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkFacts {
+    /// No `vpcConfig`: nothing to read.
+    NoVpcConfig,
+    /// `networkValidation.mode: Skip`: nothing read.
+    Skipped,
+    /// Read from EC2 (shared per VPC for the cache's TTL).
+    Read {
+        mode: ValidationMode,
+        snapshot: NetworkSnapshot,
+    },
+}
+
+pub async fn network(ctx: &Context, region: &str, spec: &ProcessingJobSpec) -> Result<NetworkFacts, AwsError> {
+    if spec.vpc_config().is_none() {
+        return Ok(NetworkFacts::NoVpcConfig);
+    }
+    let mode = spec.validation_mode();
+    if mode == ValidationMode::Skip {
+        return Ok(NetworkFacts::Skipped);
+    }
+    let snapshot = ctx.network.snapshot(region, spec).await?;
+    Ok(NetworkFacts::Read { mode, snapshot })
+}

@@ -1,0 +1,992 @@
+//! In-process tests of the reconciler: every branch of reconcile and cleanup against in-memory
+//! fakes of SageMaker and EC2 ([`JobService`], [`NetworkReader`]) and of the Kubernetes API (a
+//! tower service answering the requests kube's client sends). No local stack needed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use kube::runtime::controller::Action;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::api::{JobPhase, ProcessingJobSpec, Tag};
+use crate::aws::{AwsError, ErrorClass};
+use crate::job::{JobState, JobStatus, TAG_UID};
+use crate::network::NetworkSnapshot;
+
+const NS: &str = "team-a";
+const REGION: &str = "us-east-1";
+const GROUP_PATH: &str = "/apis/sagemaker.processing.dev/v1alpha1";
+
+// ---------------------------------------------------------------------------------------------
+// A fake kube-apiserver: ProcessingJobs (finalizer JSON patches, status server-side apply),
+// namespaces, Events.
+
+#[derive(Default)]
+struct ApiState {
+    jobs: BTreeMap<String, Value>,
+    namespaces: BTreeMap<String, Value>,
+    events: Vec<Value>,
+    status_writes: u32,
+    resource_version: u64,
+}
+
+#[derive(Clone, Default)]
+struct FakeApi(Arc<Mutex<ApiState>>);
+
+fn respond(code: StatusCode, body: Value) -> Response<http_body_util::Full<bytes::Bytes>> {
+    let mut r = Response::new(http_body_util::Full::new(bytes::Bytes::from(body.to_string())));
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert("content-type", http::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn not_found(what: &str) -> Response<http_body_util::Full<bytes::Bytes>> {
+    respond(
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": format!("{what} not found")}),
+    )
+}
+
+impl FakeApi {
+    fn state(&self) -> std::sync::MutexGuard<'_, ApiState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn client(&self) -> kube::Client {
+        let api = self.clone();
+        let service = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let api = api.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                Ok::<_, Infallible>(api.handle(&parts.method, parts.uri.path(), body))
+            }
+        });
+        kube::Client::new(service, NS)
+    }
+
+    fn handle(&self, method: &Method, path: &str, body: Value) -> Response<http_body_util::Full<bytes::Bytes>> {
+        let mut s = self.state();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        if path.starts_with("/apis/events.k8s.io/") {
+            s.events.push(body.clone());
+            return respond(StatusCode::CREATED, body);
+        }
+        if let ["api", "v1", "namespaces", name] = segments.as_slice() {
+            return match s.namespaces.get(*name) {
+                Some(ns) => respond(StatusCode::OK, ns.clone()),
+                None => not_found(name),
+            };
+        }
+        let Some(rest) = path.strip_prefix(&format!("{GROUP_PATH}/namespaces/{NS}/processingjobs/")) else {
+            return not_found(path);
+        };
+        let (name, status) = match rest.split_once('/') {
+            Some((name, "status")) => (name.to_string(), true),
+            _ => (rest.to_string(), false),
+        };
+        s.resource_version += 1;
+        let rv = s.resource_version.to_string();
+        let Some(obj) = s.jobs.get_mut(&name) else {
+            return not_found(&name);
+        };
+        match (method.as_str(), status) {
+            ("GET", _) => {}
+            ("PATCH", true) => {
+                obj["status"] = body["status"].clone();
+                obj["metadata"]["resourceVersion"] = json!(rv);
+                let obj = obj.clone();
+                s.status_writes += 1;
+                return respond(StatusCode::OK, obj);
+            }
+            ("PATCH", false) => {
+                let ops: json_patch::Patch = match serde_json::from_value(body) {
+                    Ok(p) => p,
+                    Err(e) => return respond(StatusCode::BAD_REQUEST, json!({"message": e.to_string()})),
+                };
+                // The apiserver's JSON patch treats a missing member as null in `test`.
+                if obj["metadata"].get("finalizers").is_none() {
+                    obj["metadata"]["finalizers"] = Value::Null;
+                }
+                if let Err(e) = json_patch::patch(obj, &ops) {
+                    return respond(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        json!({"kind": "Status", "status": "Failure", "code": 422, "message": e.to_string()}),
+                    );
+                }
+                obj["metadata"]["resourceVersion"] = json!(rv);
+                let obj = obj.clone();
+                let gone = obj["metadata"]["deletionTimestamp"].is_string()
+                    && obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+                if gone {
+                    s.jobs.remove(&name);
+                }
+                return respond(StatusCode::OK, obj);
+            }
+            _ => return not_found(path),
+        }
+        respond(StatusCode::OK, obj.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake SageMaker and EC2.
+
+/// (region, name) → the job and its tags.
+type JobTable = BTreeMap<(String, String), (JobState, Vec<(String, String)>)>;
+
+#[derive(Default)]
+struct JobsState {
+    jobs: JobTable,
+    /// Every call: (operation, region, name or ARN).
+    calls: Vec<(&'static str, String, String)>,
+    /// Scripted failures per operation, served before any answer.
+    failures: BTreeMap<&'static str, VecDeque<AwsError>>,
+}
+
+#[derive(Clone, Default)]
+struct FakeJobs(Arc<Mutex<JobsState>>);
+
+fn aws_error(operation: &'static str, class: ErrorClass, code: &str, message: &str) -> AwsError {
+    AwsError {
+        service: "sagemaker",
+        operation,
+        class,
+        code: Some(code.into()),
+        message: message.into(),
+    }
+}
+
+fn arn_of(region: &str, name: &str) -> String {
+    format!("arn:aws:sagemaker:{region}:123456789012:processing-job/{name}")
+}
+
+impl FakeJobs {
+    fn state(&self) -> std::sync::MutexGuard<'_, JobsState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fail(&self, operation: &'static str, times: usize, class: ErrorClass, code: &str) {
+        let mut s = self.state();
+        let queue = s.failures.entry(operation).or_default();
+        for _ in 0..times {
+            queue.push_back(aws_error(operation, class, code, &format!("{code} (scripted)")));
+        }
+    }
+
+    /// A job that exists in SageMaker, with its tags.
+    fn insert(&self, region: &str, name: &str, status: JobStatus, tags: &[(&str, &str)]) {
+        let state = JobState {
+            name: name.into(),
+            arn: Some(arn_of(region, name)),
+            status,
+            last_modified: Some("2026-11-28T10:00:00Z".into()),
+            last_modified_epoch: Some(1_795_860_000.0),
+            ..Default::default()
+        };
+        let tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.state().jobs.insert((region.into(), name.into()), (state, tags));
+    }
+
+    fn set_status(&self, region: &str, name: &str, status: JobStatus) {
+        if let Some((j, _)) = self.state().jobs.get_mut(&(region.into(), name.into())) {
+            j.status = status;
+        }
+    }
+
+    fn calls(&self) -> Vec<&'static str> {
+        self.state().calls.iter().map(|c| c.0).collect()
+    }
+
+    fn count(&self, operation: &str) -> usize {
+        self.state().calls.iter().filter(|c| c.0 == operation).count()
+    }
+
+    fn regions(&self) -> Vec<String> {
+        self.state().calls.iter().map(|c| c.1.clone()).collect()
+    }
+
+    fn call(&self, operation: &'static str, region: &str, key: &str) -> Result<(), AwsError> {
+        let mut s = self.state();
+        s.calls.push((operation, region.into(), key.into()));
+        match s.failures.get_mut(operation).and_then(VecDeque::pop_front) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn missing(operation: &'static str, name: &str) -> AwsError {
+    aws_error(
+        operation,
+        ErrorClass::NotFound,
+        "ValidationException",
+        &format!("Could not find requested job with name {name}"),
+    )
+}
+
+impl JobService for FakeJobs {
+    fn create<'a>(
+        &'a self,
+        region: &'a str,
+        name: &'a str,
+        _spec: &'a ProcessingJobSpec,
+        tags: &'a [Tag],
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
+        async move {
+            self.call("CreateProcessingJob", region, name)?;
+            let key = (region.to_string(), name.to_string());
+            if self.state().jobs.contains_key(&key) {
+                return Err(aws_error(
+                    "CreateProcessingJob",
+                    ErrorClass::Invalid,
+                    "ResourceInUse",
+                    "Job name must be unique within an AWS account and region",
+                ));
+            }
+            let tags: Vec<(&str, &str)> = tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
+            self.insert(region, name, JobStatus::InProgress, &tags);
+            Ok(arn_of(region, name))
+        }
+        .boxed()
+    }
+
+    fn describe<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<JobState, AwsError>> {
+        async move {
+            self.call("DescribeProcessingJob", region, name)?;
+            let s = self.state();
+            s.jobs
+                .get(&(region.to_string(), name.to_string()))
+                .map(|(j, _)| j.clone())
+                .ok_or_else(|| missing("DescribeProcessingJob", name))
+        }
+        .boxed()
+    }
+
+    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
+        async move {
+            self.call("StopProcessingJob", region, name)?;
+            let mut s = self.state();
+            match s.jobs.get_mut(&(region.to_string(), name.to_string())) {
+                Some((j, _)) => {
+                    j.status = JobStatus::Stopping;
+                    Ok(())
+                }
+                None => Err(missing("StopProcessingJob", name)),
+            }
+        }
+        .boxed()
+    }
+
+    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>> {
+        async move {
+            self.call("ListTags", region, arn)?;
+            let s = self.state();
+            Ok(s.jobs
+                .values()
+                .find(|(j, _)| j.arn.as_deref() == Some(arn))
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default())
+        }
+        .boxed()
+    }
+}
+
+/// EC2 with nothing in it: every subnet and group of a job is missing (Error findings).
+#[derive(Clone, Default)]
+struct EmptyNetwork(Arc<Mutex<u32>>);
+
+impl NetworkReader for EmptyNetwork {
+    fn snapshot<'a>(
+        &'a self,
+        region: &'a str,
+        _spec: &'a ProcessingJobSpec,
+    ) -> BoxFuture<'a, Result<NetworkSnapshot, AwsError>> {
+        async move {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            Ok(NetworkSnapshot {
+                region: region.into(),
+                ..Default::default()
+            })
+        }
+        .boxed()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness.
+
+struct Harness {
+    api: FakeApi,
+    sagemaker: FakeJobs,
+    ec2: EmptyNetwork,
+    ctx: Arc<Context>,
+    _triggers: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Guarded>>,
+}
+
+fn settings() -> Settings {
+    Settings {
+        namespace: Some(NS.into()),
+        concurrency: 1,
+        poll_interval: Duration::from_secs(5),
+        default_region: Some(REGION.into()),
+        revalidate_interval: Duration::from_secs(300),
+        resync_interval: Duration::from_secs(600),
+        credentials_retry_interval: Duration::from_secs(60),
+        instance: None,
+    }
+}
+
+/// A ProcessingJob manifest; `extra` is merged into the spec.
+fn manifest(name: &str, spec_extra: Value) -> Value {
+    let mut spec = json!({
+        "roleARN": "arn:aws:iam::123456789012:role/job",
+        "appSpecification": {"imageURI": "123456789012.dkr.ecr.us-east-1.amazonaws.com/p:1"},
+        "processingResources": {"clusterConfig": {"instanceCount": 1, "instanceType": "ml.m5.xlarge", "volumeSizeInGB": 30}},
+    });
+    if let (Some(base), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "apiVersion": "sagemaker.processing.dev/v1alpha1",
+        "kind": "ProcessingJob",
+        "metadata": {"name": name, "namespace": NS, "uid": format!("uid-{name}"), "generation": 1, "resourceVersion": "1"},
+        "spec": spec,
+    })
+}
+
+fn with_vpc(mode: &str) -> Value {
+    json!({
+        "networkConfig": {"vpcConfig": {"subnets": ["subnet-1"], "securityGroupIDs": ["sg-1"]}},
+        "networkValidation": {"mode": mode},
+    })
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with_settings(settings())
+    }
+
+    fn with_settings(settings: Settings) -> Self {
+        let api = FakeApi::default();
+        api.state().namespaces.insert(
+            NS.into(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+        );
+        let sagemaker = FakeJobs::default();
+        let ec2 = EmptyNetwork::default();
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let tracker = Arc::new(tracker::Tracker::new(tx, settings.resync_interval));
+        let ctx = Arc::new(Context::new(
+            api.client(),
+            Arc::new(sagemaker.clone()),
+            Arc::new(ec2.clone()),
+            tracker,
+            settings,
+            Arc::new(crate::telemetry::metrics::Metrics::default()),
+        ));
+        Self {
+            api,
+            sagemaker,
+            ec2,
+            ctx,
+            _triggers: rx,
+        }
+    }
+
+    fn apply(&self, obj: Value) {
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        self.api.state().jobs.insert(name, obj);
+    }
+
+    fn object(&self, name: &str) -> Option<Value> {
+        self.api.state().jobs.get(name).cloned()
+    }
+
+    fn job(&self, name: &str) -> ProcessingJob {
+        serde_json::from_value(self.object(name).expect("the resource exists")).expect("a ProcessingJob")
+    }
+
+    fn status(&self, name: &str) -> crate::api::ProcessingJobStatus {
+        self.job(name).status.unwrap_or_default()
+    }
+
+    fn condition(&self, name: &str, type_: &str) -> (String, String) {
+        self.status(name)
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+            .unwrap_or_default()
+    }
+
+    fn status_writes(&self) -> u32 {
+        self.api.state().status_writes
+    }
+
+    fn event_reasons(&self) -> Vec<String> {
+        self.api
+            .state()
+            .events
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// One reconcile of the stored object, as the controller runs it (errors go through the
+    /// error policy).
+    async fn reconcile(&self, name: &str) -> Result<Action, Error> {
+        let obj: Arc<Guarded> =
+            Arc::new(serde_json::from_value(self.object(name).expect("the resource exists")).expect("guarded"));
+        let result = reconcile(obj.clone(), self.ctx.clone()).await;
+        if let Err(e) = &result {
+            error_policy(obj, e, self.ctx.clone());
+        }
+        result
+    }
+
+    /// The first reconcile adds the finalizer; the second does the work.
+    async fn admit(&self, name: &str) -> Result<Action, Error> {
+        let first = self.reconcile(name).await;
+        assert_eq!(first.as_ref().ok(), Some(&Action::await_change()), "{first:?}");
+        assert_eq!(
+            self.object(name).map(|o| o["metadata"]["finalizers"].clone()),
+            Some(json!([FINALIZER]))
+        );
+        self.reconcile(name).await
+    }
+
+    /// Marks the resource deleted, as the apiserver does when finalizers hold it.
+    fn delete(&self, name: &str) {
+        if let Some(obj) = self.api.state().jobs.get_mut(name) {
+            obj["metadata"]["deletionTimestamp"] = json!("2026-11-28T12:00:00Z");
+            let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
+            obj["metadata"]["generation"] = json!(generation + 1);
+        }
+    }
+
+    fn annotate(&self, name: &str, key: &str, value: &str) {
+        if let Some(obj) = self.api.state().jobs.get_mut(name) {
+            obj["metadata"]["annotations"][key] = json!(value);
+        }
+    }
+
+    /// Reconciles `times` more and returns (SageMaker calls, status writes) they made.
+    async fn quiet_window(&self, name: &str, times: usize) -> (Vec<&'static str>, u32) {
+        let (calls, writes) = (self.sagemaker.calls().len(), self.status_writes());
+        for _ in 0..times {
+            let _ = self.reconcile(name).await;
+        }
+        (self.sagemaker.calls()[calls..].to_vec(), self.status_writes() - writes)
+    }
+}
+
+fn is_backoff(r: &Result<Action, Error>, reason: &str) -> bool {
+    matches!(r, Err(e) if e.reason() == reason)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Create.
+
+#[tokio::test]
+async fn a_new_job_is_recorded_before_it_is_created_once() {
+    let h = Harness::new();
+    h.apply(manifest("churn", json!({})));
+    let action = h.admit("churn").await.expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(600)));
+    assert_eq!(h.sagemaker.calls(), ["CreateProcessingJob"]);
+    let s = h.status("churn");
+    assert_eq!(s.phase, Some(JobPhase::Created));
+    let name = s.processing_job_name.clone().unwrap_or_default();
+    assert!(name.starts_with("churn-"), "{name}");
+    assert_eq!(s.processing_job_arn, Some(arn_of(REGION, &name)));
+    assert_eq!(s.region.as_deref(), Some(REGION));
+    assert_eq!(s.processing_job_status.as_deref(), Some("InProgress"));
+    // The write-ahead, then the created status.
+    assert_eq!(h.status_writes(), 2);
+    assert_eq!(h.condition("churn", "Submitted"), ("True".into(), "Created".into()));
+    assert!(h
+        .ctx
+        .tracker
+        .is_tracked(REGION, s.processing_job_name.as_deref().unwrap_or_default()));
+    assert!(h.event_reasons().contains(&"JobCreated".to_string()));
+}
+
+#[tokio::test]
+async fn a_spec_sagemaker_rejects_is_refused_once_and_then_quiet() {
+    let h = Harness::new();
+    h.apply(manifest("huge", json!({})));
+    h.sagemaker
+        .fail("CreateProcessingJob", 1, ErrorClass::Invalid, "ValidationException");
+    assert_eq!(h.admit("huge").await.ok(), Some(Action::await_change()));
+    assert_eq!(h.status("huge").phase, Some(JobPhase::Refused));
+    assert_eq!(h.condition("huge", "Stalled"), ("True".into(), "InvalidSpec".into()));
+    // The storm of issue #19: every later reconcile (own status writes, restarts) is free.
+    let (calls, writes) = h.quiet_window("huge", 20).await;
+    assert!(calls.is_empty(), "a refused job calls SageMaker again: {calls:?}");
+    assert_eq!(writes, 0);
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
+}
+
+#[tokio::test]
+async fn a_missing_feature_group_on_create_is_a_final_refusal() {
+    let h = Harness::new();
+    h.apply(manifest("fg", json!({})));
+    h.sagemaker
+        .fail("CreateProcessingJob", 1, ErrorClass::NotFound, "ResourceNotFound");
+    assert_eq!(h.admit("fg").await.ok(), Some(Action::await_change()));
+    assert_eq!(h.status("fg").phase, Some(JobPhase::Refused));
+    assert!(h.event_reasons().contains(&"AwsError".to_string()));
+    assert!(h.quiet_window("fg", 5).await.0.is_empty());
+}
+
+#[tokio::test]
+async fn a_name_owned_by_another_job_is_refused_once_and_then_quiet() {
+    let h = Harness::new();
+    h.apply(manifest("clash", json!({"processingJobName": "shared-name"})));
+    h.sagemaker.insert(
+        REGION,
+        "shared-name",
+        JobStatus::InProgress,
+        &[(TAG_UID, "someone-else")],
+    );
+    h.admit("clash").await.expect("reconcile");
+    assert_eq!(
+        h.sagemaker.calls(),
+        ["CreateProcessingJob", "DescribeProcessingJob", "ListTags"]
+    );
+    let s = h.status("clash");
+    assert_eq!(s.phase, Some(JobPhase::Refused));
+    assert_eq!(
+        s.processing_job_arn, None,
+        "another job's ARN is never recorded as ours"
+    );
+    assert_eq!(h.condition("clash", "Stalled"), ("True".into(), "JobNameInUse".into()));
+    let (calls, writes) = h.quiet_window("clash", 20).await;
+    assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
+    // Deleting the resource leaves the other job alone.
+    h.delete("clash");
+    h.reconcile("clash").await.expect("released");
+    assert!(h.object("clash").is_none());
+    assert_eq!(h.sagemaker.count("StopProcessingJob"), 0);
+}
+
+#[tokio::test]
+async fn ack_adoption_annotation_adopts_an_existing_job() {
+    let h = Harness::new();
+    h.apply(manifest("adopt", json!({"processingJobName": "legacy-job"})));
+    h.annotate("adopt", ACK_ADOPTION_POLICY_ANNOTATION, "adopt");
+    h.sagemaker.insert(REGION, "legacy-job", JobStatus::InProgress, &[]);
+    h.admit("adopt").await.expect("reconcile");
+    let s = h.status("adopt");
+    assert_eq!(s.phase, Some(JobPhase::Adopted));
+    assert_eq!(
+        s.processing_job_arn.as_deref(),
+        Some(arn_of(REGION, "legacy-job").as_str())
+    );
+    assert_eq!(h.condition("adopt", "Submitted"), ("True".into(), "Adopted".into()));
+    // Adopted jobs are stopped on delete like our own.
+    h.delete("adopt");
+    assert!(is_backoff(&h.reconcile("adopt").await, "WaitingForStop"));
+    assert_eq!(h.sagemaker.count("StopProcessingJob"), 1);
+}
+
+#[tokio::test]
+async fn a_crash_after_create_adopts_the_job_instead_of_creating_twice() {
+    let h = Harness::new();
+    h.apply(manifest("crash", json!({"processingJobName": "crash-job"})));
+    h.admit("crash").await.expect("reconcile");
+    // Simulate a crash right after CreateProcessingJob: the status holds only the write-ahead.
+    if let Some(obj) = h.api.state().jobs.get_mut("crash") {
+        obj["status"] =
+            json!({"phase": "Creating", "processingJobName": "crash-job", "region": REGION, "observedGeneration": 1});
+    }
+    h.reconcile("crash").await.expect("reconcile");
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
+    assert_eq!(h.status("crash").phase, Some(JobPhase::Adopted));
+    assert!(h.status("crash").processing_job_arn.is_some());
+}
+
+#[tokio::test]
+async fn a_write_ahead_without_a_job_creates_it_in_the_recorded_region() {
+    let h = Harness::new();
+    h.apply(manifest("wa", json!({"processingJobName": "wa-job"})));
+    h.reconcile("wa").await.expect("finalizer");
+    if let Some(obj) = h.api.state().jobs.get_mut("wa") {
+        obj["status"] =
+            json!({"phase": "Creating", "processingJobName": "wa-job", "region": "eu-west-1", "observedGeneration": 1});
+    }
+    h.reconcile("wa").await.expect("reconcile");
+    assert_eq!(h.sagemaker.calls(), ["DescribeProcessingJob", "CreateProcessingJob"]);
+    assert!(h.sagemaker.regions().iter().all(|r| r == "eu-west-1"));
+    assert_eq!(h.status("wa").region.as_deref(), Some("eu-west-1"));
+}
+
+#[tokio::test]
+async fn a_lost_create_answer_keeps_the_write_ahead_and_looks_first_next_time() {
+    let h = Harness::new();
+    h.apply(manifest("lost", json!({"processingJobName": "lost-job"})));
+    h.sagemaker
+        .fail("CreateProcessingJob", 1, ErrorClass::Transient, "InternalFailure");
+    assert!(is_backoff(&h.admit("lost").await, "AwsUnavailable"));
+    let s = h.status("lost");
+    assert_eq!(s.phase, Some(JobPhase::Creating), "the job may exist: the name stays");
+    assert_eq!(s.processing_job_name.as_deref(), Some("lost-job"));
+    h.reconcile("lost").await.expect("reconcile");
+    assert_eq!(
+        h.sagemaker.calls(),
+        ["CreateProcessingJob", "DescribeProcessingJob", "CreateProcessingJob"]
+    );
+    assert_eq!(h.status("lost").phase, Some(JobPhase::Created));
+}
+
+#[tokio::test]
+async fn refused_credentials_on_create_wait_on_their_timer_without_a_job() {
+    let h = Harness::new();
+    h.apply(manifest("creds", json!({})));
+    h.sagemaker.fail(
+        "CreateProcessingJob",
+        1,
+        ErrorClass::Credentials,
+        "AccessDeniedException",
+    );
+    let action = h.admit("creds").await.expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    assert_eq!(h.status("creds").phase, Some(JobPhase::Pending));
+    assert_eq!(
+        h.condition("creds", "Reconciling"),
+        ("True".into(), "AwsCredentialsError".into())
+    );
+    h.reconcile("creds").await.expect("reconcile");
+    assert_eq!(h.status("creds").phase, Some(JobPhase::Created));
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+#[tokio::test]
+async fn a_broken_network_blocks_the_job_and_rechecks_only_on_its_timer() {
+    let h = Harness::new();
+    h.apply(manifest("net", with_vpc("Enforce")));
+    let action = h.admit("net").await.expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    assert!(h.sagemaker.calls().is_empty());
+    assert_eq!(h.status("net").phase, Some(JobPhase::Blocked));
+    assert_eq!(
+        h.condition("net", "NetworkValidated"),
+        ("False".into(), "NetworkInvalid".into())
+    );
+    assert!(h
+        .status("net")
+        .network
+        .is_some_and(|n| n.findings.iter().any(|f| f.code == "SubnetNotFound")));
+    let (calls, writes) = h.quiet_window("net", 5).await;
+    assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
+}
+
+#[tokio::test]
+async fn warn_mode_creates_despite_error_findings() {
+    let h = Harness::new();
+    h.apply(manifest("warn", with_vpc("Warn")));
+    h.admit("warn").await.expect("reconcile");
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
+    assert_eq!(
+        h.condition("warn", "NetworkValidated"),
+        ("True".into(), "WarnMode".into())
+    );
+    assert_eq!(*h.ec2.0.lock().unwrap_or_else(|e| e.into_inner()), 1);
+}
+
+#[tokio::test]
+async fn the_namespace_guard_refuses_before_any_aws_call() {
+    let h = Harness::new();
+    h.api.state().namespaces.insert(
+        NS.into(),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "annotations": {
+            guard::ALLOWED_ROLE_ARNS: "arn:aws:iam::123456789012:role/team-a-*"}}}),
+    );
+    h.apply(manifest("guarded", with_vpc("Enforce")));
+    h.admit("guarded").await.expect("reconcile");
+    assert_eq!(h.status("guarded").phase, Some(JobPhase::Blocked));
+    assert_eq!(
+        h.condition("guarded", "Stalled"),
+        ("True".into(), "NotAllowedInNamespace".into())
+    );
+    assert!(h.sagemaker.calls().is_empty());
+    assert_eq!(
+        *h.ec2.0.lock().unwrap_or_else(|e| e.into_inner()),
+        0,
+        "no EC2 read either"
+    );
+}
+
+#[tokio::test]
+async fn a_job_without_a_region_waits_and_says_how_to_set_one() {
+    let h = Harness::with_settings(Settings {
+        default_region: None,
+        ..settings()
+    });
+    h.apply(manifest("noregion", json!({})));
+    h.admit("noregion").await.expect("reconcile");
+    let ready = h.status("noregion");
+    let msg = ready
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        msg.contains(crate::api::ACK_REGION_ANNOTATION) && msg.contains("new resource"),
+        "{msg}"
+    );
+    assert!(h.sagemaker.calls().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mirror.
+
+/// A created job, its SageMaker name.
+async fn running(h: &Harness, name: &str) -> String {
+    h.apply(manifest(name, json!({})));
+    h.admit(name).await.expect("reconcile");
+    h.status(name).processing_job_name.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_active_job_is_described_only_when_the_tracker_saw_a_change() {
+    let h = Harness::new();
+    let job = running(&h, "mirror").await;
+    let (calls, writes) = h.quiet_window("mirror", 5).await;
+    assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
+    h.sagemaker.set_status(REGION, &job, JobStatus::Completed);
+    h.ctx.tracker.mark_changed(REGION, &job);
+    assert_eq!(h.reconcile("mirror").await.ok(), Some(Action::await_change()));
+    assert_eq!(h.status("mirror").processing_job_status.as_deref(), Some("Completed"));
+    assert_eq!(h.condition("mirror", "Ready"), ("True".into(), "Completed".into()));
+    assert!(!h.ctx.tracker.is_tracked(REGION, &job));
+    // Ended: nothing, ever.
+    let (calls, writes) = h.quiet_window("mirror", 10).await;
+    assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
+}
+
+#[tokio::test]
+async fn refused_credentials_while_mirroring_keep_the_job_in_status() {
+    let h = Harness::new();
+    let job = running(&h, "outage").await;
+    let arn = h.status("outage").processing_job_arn;
+    h.ctx.tracker.mark_changed(REGION, &job);
+    h.sagemaker.fail(
+        "DescribeProcessingJob",
+        1,
+        ErrorClass::Credentials,
+        "ExpiredTokenException",
+    );
+    let action = h.reconcile("outage").await.expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let s = h.status("outage");
+    assert_eq!(s.processing_job_arn, arn, "the ARN survives the outage");
+    assert_eq!(s.phase, Some(JobPhase::Created));
+    assert_eq!(s.processing_job_status.as_deref(), Some("InProgress"));
+    assert_eq!(
+        h.condition("outage", "Reconciling"),
+        ("True".into(), "AwsCredentialsError".into())
+    );
+    assert_eq!(h.condition("outage", "Submitted"), ("True".into(), "Created".into()));
+    // Credentials back: the next reconcile describes again and clears the problem.
+    h.reconcile("outage").await.expect("reconcile");
+    assert_eq!(
+        h.condition("outage", "Reconciling"),
+        ("True".into(), "InProgress".into())
+    );
+}
+
+#[tokio::test]
+async fn throttling_backs_off_quietly_then_says_so_beside_the_job() {
+    let h = Harness::new();
+    let job = running(&h, "throttled").await;
+    h.sagemaker
+        .fail("DescribeProcessingJob", 3, ErrorClass::Throttled, "ThrottlingException");
+    let writes = h.status_writes();
+    for _ in 0..2 {
+        h.ctx.tracker.mark_changed(REGION, &job);
+        assert!(is_backoff(&h.reconcile("throttled").await, "AwsThrottled"));
+    }
+    assert_eq!(h.status_writes(), writes, "the first retries are quiet");
+    assert!(is_backoff(&h.reconcile("throttled").await, "AwsThrottled"));
+    assert_eq!(
+        h.condition("throttled", "Reconciling"),
+        ("True".into(), "AwsThrottled".into())
+    );
+    assert!(h.status("throttled").processing_job_arn.is_some());
+}
+
+#[tokio::test]
+async fn a_recorded_region_is_used_whatever_the_defaults_say_now() {
+    let h = Harness::new();
+    h.apply(manifest("pinned", json!({"processingJobName": "pinned-job"})));
+    h.annotate("pinned", crate::api::ACK_REGION_ANNOTATION, "eu-central-1");
+    h.admit("pinned").await.expect("reconcile");
+    assert_eq!(h.status("pinned").region.as_deref(), Some("eu-central-1"));
+    // The annotation (or the controller's default) changes afterwards.
+    h.annotate("pinned", crate::api::ACK_REGION_ANNOTATION, "ap-south-1");
+    h.ctx.tracker.mark_changed("eu-central-1", "pinned-job");
+    h.reconcile("pinned").await.expect("reconcile");
+    h.delete("pinned");
+    assert!(is_backoff(&h.reconcile("pinned").await, "WaitingForStop"));
+    assert!(
+        h.sagemaker.regions().iter().all(|r| r == "eu-central-1"),
+        "{:?}",
+        h.sagemaker.state().calls
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delete.
+
+#[tokio::test]
+async fn deleting_a_running_job_stops_it_and_waits_for_the_end() {
+    let h = Harness::new();
+    let job = running(&h, "stop").await;
+    h.delete("stop");
+    assert!(is_backoff(&h.reconcile("stop").await, "WaitingForStop"));
+    assert_eq!(
+        h.sagemaker.calls()[1..],
+        ["DescribeProcessingJob", "ListTags", "StopProcessingJob"]
+    );
+    assert!(h.object("stop").is_some(), "the finalizer holds until the job ended");
+    assert_eq!(h.status("stop").processing_job_status.as_deref(), Some("Stopping"));
+    assert!(h.event_reasons().contains(&"JobStopping".to_string()));
+    h.sagemaker.set_status(REGION, &job, JobStatus::Stopped);
+    assert_eq!(h.reconcile("stop").await.ok(), Some(Action::await_change()));
+    assert!(h.object("stop").is_none(), "released once stopped");
+    assert_eq!(h.sagemaker.count("StopProcessingJob"), 1);
+}
+
+#[tokio::test]
+async fn deletion_waits_while_aws_refuses_the_credentials() {
+    let h = Harness::new();
+    let job = running(&h, "blocked").await;
+    let arn = h.status("blocked").processing_job_arn;
+    h.delete("blocked");
+    h.sagemaker.fail(
+        "DescribeProcessingJob",
+        3,
+        ErrorClass::Credentials,
+        "AccessDeniedException",
+    );
+    for _ in 0..3 {
+        assert!(is_backoff(&h.reconcile("blocked").await, "AwsCredentialsError"));
+        assert!(h.object("blocked").is_some(), "never released while AWS cannot answer");
+    }
+    let s = h.status("blocked");
+    assert_eq!(s.processing_job_arn, arn);
+    assert_eq!(
+        h.condition("blocked", "Reconciling"),
+        ("True".into(), "DeletionBlocked".into())
+    );
+    // Credentials back: the job is stopped, then the resource released.
+    assert!(is_backoff(&h.reconcile("blocked").await, "WaitingForStop"));
+    h.sagemaker.set_status(REGION, &job, JobStatus::Stopped);
+    h.reconcile("blocked").await.expect("released");
+    assert!(h.object("blocked").is_none());
+    assert_eq!(h.sagemaker.count("StopProcessingJob"), 1);
+}
+
+#[tokio::test]
+async fn retained_jobs_are_released_without_a_call() {
+    let h = Harness::new();
+    running(&h, "keep").await;
+    h.annotate("keep", crate::api::ACK_DELETION_POLICY_ANNOTATION, "retain");
+    h.delete("keep");
+    let calls = h.sagemaker.calls().len();
+    h.reconcile("keep").await.expect("released");
+    assert!(h.object("keep").is_none());
+    assert_eq!(h.sagemaker.calls().len(), calls);
+    assert!(h.event_reasons().contains(&"JobRetained".to_string()));
+}
+
+#[tokio::test]
+async fn a_job_that_is_not_ours_is_never_stopped() {
+    let h = Harness::new();
+    let job = running(&h, "foreign").await;
+    // The job under our name carries someone else's UID (re-created out of band).
+    h.sagemaker
+        .insert(REGION, &job, JobStatus::InProgress, &[(TAG_UID, "someone-else")]);
+    h.delete("foreign");
+    h.reconcile("foreign").await.expect("released");
+    assert!(h.object("foreign").is_none());
+    assert_eq!(h.sagemaker.count("StopProcessingJob"), 0);
+    assert!(h.event_reasons().contains(&"JobNotOwned".to_string()));
+}
+
+#[tokio::test]
+async fn a_job_gone_from_sagemaker_releases_the_resource() {
+    let h = Harness::new();
+    let job = running(&h, "gone").await;
+    h.sagemaker.state().jobs.remove(&(REGION.to_string(), job));
+    h.delete("gone");
+    h.reconcile("gone").await.expect("released");
+    assert!(h.object("gone").is_none());
+}
+
+#[tokio::test]
+async fn never_created_jobs_are_released_without_a_call() {
+    let h = Harness::new();
+    h.apply(manifest("blocked-net", with_vpc("Enforce")));
+    h.admit("blocked-net").await.expect("reconcile");
+    h.delete("blocked-net");
+    h.reconcile("blocked-net").await.expect("released");
+    assert!(h.object("blocked-net").is_none());
+    assert!(h.sagemaker.calls().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Malformed objects and the watch filter.
+
+#[tokio::test]
+async fn a_malformed_object_is_reported_and_never_reaches_aws() {
+    let h = Harness::new();
+    let mut obj = manifest("broken", json!({}));
+    obj["spec"]["processingResources"] = json!("not an object");
+    h.apply(obj);
+    assert_eq!(h.reconcile("broken").await.ok(), Some(Action::await_change()));
+    assert!(h.sagemaker.calls().is_empty());
+    assert!(h.event_reasons().contains(&"InvalidSpec".to_string()));
+}
+
+#[test]
+fn status_only_changes_do_not_bring_a_resource_back() {
+    let guarded = |v: &Value| -> Guarded { serde_json::from_value(v.clone()).expect("guarded") };
+    let base = manifest("w", json!({}));
+    let key = crate::runtime::acts_on(&guarded(&base));
+    let mut status_only = base.clone();
+    status_only["status"] = json!({"phase": "Refused", "observedGeneration": 1});
+    status_only["metadata"]["resourceVersion"] = json!("99");
+    assert_eq!(crate::runtime::acts_on(&guarded(&status_only)), key);
+    for change in [
+        json!({"generation": 2}),
+        json!({"annotations": {"services.k8s.aws/region": "eu-west-1"}}),
+        json!({"finalizers": [FINALIZER]}),
+        json!({"deletionTimestamp": "2026-11-28T12:00:00Z"}),
+    ] {
+        let mut changed = base.clone();
+        if let (Some(meta), Some(c)) = (changed["metadata"].as_object_mut(), change.as_object()) {
+            for (k, v) in c {
+                meta.insert(k.clone(), v.clone());
+            }
+        }
+        assert_ne!(crate::runtime::acts_on(&guarded(&changed)), key, "{change}");
+    }
+}

@@ -1,0 +1,199 @@
+//! The process around the reconciler: wiring of the watch, the tracker and the controller,
+//! readiness and gauges, leader election, the ops server, signals and shutdown.
+
+mod gauges;
+pub mod lease;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use kube::runtime::controller::Controller;
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::AwsClients;
+use crate::reconcile::tracker::Tracker;
+use crate::reconcile::{self, Context, Guarded, Settings};
+use crate::telemetry::metrics::{Metrics, TriggerLabels};
+use lease::{LeaderElector, LeaseSettings};
+use server::Health;
+
+/// Leader election settings; `None` runs without election.
+#[derive(Debug, Clone)]
+pub struct Election {
+    pub lease: LeaseSettings,
+}
+
+/// The fields of a resource whose change brings it to the reconciler: the spec (generation),
+/// annotations (region, deletion policy, adoption), finalizers (the finalizer helper waits for
+/// its own patch) and deletion. A status-only change — the controller's own writes above all —
+/// brings nothing.
+pub fn acts_on(obj: &Guarded) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.deletion_timestamp.as_ref().map(|t| t.0.to_string()).hash(&mut h);
+    Some(h.finish())
+}
+
+fn count(metrics: &Metrics, trigger: &'static str) {
+    metrics.triggers.get_or_create(&TriggerLabels { trigger }).inc();
+}
+
+/// Runs the controller until `shutdown`.
+pub async fn run_controller(
+    client: Client,
+    aws: Arc<AwsClients>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let api: Api<Guarded> = match &settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
+    let tracker = Arc::new(Tracker::new(trigger_tx, settings.resync_interval));
+    let ctx = Arc::new(Context::new(
+        client,
+        aws.clone(),
+        aws.clone(),
+        tracker.clone(),
+        settings.clone(),
+        metrics.clone(),
+    ));
+    let poller = tokio::spawn(tracker.clone().run(aws, settings.poll_interval, shutdown.clone()));
+
+    let (store, writer) = reflector::store();
+    let (seen, acted) = (metrics.clone(), metrics.clone());
+    let changes = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .inspect_ok(move |_| count(&seen, "watch_event"))
+        .predicate_filter(acts_on, Default::default())
+        .inspect_ok(move |_| count(&acted, "watch"));
+    let tracked = {
+        let metrics = metrics.clone();
+        trigger_rx.inspect(move |_| count(&metrics, "tracker"))
+    };
+    let gauges = tokio::spawn(gauges::report(
+        store.clone(),
+        tracker,
+        metrics.clone(),
+        health,
+        shutdown.clone(),
+    ));
+    let stop = shutdown.clone();
+    Controller::for_stream(changes, store)
+        .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
+        .reconcile_on(tracked)
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| {
+            let metrics = metrics.clone();
+            async move {
+                match result {
+                    Ok((obj, action)) => {
+                        if action != kube::runtime::controller::Action::await_change() {
+                            count(&metrics, "requeue");
+                        }
+                        tracing::debug!(object = %obj, "reconciled")
+                    }
+                    Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) => {
+                        count(&metrics, "requeue");
+                        tracing::info!(object = %obj, reason = e.reason(), error = %e, "reconcile failed")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "controller error"),
+                }
+            }
+        })
+        .await;
+    shutdown.cancel();
+    let _ = poller.await;
+    let _ = gauges.await;
+}
+
+/// Runs the controller, under leader election when `election` is set. Returns when `shutdown`
+/// is cancelled.
+pub async fn run(
+    client: Client,
+    aws: Arc<AwsClients>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    election: Option<Election>,
+    shutdown: CancellationToken,
+) {
+    let Some(election) = election else {
+        run_controller(client, aws, settings, metrics, health, shutdown).await;
+        return;
+    };
+    let elector = Arc::new(LeaderElector::new(client.clone(), election.lease));
+    // A standby replica is healthy: it is ready to take over.
+    health.set_ready(true);
+    if !elector.acquire(&shutdown).await {
+        return;
+    }
+    health.set_ready(false);
+    metrics.leader.set(1);
+    let lost = CancellationToken::new();
+    let holder = tokio::spawn({
+        let elector = elector.clone();
+        let (shutdown, lost) = (shutdown.clone(), lost.clone());
+        async move { elector.hold(shutdown, lost).await }
+    });
+    let watchdog = {
+        let lost = lost.clone();
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            // Stop acting at once: another replica may hold the lease now.
+            tracing::error!("leader lease lost: exiting so that only the new leader acts");
+            std::process::exit(1);
+        })
+    };
+    run_controller(client, aws, settings, metrics.clone(), health, shutdown.child_token()).await;
+    let _ = holder.await;
+    watchdog.abort();
+    metrics.leader.set(0);
+}
+
+/// Cancels `shutdown` after SIGTERM / SIGINT, once `/readyz` has said 503 for `delay`.
+pub fn shutdown_on_signal(health: Arc<Health>, delay: Duration, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(delay = ?delay, "shutting down: not ready any more");
+        health.set_shutting_down();
+        tokio::time::sleep(delay).await;
+        shutdown.cancel();
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
