@@ -1,43 +1,137 @@
 //! Tracks active SageMaker jobs with one batched `ListProcessingJobs(LastModifiedTimeAfter)` per
 //! region and poll interval, and triggers a reconcile (which then describes the job) only for the
 //! jobs that changed. Ended jobs are untracked and never polled again.
+//!
+//! Every List window is bounded in SageMaker's time, never in this machine's: a region's cursor
+//! is the newest LastModifiedTime of its last answer minus [`LIST_LAG_MARGIN`], and a window
+//! reaches further back only once, for a job tracked for the first time (or again after a failed
+//! poll). A job is triggered when a listed LastModifiedTime is newer than the newest one known
+//! for it, so overlapping windows and repeated pages trigger a change once.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::channel::mpsc::UnboundedSender;
+use futures::future::BoxFuture;
 use kube::runtime::reflector::ObjectRef;
 use tokio_util::sync::CancellationToken;
 
 use super::Guarded;
-use crate::aws::AwsClients;
+use crate::aws::sagemaker::JobSummary;
+use crate::aws::{AwsClients, AwsError};
 
-/// Allowance for clock skew between this machine and SageMaker.
-const SKEW_SECONDS: f64 = 5.0;
+/// How long after its LastModifiedTime a change may take to show in ListProcessingJobs. Each
+/// window overlaps the newest timestamp of the previous answer by this much.
+const LIST_LAG_MARGIN: f64 = 10.0;
+
+/// Skew between this machine's clock and SageMaker's that is left uncorrected. `track` may be
+/// handed a reading of the local clock (after a create, nothing better is known); such a value is
+/// capped at the measured SageMaker time plus this much. Larger, the first change of a job created
+/// while the local clock runs ahead can be missed for that long; smaller, a loose measurement
+/// makes the job's creation look like a change and costs a describe.
+const SKEW_TOLERANCE: f64 = 5.0;
+
+/// Until a List answer has measured the offset, local readings are taken to run ahead of
+/// SageMaker by at most this much (the first window reaches this far back, once).
+const UNMEASURED_SKEW: f64 = 300.0;
+
+/// How long (local seconds) the best offset measurement stands before a looser one may replace
+/// it, so that a step of the local clock cannot leave an estimate that became too high.
+const OFFSET_MEMORY: f64 = 600.0;
+
+/// The List call, apart from the SDK so that the poll can be tested without AWS.
+pub trait ChangeLister: Send + Sync {
+    /// Every job of the region modified after `after` (SageMaker time, seconds since the epoch).
+    fn list_changed_since(&self, region: &str, after: f64) -> BoxFuture<'_, Result<Vec<JobSummary>, AwsError>>;
+}
+
+impl ChangeLister for AwsClients {
+    fn list_changed_since(&self, region: &str, after: f64) -> BoxFuture<'_, Result<Vec<JobSummary>, AwsError>> {
+        let sagemaker = self.sagemaker(region);
+        Box::pin(async move { sagemaker.list_changed_since(after).await })
+    }
+}
 
 struct Tracked {
     object: ObjectRef<Guarded>,
-    known_modified: f64,
+    /// The newest LastModifiedTime a describe saw or was triggered for.
+    known: f64,
+    /// `known` may be a reading of the local clock taken at this local time, and no offset was
+    /// measured yet to correct it: the next answer caps it.
+    local_reading: Option<f64>,
     changed: bool,
     /// When the job was last described: a backstop describes it again after `resync`.
     described_at: Instant,
 }
 
 #[derive(Default)]
+struct Region {
+    jobs: HashMap<String, Tracked>,
+    /// Every change not yet listed has a LastModifiedTime after this.
+    cursor: Option<f64>,
+    /// Where the next window must start for jobs tracked for the first time since the last
+    /// successful answer; consumed by the answer whose window covered it.
+    reach_back: Option<f64>,
+}
+
+impl Region {
+    fn window_start(&self) -> f64 {
+        match (self.cursor, self.reach_back) {
+            (Some(cursor), Some(back)) => cursor.min(back),
+            (Some(start), None) | (None, Some(start)) => start,
+            // A region is created by a registration, which sets `reach_back` until an answer
+            // sets `cursor`; should that ever change, start at the oldest job.
+            (None, None) => self
+                .jobs
+                .values()
+                .map(|t| t.known - LIST_LAG_MARGIN)
+                .fold(f64::INFINITY, f64::min),
+        }
+    }
+}
+
+/// A lower bound of SageMaker's clock minus ours: a listed LastModifiedTime is never later than
+/// SageMaker's clock when the answer arrived.
+#[derive(Clone, Copy)]
+struct ClockOffset {
+    lower: f64,
+    measured_at: f64,
+}
+
+impl ClockOffset {
+    fn observe(best: &mut Option<ClockOffset>, sample: f64, at: f64) {
+        let replace = match best {
+            Some(b) => sample >= b.lower || at - b.measured_at > OFFSET_MEMORY,
+            None => true,
+        };
+        if replace {
+            *best = Some(ClockOffset {
+                lower: sample,
+                measured_at: at,
+            });
+        }
+    }
+
+    /// The latest SageMaker time a local reading taken at `local` can stand for.
+    fn cap(self, local: f64) -> f64 {
+        local + self.lower + SKEW_TOLERANCE
+    }
+}
+
+#[derive(Default)]
 struct State {
-    /// (region, job name) → tracked job
-    jobs: HashMap<(String, String), Tracked>,
-    /// region → jobs modified after this were listed by the last successful poll
-    watermark: BTreeMap<String, f64>,
-    /// region → earliest `known_modified` of jobs registered since the last poll
-    floor: BTreeMap<String, f64>,
+    regions: BTreeMap<String, Region>,
+    offset: Option<ClockOffset>,
 }
 
 pub struct Tracker {
     state: Mutex<State>,
     resync: Duration,
     trigger: UnboundedSender<ObjectRef<Guarded>>,
+    /// This machine's clock in seconds since the epoch; tests inject their own.
+    clock: Box<dyn Fn() -> f64 + Send + Sync>,
 }
 
 /// Seconds since the epoch, the unit of SageMaker's timestamps.
@@ -50,12 +144,21 @@ pub(crate) fn now_epoch() -> f64 {
 
 impl Tracker {
     /// `resync`: how often an active job is described even if the List saw no change (a
-    /// backstop against clock skew between this machine and SageMaker).
+    /// backstop against whatever the List misses).
     pub fn new(trigger: UnboundedSender<ObjectRef<Guarded>>, resync: Duration) -> Self {
+        Self::with_clock(trigger, resync, now_epoch)
+    }
+
+    fn with_clock(
+        trigger: UnboundedSender<ObjectRef<Guarded>>,
+        resync: Duration,
+        clock: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> Self {
         Self {
             state: Mutex::new(State::default()),
             resync,
             trigger,
+            clock: Box::new(clock),
         }
     }
 
@@ -63,61 +166,106 @@ impl Tracker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn tracked(&self, region: &str, job: &str, f: impl FnOnce(&mut Tracked)) {
+        if let Some(t) = self.state().regions.get_mut(region).and_then(|r| r.jobs.get_mut(job)) {
+            f(t);
+        }
+    }
+
     /// Starts or updates tracking of an active job whose state is known as of `known_modified`
     /// (SageMaker's LastModifiedTime, seconds since the epoch).
+    ///
+    /// Only a job tracked for the first time widens the next List window back to its
+    /// `known_modified`; tracking it again on every reconcile does not. A first value that is not
+    /// in the local clock's past may be a local reading (the create path has nothing else): it is
+    /// capped at the measured SageMaker time, so that a clock running ahead hides no change.
     pub fn track(&self, region: &str, job: &str, object: ObjectRef<Guarded>, known_modified: f64) {
+        let now = (self.clock)();
         let mut s = self.state();
-        let key = (region.to_string(), job.to_string());
-        let entry = s.jobs.entry(key).or_insert_with(|| Tracked {
-            object: object.clone(),
-            known_modified,
-            changed: false,
-            described_at: Instant::now(),
-        });
-        entry.object = object;
-        entry.known_modified = entry.known_modified.max(known_modified);
-        let floor = s.floor.entry(region.to_string()).or_insert(known_modified);
-        *floor = floor.min(known_modified);
+        let offset = s.offset;
+        let r = s.regions.entry(region.to_string()).or_default();
+        match r.jobs.entry(job.to_string()) {
+            Entry::Occupied(mut e) => {
+                let t = e.get_mut();
+                t.object = object;
+                t.known = if t.local_reading.take().is_some() {
+                    // A describe's timestamp replaces the uncorrected local reading.
+                    known_modified
+                } else {
+                    t.known.max(known_modified)
+                };
+            }
+            Entry::Vacant(e) => {
+                let maybe_local = known_modified > now - SKEW_TOLERANCE;
+                let (known, local_reading, floor) = match (maybe_local, offset) {
+                    (false, _) => (known_modified, None, known_modified),
+                    (true, Some(o)) => {
+                        let capped = known_modified.min(o.cap(now));
+                        (capped, None, capped)
+                    }
+                    (true, None) => (known_modified, Some(now), known_modified.min(now - UNMEASURED_SKEW)),
+                };
+                e.insert(Tracked {
+                    object,
+                    known,
+                    local_reading,
+                    changed: false,
+                    described_at: Instant::now(),
+                });
+                let back = floor - LIST_LAG_MARGIN;
+                r.reach_back = Some(r.reach_back.map_or(back, |b| b.min(back)));
+            }
+        }
     }
 
     /// Whether the job should be described now: it changed since it was last described, or the
     /// resync backstop is due. Clears the mark.
     pub fn take_changed(&self, region: &str, job: &str) -> bool {
         let resync = self.resync;
-        let mut s = self.state();
-        match s.jobs.get_mut(&(region.to_string(), job.to_string())) {
-            Some(t) => {
-                let due = std::mem::take(&mut t.changed) || t.described_at.elapsed() >= resync;
-                if due {
-                    t.described_at = Instant::now();
-                }
-                due
+        let mut due = false;
+        self.tracked(region, job, |t| {
+            due = std::mem::take(&mut t.changed) || t.described_at.elapsed() >= resync;
+            if due {
+                t.described_at = Instant::now();
             }
-            None => false,
-        }
+        });
+        due
     }
 
     pub fn is_tracked(&self, region: &str, job: &str) -> bool {
-        self.state().jobs.contains_key(&(region.to_string(), job.to_string()))
+        self.state()
+            .regions
+            .get(region)
+            .is_some_and(|r| r.jobs.contains_key(job))
     }
 
     /// Marks a tracked job for a describe on its next reconcile.
     pub fn mark_changed(&self, region: &str, job: &str) {
-        if let Some(t) = self.state().jobs.get_mut(&(region.to_string(), job.to_string())) {
-            t.changed = true;
-        }
+        self.tracked(region, job, |t| t.changed = true);
     }
 
     pub fn untrack(&self, region: &str, job: &str) {
-        self.state().jobs.remove(&(region.to_string(), job.to_string()));
+        let mut s = self.state();
+        if let Some(r) = s.regions.get_mut(region) {
+            r.jobs.remove(job);
+            // A region without jobs is not polled; its next job starts a fresh window.
+            if r.jobs.is_empty() {
+                s.regions.remove(region);
+            }
+        }
     }
 
     pub fn active(&self) -> usize {
-        self.state().jobs.len()
+        self.state().regions.values().map(|r| r.jobs.len()).sum()
     }
 
     /// Polls until cancelled.
-    pub async fn run(self: Arc<Self>, aws: Arc<AwsClients>, interval: Duration, shutdown: CancellationToken) {
+    pub async fn run<L: ChangeLister + ?Sized>(
+        self: Arc<Self>,
+        lister: Arc<L>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -125,56 +273,507 @@ impl Tracker {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            self.poll_once(&aws).await;
+            self.poll_once(lister.as_ref()).await;
         }
     }
 
     /// One poll of every region with tracked jobs.
-    pub async fn poll_once(&self, aws: &AwsClients) {
-        let plan: Vec<(String, f64)> = {
-            let mut s = self.state();
-            let mut regions: BTreeMap<String, f64> = BTreeMap::new();
-            for ((region, _), t) in &s.jobs {
-                let e = regions.entry(region.clone()).or_insert(t.known_modified);
-                *e = e.min(t.known_modified);
-            }
-            let plan = regions
-                .into_iter()
-                .map(|(region, oldest)| {
-                    let since = match (s.watermark.get(&region), s.floor.get(&region)) {
-                        (Some(w), Some(f)) => w.min(*f),
-                        (Some(w), None) => *w,
-                        (None, _) => oldest,
-                    };
-                    (region, since - SKEW_SECONDS)
-                })
-                .collect();
-            s.floor.clear();
-            plan
-        };
-        for (region, since) in plan {
-            let started = now_epoch();
-            match aws.sagemaker(&region).list_changed_since(since).await {
-                Ok(summaries) => {
-                    let mut s = self.state();
-                    for summary in summaries {
-                        if let Some(t) = s.jobs.get_mut(&(region.clone(), summary.name)) {
-                            if summary.last_modified_epoch > t.known_modified {
-                                t.changed = true;
-                                let _ = self.trigger.unbounded_send(t.object.clone());
-                            }
-                        }
-                    }
-                    s.watermark.insert(region, started);
-                }
+    pub async fn poll_once<L: ChangeLister + ?Sized>(&self, lister: &L) {
+        let plan: Vec<(String, f64)> = self
+            .state()
+            .regions
+            .iter()
+            .map(|(region, r)| (region.clone(), r.window_start()))
+            .collect();
+        for (region, after) in plan {
+            match lister.list_changed_since(&region, after).await {
+                Ok(summaries) => self.absorb(&region, after, &summaries),
+                // The cursor and the pending reach-back stay: the next window is no narrower.
                 Err(e) => {
-                    tracing::warn!(region, error = %e, "listing changed processing jobs failed; retrying next poll");
-                    // Keep the old watermark so that no change is missed.
-                    let mut s = self.state();
-                    let f = s.floor.entry(region).or_insert(since + SKEW_SECONDS);
-                    *f = f.min(since + SKEW_SECONDS);
+                    tracing::warn!(region, error = %e, "listing changed processing jobs failed; retrying next poll")
                 }
             }
         }
+    }
+
+    /// Takes in a successful answer to `ListProcessingJobs(LastModifiedTimeAfter = after)`.
+    fn absorb(&self, region: &str, after: f64, summaries: &[JobSummary]) {
+        let received = (self.clock)();
+        let newest = summaries.iter().map(|j| j.last_modified_epoch).reduce(f64::max);
+        let mut s = self.state();
+        if let Some(newest) = newest {
+            ClockOffset::observe(&mut s.offset, newest - received, received);
+        }
+        let offset = s.offset;
+        let Some(r) = s.regions.get_mut(region) else {
+            return;
+        };
+        if let Some(o) = offset {
+            for t in r.jobs.values_mut() {
+                if let Some(at) = t.local_reading.take() {
+                    t.known = t.known.min(o.cap(at));
+                }
+            }
+        }
+        let mut triggered = 0usize;
+        for summary in summaries {
+            if let Some(t) = r.jobs.get_mut(&summary.name) {
+                if summary.last_modified_epoch > t.known {
+                    t.known = summary.last_modified_epoch;
+                    t.changed = true;
+                    triggered += 1;
+                    let _ = self.trigger.unbounded_send(t.object.clone());
+                }
+            }
+        }
+        // A change not listed yet was made after the answer's newest one, or lags behind it by
+        // less than the margin.
+        let base = r.cursor.unwrap_or(after);
+        r.cursor = Some(newest.map_or(base, |n| base.max(n - LIST_LAG_MARGIN)));
+        if r.reach_back.is_some_and(|b| b >= after) {
+            r.reach_back = None;
+        }
+        tracing::debug!(
+            region,
+            after,
+            listed = summaries.len(),
+            triggered,
+            "polled changed processing jobs"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::channel::mpsc::{self, UnboundedReceiver};
+
+    const REGION: &str = "us-east-1";
+    /// SageMaker's clock when a test starts.
+    const T0: f64 = 1_800_000_000.0;
+    const DAY: f64 = 86_400.0;
+
+    #[derive(Default)]
+    struct Account {
+        /// SageMaker's clock.
+        now: f64,
+        /// job → its modifications as (LastModifiedTime, listed from)
+        jobs: BTreeMap<String, Vec<(f64, f64)>>,
+        failures: usize,
+        /// Every summary twice, as pages shifting under a concurrent change can serve it.
+        duplicates: bool,
+        /// The `after` of every List call.
+        asked: Vec<f64>,
+    }
+
+    /// SageMaker's List as the tracker sees it, with a clock, List lag and failures.
+    #[derive(Clone, Default)]
+    struct FakeSageMaker(Arc<Mutex<Account>>);
+
+    impl FakeSageMaker {
+        fn account(&self) -> std::sync::MutexGuard<'_, Account> {
+            self.0.lock().unwrap()
+        }
+
+        fn now(&self) -> f64 {
+            self.account().now
+        }
+
+        /// Modifies the job now; the List shows it `lag` seconds later.
+        fn modify(&self, job: &str, lag: f64) -> f64 {
+            let mut a = self.account();
+            let now = a.now;
+            a.jobs.entry(job.into()).or_default().push((now, now + lag));
+            now
+        }
+
+        /// A job modified at `at`, in the past.
+        fn modified_at(&self, job: &str, at: f64) {
+            self.account().jobs.entry(job.into()).or_default().push((at, at));
+        }
+
+        /// Lets `seconds` pass in which other jobs of the account change every second.
+        fn pass(&self, seconds: f64) {
+            let end = self.now() + seconds;
+            while self.now() + 1.0 <= end {
+                self.account().now += 1.0;
+                self.modify("someone-elses-job", 0.0);
+            }
+            self.account().now = end;
+        }
+
+        fn fail_next(&self) {
+            self.account().failures += 1;
+        }
+
+        fn asked(&self) -> Vec<f64> {
+            self.account().asked.clone()
+        }
+
+        fn last_asked(&self) -> f64 {
+            self.account().asked.last().copied().unwrap()
+        }
+    }
+
+    impl ChangeLister for FakeSageMaker {
+        fn list_changed_since(&self, region: &str, after: f64) -> BoxFuture<'_, Result<Vec<JobSummary>, AwsError>> {
+            assert_eq!(region, REGION);
+            let mut a = self.account();
+            a.asked.push(after);
+            let answer = if a.failures > 0 {
+                a.failures -= 1;
+                Err(AwsError {
+                    service: "sagemaker",
+                    operation: "ListProcessingJobs",
+                    class: crate::aws::ErrorClass::Throttled,
+                    code: Some("ThrottlingException".into()),
+                    message: "Rate exceeded".into(),
+                })
+            } else {
+                let now = a.now;
+                let copies = if a.duplicates { 2 } else { 1 };
+                Ok(a.jobs
+                    .iter()
+                    .filter_map(|(name, mods)| {
+                        let (modified, _) = mods.iter().rev().find(|(_, listed)| *listed <= now)?;
+                        (*modified > after).then(|| JobSummary {
+                            name: name.clone(),
+                            last_modified_epoch: *modified,
+                        })
+                    })
+                    .flat_map(|s| std::iter::repeat_n(s, copies))
+                    .collect())
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    struct Harness {
+        sagemaker: FakeSageMaker,
+        tracker: Tracker,
+        triggers: UnboundedReceiver<ObjectRef<Guarded>>,
+        /// How far the local clock runs ahead of SageMaker's.
+        local_ahead: f64,
+    }
+
+    fn harness(local_ahead: f64, resync: Duration) -> Harness {
+        let sagemaker = FakeSageMaker::default();
+        sagemaker.account().now = T0;
+        // The account is busy: other jobs change every second.
+        sagemaker.modify("someone-elses-job", 0.0);
+        let (tx, triggers) = mpsc::unbounded();
+        let clock = sagemaker.clone();
+        let tracker = Tracker::with_clock(tx, resync, move || clock.now() + local_ahead);
+        Harness {
+            sagemaker,
+            tracker,
+            triggers,
+            local_ahead,
+        }
+    }
+
+    fn object(job: &str) -> ObjectRef<Guarded> {
+        ObjectRef::new(job).within("team-a")
+    }
+
+    impl Harness {
+        fn track(&self, job: &str, known: f64) {
+            self.tracker.track(REGION, job, object(job), known);
+        }
+
+        /// What the create path tracks: the local clock.
+        fn track_created(&self, job: &str) {
+            self.track(job, self.sagemaker.now() + self.local_ahead);
+        }
+
+        async fn poll(&self) {
+            self.tracker.poll_once(&self.sagemaker).await;
+        }
+
+        /// The jobs triggered since the last call, in order.
+        fn triggered(&mut self) -> Vec<String> {
+            let mut out = Vec::new();
+            while let Ok(o) = self.triggers.try_recv() {
+                out.push(o.name);
+            }
+            out
+        }
+
+        /// What a reconcile does for a triggered job: describe it and track the answer.
+        fn describe(&self, job: &str) {
+            assert!(self.tracker.take_changed(REGION, job), "{job} should be due");
+            let a = self.sagemaker.account();
+            let (modified, _) = *a.jobs[job].last().unwrap();
+            drop(a);
+            self.track(job, modified);
+        }
+
+        /// The window of the last poll started no earlier than the previous poll (`interval`
+        /// ago) minus the margin, up to a second of rounding.
+        fn assert_recent_window(&self, interval: f64) {
+            let floor = self.sagemaker.now() - interval - LIST_LAG_MARGIN - 1.0;
+            let asked = self.sagemaker.last_asked();
+            assert!(
+                asked >= floor,
+                "window starts {}s before the poll",
+                self.sagemaker.now() - asked
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn re_tracking_a_day_old_job_does_not_slide_the_window_back() {
+        let mut h = harness(0.0, Duration::from_secs(3600));
+        let started = T0 - DAY;
+        h.sagemaker.modified_at("day-long", started);
+        h.track("day-long", started);
+        h.poll().await;
+        assert!(h.sagemaker.last_asked() < started, "a new job widens its first window");
+        for _ in 0..5 {
+            h.sagemaker.pass(5.0);
+            // Every reconcile of the running job tracks it again with what its status knows.
+            h.track("day-long", started);
+            h.poll().await;
+            h.assert_recent_window(5.0);
+        }
+        assert!(h.triggered().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_newly_tracked_old_job_widens_one_poll_once() {
+        let mut h = harness(0.0, Duration::from_secs(3600));
+        h.sagemaker.modify("steady", 0.0);
+        h.track("steady", T0);
+        h.poll().await;
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        h.assert_recent_window(5.0);
+
+        // A job started an hour ago whose status is older than its last change.
+        let now = h.sagemaker.now();
+        h.sagemaker.modified_at("adopted", now - 3600.0);
+        h.sagemaker.modified_at("adopted", now - 1800.0);
+        h.track("adopted", now - 3600.0);
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert!(
+            h.sagemaker.last_asked() < now - 3600.0,
+            "a new job widens its first window"
+        );
+        assert_eq!(h.triggered(), ["adopted"]);
+        h.describe("adopted");
+
+        for _ in 0..3 {
+            h.sagemaker.pass(5.0);
+            h.track("adopted", now - 1800.0);
+            h.poll().await;
+            h.assert_recent_window(5.0);
+        }
+        assert!(h.triggered().is_empty());
+    }
+
+    #[tokio::test]
+    async fn local_clock_ahead_of_sagemaker_loses_no_transition() {
+        let mut h = harness(60.0, Duration::from_secs(3600));
+        h.sagemaker.modified_at("a", T0 - 100.0);
+        h.track("a", T0 - 100.0);
+        h.poll().await;
+        for _ in 0..3 {
+            // Changed just after the poll, in SageMaker's time.
+            h.sagemaker.pass(1.0);
+            h.sagemaker.modify("a", 0.0);
+            h.sagemaker.pass(4.0);
+            h.poll().await;
+            assert_eq!(h.triggered(), ["a"]);
+            h.describe("a");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_created_while_the_local_clock_runs_ahead_keeps_its_transitions() {
+        let mut h = harness(60.0, Duration::from_secs(3600));
+        // Nothing measured the offset yet.
+        h.sagemaker.modify("first", 0.0);
+        h.track_created("first");
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert!(h.triggered().is_empty(), "the creation itself is no change");
+        h.sagemaker.pass(15.0);
+        h.sagemaker.modify("first", 0.0);
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert_eq!(h.triggered(), ["first"]);
+
+        // The offset is measured now.
+        h.sagemaker.modify("second", 0.0);
+        h.track_created("second");
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert!(h.triggered().is_empty(), "the creation itself is no change");
+        h.sagemaker.pass(15.0);
+        h.sagemaker.modify("second", 0.0);
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert_eq!(h.triggered(), ["second"]);
+    }
+
+    #[tokio::test]
+    async fn a_change_listed_one_poll_late_is_still_triggered() {
+        let mut h = harness(0.0, Duration::from_secs(3600));
+        h.sagemaker.modified_at("a", T0 - 100.0);
+        h.track("a", T0 - 100.0);
+        h.poll().await;
+        h.sagemaker.pass(4.0);
+        // The List shows this change only 8 s after its LastModifiedTime: not at the next poll
+        // 6 s later, but at the one after.
+        h.sagemaker.modify("a", 8.0);
+        h.sagemaker.pass(6.0);
+        h.poll().await;
+        assert!(h.triggered().is_empty());
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert_eq!(h.triggered(), ["a"]);
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert!(
+            h.triggered().is_empty(),
+            "listed again within the overlap, triggered once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_poll_keeps_the_window() {
+        let mut h = harness(0.0, Duration::from_secs(3600));
+        h.sagemaker.modify("a", 0.0);
+        h.track("a", T0);
+        h.poll().await;
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+
+        let now = h.sagemaker.now();
+        h.sagemaker.modified_at("b", now - 600.0);
+        h.sagemaker.modified_at("b", now - 300.0);
+        h.track("b", now - 600.0);
+        h.sagemaker.modify("a", 0.0);
+        h.sagemaker.pass(5.0);
+        h.sagemaker.fail_next();
+        h.poll().await;
+        assert!(h.triggered().is_empty());
+        let failed = h.sagemaker.last_asked();
+        assert!(failed < now - 600.0, "a new job widens the window");
+
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert_eq!(h.sagemaker.last_asked(), failed, "the retry lists the same window");
+        let mut triggered = h.triggered();
+        triggered.sort();
+        assert_eq!(triggered, ["a", "b"]);
+        h.describe("a");
+        h.describe("b");
+
+        // No new job: a failed poll leaves the cursor where the last answer put it.
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        let before = h.sagemaker.last_asked();
+        h.sagemaker.modify("a", 0.0);
+        h.sagemaker.pass(6.0);
+        h.sagemaker.fail_next();
+        h.poll().await;
+        let failed = h.sagemaker.last_asked();
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert_eq!(h.sagemaker.last_asked(), failed, "the retry lists the same window");
+        assert!(failed > before, "the window moved on after the success");
+        assert_eq!(h.triggered(), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn a_change_triggers_once_across_pages_and_overlapping_polls() {
+        let mut h = harness(0.0, Duration::from_secs(3600));
+        h.sagemaker.account().duplicates = true;
+        h.sagemaker.modified_at("a", T0 - 100.0);
+        h.track("a", T0 - 100.0);
+        h.poll().await;
+        h.sagemaker.pass(2.0);
+        h.sagemaker.modify("a", 0.0);
+        h.sagemaker.pass(3.0);
+        h.poll().await;
+        assert_eq!(h.triggered(), ["a"]);
+        // The next window overlaps this change; it is not triggered again.
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert!(h.triggered().is_empty());
+        assert!(h.tracker.take_changed(REGION, "a"));
+        assert!(!h.tracker.take_changed(REGION, "a"));
+    }
+
+    #[tokio::test]
+    async fn untracked_jobs_are_not_triggered() {
+        let mut h = harness(0.0, Duration::from_secs(3600));
+        h.track("mine", T0);
+        h.sagemaker.pass(1.0);
+        h.sagemaker.modify("mine", 0.0);
+        h.sagemaker.modify("not-mine", 0.0);
+        h.sagemaker.pass(4.0);
+        h.poll().await;
+        assert_eq!(h.triggered(), ["mine"]);
+
+        h.tracker.untrack(REGION, "mine");
+        assert!(!h.tracker.is_tracked(REGION, "mine"));
+        assert_eq!(h.tracker.active(), 0);
+        h.sagemaker.modify("mine", 0.0);
+        h.sagemaker.pass(5.0);
+        let calls = h.sagemaker.asked().len();
+        h.poll().await;
+        assert!(h.triggered().is_empty());
+        assert_eq!(
+            h.sagemaker.asked().len(),
+            calls,
+            "a region without tracked jobs is not listed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_region_idle_for_a_day_starts_from_its_new_job() {
+        let mut h = harness(0.0, Duration::from_secs(3600));
+        h.sagemaker.modify("yesterday", 0.0);
+        h.track("yesterday", T0);
+        h.poll().await;
+        h.tracker.untrack(REGION, "yesterday");
+
+        h.sagemaker.pass(DAY);
+        let created = h.sagemaker.modify("today", 0.0);
+        h.track("today", created);
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        h.assert_recent_window(5.0);
+        assert!(h.triggered().is_empty());
+    }
+
+    #[tokio::test]
+    async fn take_changed_reports_a_change_once_and_resync_is_the_backstop() {
+        let mut h = harness(0.0, Duration::from_secs(3600));
+        h.sagemaker.modified_at("a", T0 - 100.0);
+        h.track("a", T0 - 100.0);
+        assert!(h.tracker.is_tracked(REGION, "a"));
+        assert!(!h.tracker.take_changed(REGION, "a"), "no change, resync not due");
+        h.sagemaker.modify("a", 0.0);
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert_eq!(h.triggered(), ["a"]);
+        assert!(h.tracker.take_changed(REGION, "a"));
+        assert!(!h.tracker.take_changed(REGION, "a"));
+        h.tracker.mark_changed(REGION, "a");
+        assert!(h.tracker.take_changed(REGION, "a"));
+        assert!(!h.tracker.take_changed(REGION, "a"));
+        assert!(!h.tracker.take_changed(REGION, "never-tracked"));
+
+        let backstop = harness(0.0, Duration::ZERO);
+        backstop.track("a", T0 - 100.0);
+        assert!(
+            backstop.tracker.take_changed(REGION, "a"),
+            "resync due without a change"
+        );
+        assert!(backstop.tracker.take_changed(REGION, "a"));
     }
 }
