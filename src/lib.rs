@@ -3,7 +3,7 @@
 //!
 //! Modules: [`api`] (the CRD types), [`network`] (snapshot, checks, policy evaluation), [`aws`]
 //! (EC2 and SageMaker adapters), [`manifest`] (reading manifests without a cluster), [`cli`]
-//! (the subcommands).
+//! (the subcommands), [`wildcard`] (IAM-style `*`/`?` patterns).
 
 pub mod api;
 pub mod aws;
@@ -13,3 +13,4 @@ pub mod manifest;
 pub mod network;
 pub mod server;
 pub mod telemetry;
+pub mod wildcard;
