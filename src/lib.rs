@@ -4,7 +4,8 @@
 //! Modules: [`api`] (the CRD types), [`network`] (snapshot, checks, policy evaluation), [`aws`]
 //! (EC2 and SageMaker adapters), [`job`] (SageMaker's view of a job in our types),
 //! [`reconcile`] (the pipeline), [`runtime`] (the process around it), [`manifest`] (reading
-//! manifests without a cluster), [`cli`] (the subcommands).
+//! manifests without a cluster), [`cli`] (the subcommands), [`wildcard`] (IAM-style `*`/`?`
+//! patterns).
 
 pub mod api;
 pub mod aws;
@@ -15,3 +16,4 @@ pub mod network;
 pub mod reconcile;
 pub mod runtime;
 pub mod telemetry;
+pub mod wildcard;

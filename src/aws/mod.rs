@@ -205,12 +205,20 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
+/// Told of every AWS call a [`CallCounter`] records, as it is recorded. The Prometheus metrics
+/// implement it, so this module needs to know nothing about telemetry.
+pub trait CallObserver: Send + Sync {
+    /// One call: its service, operation, outcome (`success`, `service_error`, `transport_error`)
+    /// and latency.
+    fn observe(&self, service: &'static str, operation: &'static str, outcome: &'static str, latency: Duration);
+}
+
 /// Counts AWS calls by service, operation and outcome, with their total latency. The
-/// benchmark, the tests and the metrics read it.
+/// benchmark and the tests read it; an optional [`CallObserver`] (the metrics) hears of each call.
 #[derive(Default)]
 pub struct CallCounter {
     inner: Mutex<BTreeMap<CallKey, (u64, Duration)>>,
-    metrics: Option<std::sync::Arc<crate::telemetry::metrics::Metrics>>,
+    observer: Option<std::sync::Arc<dyn CallObserver>>,
 }
 
 impl std::fmt::Debug for CallCounter {
@@ -247,11 +255,11 @@ impl CallCounter {
         result.map_err(|e| AwsError::from_sdk(service, operation, &e))
     }
 
-    /// A counter that also feeds the Prometheus metrics.
-    pub fn with_metrics(metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>) -> Self {
+    /// A counter that also tells `observer` (the Prometheus metrics) of every call.
+    pub fn with_observer(observer: std::sync::Arc<dyn CallObserver>) -> Self {
         Self {
             inner: Mutex::default(),
-            metrics: Some(metrics),
+            observer: Some(observer),
         }
     }
 
@@ -261,8 +269,8 @@ impl CallCounter {
             e.0 += 1;
             e.1 += latency;
         }
-        if let Some(m) = &self.metrics {
-            m.observe_aws(service, operation, outcome, latency);
+        if let Some(o) = &self.observer {
+            o.observe(service, operation, outcome, latency);
         }
     }
 
@@ -409,5 +417,52 @@ mod tests {
         );
         assert!(ErrorClass::Throttled.is_retryable());
         assert!(!ErrorClass::Invalid.is_retryable());
+    }
+
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<(CallKey, Duration)>>);
+
+    impl CallObserver for Heard {
+        fn observe(&self, service: &'static str, operation: &'static str, outcome: &'static str, latency: Duration) {
+            if let Ok(mut heard) = self.0.lock() {
+                heard.push(((service, operation, outcome), latency));
+            }
+        }
+    }
+
+    #[test]
+    fn the_observer_hears_every_recorded_call() {
+        let heard = std::sync::Arc::new(Heard::default());
+        let calls = CallCounter::with_observer(heard.clone());
+        calls.record("ec2", "DescribeSubnets", "success", Duration::from_millis(3));
+        calls.record("ec2", "DescribeSubnets", "service_error", Duration::from_millis(5));
+        calls.record("sagemaker", "CreateProcessingJob", "success", Duration::from_millis(7));
+        assert_eq!(calls.total("ec2"), 2);
+        assert_eq!(
+            calls.by_operation("sagemaker"),
+            BTreeMap::from([("CreateProcessingJob", 1)])
+        );
+        let heard = heard.0.lock().expect("observer lock").clone();
+        assert_eq!(
+            heard,
+            vec![
+                (("ec2", "DescribeSubnets", "success"), Duration::from_millis(3)),
+                (("ec2", "DescribeSubnets", "service_error"), Duration::from_millis(5)),
+                (
+                    ("sagemaker", "CreateProcessingJob", "success"),
+                    Duration::from_millis(7)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_counter_without_observer_still_counts() {
+        let calls = CallCounter::default();
+        calls.record("ec2", "DescribeVpcs", "success", Duration::from_millis(1));
+        assert_eq!(
+            calls.snapshot(),
+            vec![(("ec2", "DescribeVpcs", "success"), (1, Duration::from_millis(1)))]
+        );
     }
 }

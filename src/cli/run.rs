@@ -110,7 +110,7 @@ pub async fn run(args: RunArgs) -> u8 {
     let metrics = Arc::new(Metrics::default());
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
-    let calls = Arc::new(CallCounter::with_metrics(metrics.clone()));
+    let calls = Arc::new(CallCounter::with_observer(metrics.clone()));
     let aws = Arc::new(AwsClients::load(args.network_cache_ttl, calls).await);
     let default_region = args.region.clone().or_else(|| aws.default_region());
     if default_region.is_none() {

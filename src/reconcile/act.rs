@@ -9,6 +9,7 @@ use kube::ResourceExt;
 use super::observe::JobRef;
 use super::report;
 use super::status::{NetworkOutcome, Observation, Phase, Problem};
+use super::tracker;
 use super::validate::Validated;
 use super::{object_ref, Context, Error};
 use crate::api::{ProcessingJob, Tag};
@@ -299,7 +300,8 @@ fn observed(
             &at.region,
             &at.name,
             object_ref(job),
-            state.last_modified_epoch.unwrap_or(0.0),
+            // Without SageMaker's time, the local one (the tracker caps it by SageMaker's clock).
+            state.last_modified_epoch.unwrap_or_else(tracker::now_epoch),
         );
         Action::requeue(ctx.settings.resync_interval)
     };

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::ProcessingJobSpec;
-use crate::network::policy::wildcard_match;
+use crate::wildcard::wildcard_match;
 
 pub const ALLOWED_ROLE_ARNS: &str = "sagemaker.processing.dev/allowed-role-arns";
 pub const ALLOWED_SUBNETS: &str = "sagemaker.processing.dev/allowed-subnets";

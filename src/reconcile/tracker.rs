@@ -19,8 +19,8 @@ use kube::runtime::reflector::ObjectRef;
 use tokio_util::sync::CancellationToken;
 
 use super::Guarded;
-use crate::aws::sagemaker::JobSummary;
 use crate::aws::{AwsClients, AwsError};
+use crate::job::JobSummary;
 
 /// How long after its LastModifiedTime a change may take to show in ListProcessingJobs. Each
 /// window overlaps the newest timestamp of the previous answer by this much.

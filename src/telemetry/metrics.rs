@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::aws::CallObserver;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
@@ -139,14 +141,11 @@ impl Metrics {
             self.active_jobs.clone(),
         );
     }
+}
 
-    pub fn observe_aws(
-        &self,
-        service: &'static str,
-        operation: &'static str,
-        outcome: &'static str,
-        latency: Duration,
-    ) {
+/// The AWS call counter reports every call here.
+impl CallObserver for Metrics {
+    fn observe(&self, service: &'static str, operation: &'static str, outcome: &'static str, latency: Duration) {
         let labels = AwsLabels {
             service,
             operation,
@@ -156,5 +155,34 @@ impl Metrics {
         self.aws_call_duration
             .get_or_create(&labels)
             .observe(latency.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::aws::CallCounter;
+
+    #[test]
+    fn aws_calls_counted_by_the_call_counter_reach_the_metrics() {
+        let metrics = Arc::new(Metrics::default());
+        let calls = CallCounter::with_observer(metrics.clone());
+        calls.record("ec2", "DescribeSubnets", "success", Duration::from_millis(20));
+        calls.record("ec2", "DescribeSubnets", "success", Duration::from_millis(30));
+        let labels = AwsLabels {
+            service: "ec2",
+            operation: "DescribeSubnets",
+            outcome: "success",
+        };
+        assert_eq!(metrics.aws_calls.get_or_create(&labels).get(), 2);
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("metrics encode");
+        assert!(text.contains(
+            r#"smpc_aws_call_duration_seconds_count{service="ec2",operation="DescribeSubnets",outcome="success"} 2"#
+        ));
     }
 }

@@ -1,0 +1,102 @@
+//! The network checks N1–N14 of the design: a pure function from a job's spec and its network
+//! snapshot to findings. One module per requirement group; [`validate`] runs them in the order
+//! their findings appear.
+
+mod acls;
+mod advisories;
+mod capacity;
+mod endpoint_policy;
+mod existence;
+mod groups;
+mod routes;
+
+use std::collections::BTreeSet;
+
+use crate::api::{Finding, ProcessingJobSpec};
+
+use super::codes::Code;
+use super::snapshot::{NetworkSnapshot, SecurityGroup, Subnet, VpcTopology};
+
+pub use endpoint_policy::parse_s3_uri;
+
+/// The findings of one validation, in the order the checks add them.
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    fn add(&mut self, code: Code, resource: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Finding {
+            code: code.as_str().to_string(),
+            severity: code.severity(),
+            resource: resource.into(),
+            message: message.into(),
+            remediation: code.remediation().to_string(),
+        });
+    }
+}
+
+/// What the checks after N2 look at: the job's VPC, and the job's subnets and security groups
+/// that are in it.
+struct Scope<'a> {
+    spec: &'a ProcessingJobSpec,
+    region: &'a str,
+    vpc: &'a VpcTopology,
+    subnets: Vec<&'a Subnet>,
+    groups: Vec<&'a SecurityGroup>,
+    group_ids: BTreeSet<&'a str>,
+    /// The job's instance count, at least 1.
+    instances: i64,
+    /// `enableNetworkIsolation`: the container has no network of its own.
+    isolation: bool,
+}
+
+impl<'a> Scope<'a> {
+    fn new(spec: &'a ProcessingJobSpec, snap: &'a NetworkSnapshot, vpc: &'a VpcTopology) -> Self {
+        let subnets: Vec<&Subnet> = snap.subnets.iter().filter(|s| s.vpc_id == vpc.vpc_id).collect();
+        let groups: Vec<&SecurityGroup> = snap.security_groups.iter().filter(|g| g.vpc_id == vpc.vpc_id).collect();
+        let group_ids = groups.iter().map(|g| g.id.as_str()).collect();
+        Self {
+            spec,
+            region: &snap.region,
+            vpc,
+            subnets,
+            groups,
+            group_ids,
+            instances: i64::from(spec.instance_count().max(1)),
+            isolation: spec.network_isolation(),
+        }
+    }
+
+    /// The IDs of the job's security groups in the VPC, sorted, joined by `separator`.
+    fn group_list(&self, separator: &str) -> String {
+        self.group_ids.iter().copied().collect::<Vec<_>>().join(separator)
+    }
+}
+
+/// Runs every check for one job. Jobs without `vpcConfig` have nothing to validate.
+pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding> {
+    let Some(vpc_config) = spec.vpc_config() else {
+        return Vec::new();
+    };
+    let mut f = Findings(Vec::new());
+    advisories::network_isolation(spec.network_isolation(), &mut f); // N14
+    existence::missing(vpc_config, snap, &mut f); // N1
+    existence::subnets_in_one_vpc(snap, &mut f); // N2
+    let Some(vpc) = snap.vpc.as_deref() else {
+        return f.0;
+    };
+    existence::groups_in_vpc(snap, vpc, &mut f); // N2
+
+    let scope = Scope::new(spec, snap, vpc);
+    capacity::free_ips(&scope, &mut f); // N3
+    groups::self_referencing_ingress(&scope, &mut f); // N4
+    let paths = routes::s3_paths(&scope);
+    groups::s3_egress(&scope, &paths, &mut f); // N5
+    routes::s3_routes(&scope, &paths, &mut f); // N6
+    endpoint_policy::endpoint_policies(&scope, &paths, &mut f); // N7, N13
+    advisories::dns(vpc, &mut f); // N8
+    acls::network_acls(&scope, &mut f); // N9
+    routes::internet(&scope, &mut f); // N10
+    routes::interface_endpoints(&scope, &mut f); // N11
+    advisories::flow_logs(vpc, &mut f); // N12
+    f.0
+}
