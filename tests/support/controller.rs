@@ -16,14 +16,11 @@ pub struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    /// Starts a controller watching `namespace` with a short poll interval.
+    /// Starts a controller watching `namespace` with a short poll interval. `SMPC_CONTROLLER_BIN`
+    /// runs another build instead (e.g. an older one, to show a regression test fails on it).
     pub fn start(namespace: &str, extra_args: &[&str], extra_env: &[(&str, &str)]) -> Self {
-        Self::spawn(
-            &controller_bin().display().to_string(),
-            namespace,
-            extra_args,
-            extra_env,
-        )
+        let bin = std::env::var("SMPC_CONTROLLER_BIN").unwrap_or_else(|_| controller_bin().display().to_string());
+        Self::spawn(&bin, namespace, extra_args, extra_env)
     }
 
     /// Starts another build of the controller (the benchmark runs the release binary).
