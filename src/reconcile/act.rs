@@ -7,6 +7,7 @@ use kube::runtime::controller::Action;
 use kube::ResourceExt;
 
 use super::observe::JobRef;
+use super::ports::NewJob;
 use super::report;
 use super::status::{NetworkOutcome, Observation, Phase, Problem};
 use super::tracker;
@@ -145,6 +146,7 @@ pub fn trouble(ctx: &Context, job: &ProcessingJob, e: AwsError, doing: &str) -> 
 pub fn not_created(
     ctx: &Context,
     job: &ProcessingJob,
+    at: &JobRef,
     network: Option<NetworkOutcome>,
     e: AwsError,
     doing: &str,
@@ -152,7 +154,7 @@ pub fn not_created(
     match trouble(ctx, job, e, doing) {
         (Some(p), next) => Outcome::report(
             job,
-            None,
+            Some(at),
             network,
             Phase::Waiting {
                 reason: p.reason,
@@ -169,7 +171,13 @@ pub fn not_created(
 pub async fn create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: Validated) -> Result<Outcome, Error> {
     let network = Some(validated.network().clone());
     report::write_ahead(ctx, job, &at, validated.network()).await?;
-    match ctx.jobs.create(&at.region, &at.name, &job.spec, &owner_tags(job)).await {
+    let tags = owner_tags(job);
+    let new = NewJob {
+        name: &at.name,
+        spec: &job.spec,
+        tags: &tags,
+    };
+    match ctx.jobs.create(&at.region, new).await {
         Ok(arn) => {
             failpoint("abort-after-create");
             let state = JobState {
@@ -206,14 +214,14 @@ pub async fn create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: V
         // experiment) does not exist: final for this generation.
         Err(e) if matches!(e.class, ErrorClass::Invalid | ErrorClass::NotFound) => Ok(Outcome::report(
             job,
-            None,
+            Some(&at),
             network,
             Phase::InvalidSpec { message: e.message },
             Next::Requeue(Action::await_change()),
         )),
         // Refused before anything was created: nothing may exist.
         Err(e) if matches!(e.class, ErrorClass::Credentials | ErrorClass::LimitExceeded) => {
-            Ok(not_created(ctx, job, network, e, "creating the job"))
+            Ok(not_created(ctx, job, &at, network, e, "creating the job"))
         }
         // Timeouts, 5xx, anything unknown: the job may exist; the next attempt looks first.
         Err(e) => Ok(creating_problem(ctx, job, &at, network, e)),
@@ -271,10 +279,10 @@ async fn adopt_or_refuse(
             "a SageMaker job named {} already exists and was created by {owner}, not by this resource; choose another spec.processingJobName in a new resource, or annotate the resource {ACK_ADOPTION_POLICY_ANNOTATION}=adopt to adopt that job",
             state.name
         );
-        // The name is another job's: the resource does not record it as its own.
+        // The name is another job's: never its ARN; `phase: Refused` says no job is ours.
         return Ok(Outcome::report(
             job,
-            None,
+            Some(&at),
             network,
             Phase::NameConflict { message },
             Next::Requeue(Action::await_change()),

@@ -36,7 +36,7 @@ use kube::{Api, Client, ResourceExt};
 pub use act::ACK_ADOPTION_POLICY_ANNOTATION;
 pub use error::{Backoff, Error};
 pub use observe::{JobRef, Progress};
-pub use ports::{JobService, NetworkReader};
+pub use ports::{Answer, JobService, NetworkReader, NewJob};
 
 use crate::api::{ProcessingJob, ACK_REGION_ANNOTATION};
 use crate::telemetry::metrics::{Metrics, ReasonLabels, ResultLabels};
@@ -73,6 +73,11 @@ pub struct Settings {
     pub credentials_retry_interval: Duration,
     /// Identity in Events.
     pub instance: Option<String>,
+    /// How often SageMaker is searched for active jobs of this controller whose resource is
+    /// gone (orphans).
+    pub orphan_sweep_interval: Duration,
+    /// Stop the orphans found, not only report them.
+    pub stop_orphans: bool,
 }
 
 /// Everything a reconcile needs.
@@ -207,25 +212,25 @@ async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<Job
     };
     let annotations = resolve::namespace_annotations(ctx, job).await?;
     if let Err(refusal) = validate::tenant(&job.namespace().unwrap_or_default(), &annotations, &job.spec) {
-        return Ok(refused(ctx, job, refusal));
+        return Ok(refused(ctx, job, &at, refusal));
     }
     let facts = match resolve::network(ctx, &at.region, &job.spec).await {
         Ok(facts) => facts,
-        Err(e) => return Ok(act::not_created(ctx, job, None, e, "reading the network from EC2")),
+        Err(e) => return Ok(act::not_created(ctx, job, &at, None, e, "reading the network from EC2")),
     };
     match validate::network(&job.spec, facts) {
         Ok(validated) => act::create(ctx, job, at, validated).await,
-        Err(refusal) => Ok(refused(ctx, job, refusal)),
+        Err(refusal) => Ok(refused(ctx, job, &at, refusal)),
     }
 }
 
 /// Refused by the namespace or the network: checked again on the revalidation timer (and on a
 /// change of the resource), never because of the controller's own status write.
-fn refused(ctx: &Context, job: &ProcessingJob, refusal: Refusal) -> Outcome {
+fn refused(ctx: &Context, job: &ProcessingJob, at: &JobRef, refusal: Refusal) -> Outcome {
     let (phase, network) = refusal.into_report();
     Outcome::report(
         job,
-        None,
+        Some(at),
         network,
         phase,
         Next::Requeue(Action::requeue(ctx.settings.revalidate_interval)),
@@ -236,7 +241,7 @@ fn region_missing(ctx: &Context, job: &ProcessingJob) -> Outcome {
     let message = format!(
         "no AWS region: annotate the resource {ACK_REGION_ANNOTATION}, or start the controller with --region / AWS_REGION (spec.region cannot be changed: set it in a new resource)"
     );
-    Outcome::report(
+    let mut outcome = Outcome::report(
         job,
         None,
         None,
@@ -245,7 +250,12 @@ fn region_missing(ctx: &Context, job: &ProcessingJob) -> Outcome {
             message,
         },
         Next::Requeue(Action::requeue(ctx.settings.revalidate_interval)),
-    )
+    );
+    // The name it will have, for the user's reference; no region, so no job can exist.
+    if let Some(o) = outcome.observation.as_mut() {
+        o.job_name = Some(observe::job_name(job));
+    }
+    outcome
 }
 
 /// Deletion: cleanup → report.

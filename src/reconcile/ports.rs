@@ -9,61 +9,52 @@ use crate::aws::{AwsClients, AwsError};
 use crate::job::JobState;
 use crate::network::NetworkSnapshot;
 
+/// An AWS answer, later.
+pub type Answer<'a, T> = BoxFuture<'a, Result<T, AwsError>>;
+
+/// The job to create: its name, the spec, and the tags that tie it to the resource.
+#[derive(Debug, Clone, Copy)]
+pub struct NewJob<'a> {
+    pub name: &'a str,
+    pub spec: &'a ProcessingJobSpec,
+    pub tags: &'a [Tag],
+}
+
 /// SageMaker processing jobs, in one region per call.
 pub trait JobService: Send + Sync {
     /// CreateProcessingJob; returns the job's ARN.
-    fn create<'a>(
-        &'a self,
-        region: &'a str,
-        name: &'a str,
-        spec: &'a ProcessingJobSpec,
-        tags: &'a [Tag],
-    ) -> BoxFuture<'a, Result<String, AwsError>>;
-    fn describe<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<JobState, AwsError>>;
-    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>>;
+    fn create<'a>(&'a self, region: &'a str, job: NewJob<'a>) -> Answer<'a, String>;
+    fn describe<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, JobState>;
+    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, ()>;
     /// The job's tags as (key, value) pairs.
-    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>>;
+    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> Answer<'a, Vec<(String, String)>>;
 }
 
 /// What EC2 says about a job's network.
 pub trait NetworkReader: Send + Sync {
-    fn snapshot<'a>(
-        &'a self,
-        region: &'a str,
-        spec: &'a ProcessingJobSpec,
-    ) -> BoxFuture<'a, Result<NetworkSnapshot, AwsError>>;
+    fn snapshot<'a>(&'a self, region: &'a str, spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot>;
 }
 
 impl JobService for AwsClients {
-    fn create<'a>(
-        &'a self,
-        region: &'a str,
-        name: &'a str,
-        spec: &'a ProcessingJobSpec,
-        tags: &'a [Tag],
-    ) -> BoxFuture<'a, Result<String, AwsError>> {
-        async move { self.sagemaker(region).create(name, spec, tags).await }.boxed()
+    fn create<'a>(&'a self, region: &'a str, job: NewJob<'a>) -> Answer<'a, String> {
+        async move { self.sagemaker(region).create(job.name, job.spec, job.tags).await }.boxed()
     }
 
-    fn describe<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<JobState, AwsError>> {
+    fn describe<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, JobState> {
         async move { self.sagemaker(region).describe(name).await }.boxed()
     }
 
-    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, ()> {
         async move { self.sagemaker(region).stop(name).await }.boxed()
     }
 
-    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>> {
+    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> Answer<'a, Vec<(String, String)>> {
         async move { self.sagemaker(region).tags(arn).await }.boxed()
     }
 }
 
 impl NetworkReader for AwsClients {
-    fn snapshot<'a>(
-        &'a self,
-        region: &'a str,
-        spec: &'a ProcessingJobSpec,
-    ) -> BoxFuture<'a, Result<NetworkSnapshot, AwsError>> {
+    fn snapshot<'a>(&'a self, region: &'a str, spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot> {
         async move { self.ec2(region).snapshot(spec).await }.boxed()
     }
 }

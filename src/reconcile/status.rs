@@ -249,43 +249,30 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
         }
     });
 
+    // Not created: the four conditions share one reason and message; either the controller
+    // still works on it (Reconciling) or it waits for a human (Stalled).
+    let not_created = |reason: &str, msg: &str, working: bool| {
+        (
+            condition(SUBMITTED, false, reason, msg, g),
+            condition(READY, false, reason, msg, g),
+            condition(RECONCILING, working, reason, msg, g),
+            condition(STALLED, !working, reason, msg, g),
+        )
+    };
     let (submitted, ready, reconciling, stalled) = match &obs.phase {
-        Phase::NetworkInvalid => {
-            let msg = "the job was not created because the network has error findings; fix the VPC (the controller revalidates periodically) or set networkValidation.mode to Warn";
-            (
-                condition(SUBMITTED, false, "NetworkInvalid", msg, g),
-                condition(READY, false, "NetworkInvalid", msg, g),
-                condition(RECONCILING, false, "NetworkInvalid", msg, g),
-                condition(STALLED, true, "NetworkInvalid", msg, g),
-            )
-        }
-        Phase::NotAllowed { message } => (
-            condition(SUBMITTED, false, "NotAllowedInNamespace", message.clone(), g),
-            condition(READY, false, "NotAllowedInNamespace", message.clone(), g),
-            condition(RECONCILING, false, "NotAllowedInNamespace", message.clone(), g),
-            condition(STALLED, true, "NotAllowedInNamespace", message.clone(), g),
+        Phase::NetworkInvalid => not_created(
+            "NetworkInvalid",
+            "the job was not created because the network has error findings; fix the VPC (the controller revalidates periodically) or set networkValidation.mode to Warn",
+            false,
         ),
-        Phase::Waiting { reason, message } => (
-            condition(SUBMITTED, false, reason, message.clone(), g),
-            condition(READY, false, reason, message.clone(), g),
-            condition(RECONCILING, true, reason, message.clone(), g),
-            condition(STALLED, false, reason, message.clone(), g),
+        Phase::NotAllowed { message } => not_created("NotAllowedInNamespace", message, false),
+        Phase::Waiting { reason, message } => not_created(reason, message, true),
+        Phase::InvalidSpec { message } => not_created(
+            "InvalidSpec",
+            &format!("SageMaker rejected the job: {message}; create a new resource with a corrected spec"),
+            false,
         ),
-        Phase::InvalidSpec { message } => {
-            let msg = format!("SageMaker rejected the job: {message}; create a new resource with a corrected spec");
-            (
-                condition(SUBMITTED, false, "InvalidSpec", msg.clone(), g),
-                condition(READY, false, "InvalidSpec", msg.clone(), g),
-                condition(RECONCILING, false, "InvalidSpec", msg.clone(), g),
-                condition(STALLED, true, "InvalidSpec", msg, g),
-            )
-        }
-        Phase::NameConflict { message } => (
-            condition(SUBMITTED, false, "JobNameInUse", message.clone(), g),
-            condition(READY, false, "JobNameInUse", message.clone(), g),
-            condition(RECONCILING, false, "JobNameInUse", message.clone(), g),
-            condition(STALLED, true, "JobNameInUse", message.clone(), g),
-        ),
+        Phase::NameConflict { message } => not_created("JobNameInUse", message, false),
         Phase::Creating { problem } => {
             let msg = "creating the SageMaker processing job";
             let reconciling = match problem {

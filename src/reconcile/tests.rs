@@ -7,7 +7,6 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::FutureExt;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -15,7 +14,7 @@ use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::api::{JobPhase, ProcessingJobSpec, Tag};
+use crate::api::{JobPhase, ProcessingJobSpec};
 use crate::aws::{AwsError, ErrorClass};
 use crate::job::{JobState, JobStatus, TAG_UID};
 use crate::network::NetworkSnapshot;
@@ -235,14 +234,9 @@ fn missing(operation: &'static str, name: &str) -> AwsError {
 }
 
 impl JobService for FakeJobs {
-    fn create<'a>(
-        &'a self,
-        region: &'a str,
-        name: &'a str,
-        _spec: &'a ProcessingJobSpec,
-        tags: &'a [Tag],
-    ) -> BoxFuture<'a, Result<String, AwsError>> {
+    fn create<'a>(&'a self, region: &'a str, job: NewJob<'a>) -> Answer<'a, String> {
         async move {
+            let (name, tags) = (job.name, job.tags);
             self.call("CreateProcessingJob", region, name)?;
             let key = (region.to_string(), name.to_string());
             if self.state().jobs.contains_key(&key) {
@@ -260,7 +254,7 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn describe<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<JobState, AwsError>> {
+    fn describe<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, JobState> {
         async move {
             self.call("DescribeProcessingJob", region, name)?;
             let s = self.state();
@@ -272,7 +266,7 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
+    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, ()> {
         async move {
             self.call("StopProcessingJob", region, name)?;
             let mut s = self.state();
@@ -287,7 +281,7 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>> {
+    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> Answer<'a, Vec<(String, String)>> {
         async move {
             self.call("ListTags", region, arn)?;
             let s = self.state();
@@ -306,11 +300,7 @@ impl JobService for FakeJobs {
 struct EmptyNetwork(Arc<Mutex<u32>>);
 
 impl NetworkReader for EmptyNetwork {
-    fn snapshot<'a>(
-        &'a self,
-        region: &'a str,
-        _spec: &'a ProcessingJobSpec,
-    ) -> BoxFuture<'a, Result<NetworkSnapshot, AwsError>> {
+    fn snapshot<'a>(&'a self, region: &'a str, _spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot> {
         async move {
             *self.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             Ok(NetworkSnapshot {
@@ -343,6 +333,8 @@ fn settings() -> Settings {
         resync_interval: Duration::from_secs(600),
         credentials_retry_interval: Duration::from_secs(60),
         instance: None,
+        orphan_sweep_interval: Duration::from_secs(600),
+        stop_orphans: false,
     }
 }
 
@@ -523,32 +515,30 @@ async fn a_new_job_is_recorded_before_it_is_created_once() {
     assert!(h.event_reasons().contains(&"JobCreated".to_string()));
 }
 
+/// The storm of issue #19: a refusal used to be retried on every reconcile its own status write
+/// triggered. Now every later reconcile (own writes, timers, restarts) is free.
 #[tokio::test]
-async fn a_spec_sagemaker_rejects_is_refused_once_and_then_quiet() {
-    let h = Harness::new();
-    h.apply(manifest("huge", json!({})));
-    h.sagemaker
-        .fail("CreateProcessingJob", 1, ErrorClass::Invalid, "ValidationException");
-    assert_eq!(h.admit("huge").await.ok(), Some(Action::await_change()));
-    assert_eq!(h.status("huge").phase, Some(JobPhase::Refused));
-    assert_eq!(h.condition("huge", "Stalled"), ("True".into(), "InvalidSpec".into()));
-    // The storm of issue #19: every later reconcile (own status writes, restarts) is free.
-    let (calls, writes) = h.quiet_window("huge", 20).await;
-    assert!(calls.is_empty(), "a refused job calls SageMaker again: {calls:?}");
-    assert_eq!(writes, 0);
-    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
-}
-
-#[tokio::test]
-async fn a_missing_feature_group_on_create_is_a_final_refusal() {
-    let h = Harness::new();
-    h.apply(manifest("fg", json!({})));
-    h.sagemaker
-        .fail("CreateProcessingJob", 1, ErrorClass::NotFound, "ResourceNotFound");
-    assert_eq!(h.admit("fg").await.ok(), Some(Action::await_change()));
-    assert_eq!(h.status("fg").phase, Some(JobPhase::Refused));
-    assert!(h.event_reasons().contains(&"AwsError".to_string()));
-    assert!(h.quiet_window("fg", 5).await.0.is_empty());
+async fn refusals_by_sagemaker_are_final_and_quiet() {
+    // A spec SageMaker rejects; something the job names (a feature group) does not exist.
+    for (class, code) in [
+        (ErrorClass::Invalid, "ValidationException"),
+        (ErrorClass::NotFound, "ResourceNotFound"),
+    ] {
+        let h = Harness::new();
+        h.apply(manifest("refused", json!({})));
+        h.sagemaker.fail("CreateProcessingJob", 1, class, code);
+        assert_eq!(h.admit("refused").await.ok(), Some(Action::await_change()), "{code}");
+        assert_eq!(h.status("refused").phase, Some(JobPhase::Refused), "{code}");
+        assert_eq!(h.condition("refused", "Stalled"), ("True".into(), "InvalidSpec".into()));
+        assert!(h.event_reasons().contains(&"AwsError".to_string()), "{code}");
+        let (calls, writes) = h.quiet_window("refused", 20).await;
+        assert!(
+            calls.is_empty(),
+            "{code}: a refused job calls SageMaker again: {calls:?}"
+        );
+        assert_eq!(writes, 0, "{code}");
+        assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1, "{code}");
+    }
 }
 
 #[tokio::test]
