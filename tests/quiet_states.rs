@@ -28,11 +28,17 @@ struct Counts {
 }
 
 fn label<'a>(line: &'a str, name: &str) -> &'a str {
-    line.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or_default()
+    line.split(&format!("{name}=\""))
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
 }
 
 fn value(line: &str) -> u64 {
-    line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
 }
 
 fn counts(ops: &str) -> Counts {
@@ -77,7 +83,9 @@ fn sagemaker_status(j: &serde_json::Value, s: &str) -> bool {
 
 /// Creates a job named `name` in the simulator as another team would (not tagged for us).
 async fn foreign_job(name: &str) {
-    use aws_sdk_sagemaker::types::{AppSpecification, ProcessingClusterConfig, ProcessingInstanceType, ProcessingResources};
+    use aws_sdk_sagemaker::types::{
+        AppSpecification, ProcessingClusterConfig, ProcessingInstanceType, ProcessingResources,
+    };
     stack()
         .sagemaker()
         .await
@@ -121,11 +129,15 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
     }
     apply(&manifest("invalid-spec", "").replace("ml.m5.xlarge", "ml.m5.huge"));
     apply(&manifest("name-in-use", &format!("  processingJobName: {taken}\n")));
-    apply(&job_manifest_in(&ns, "network-invalid", 1, &["subnet-0123456789abcdef0".to_string()], &[&t.sg], ""));
-    apply(&manifest("not-allowed", "").replace(
-        "role/SageMakerProcessingRole",
-        "role/SomeoneElsesRole",
+    apply(&job_manifest_in(
+        &ns,
+        "network-invalid",
+        1,
+        &["subnet-0123456789abcdef0".to_string()],
+        &[&t.sg],
+        "",
     ));
+    apply(&manifest("not-allowed", "").replace("role/SageMakerProcessingRole", "role/SomeoneElsesRole"));
 
     for (name, end) in [("completed", "Completed"), ("failed", "Failed"), ("stopped", "Stopped")] {
         let job = wait_job(&ns, name, "InProgress", T, |j| sagemaker_status(j, "InProgress"));
@@ -142,7 +154,11 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
     ];
     for (name, reason) in &settled {
         let job = wait_job(&ns, name, reason, T, stalled);
-        assert_eq!(condition(&job, "Ready").map(|c| c.1).as_deref(), Some(*reason), "{name}");
+        assert_eq!(
+            condition(&job, "Ready").map(|c| c.1).as_deref(),
+            Some(*reason),
+            "{name}"
+        );
     }
     // Let the last transitions' writes land before the window opens.
     std::thread::sleep(Duration::from_secs(2));
@@ -166,7 +182,12 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
     println!("| reconciles brought by watch events | {watch} |");
 
     // Refused, ended and blocked resources cost nothing; the running one costs one List per poll.
-    for op in ["CreateProcessingJob", "DescribeProcessingJob", "ListTags", "StopProcessingJob"] {
+    for op in [
+        "CreateProcessingJob",
+        "DescribeProcessingJob",
+        "ListTags",
+        "StopProcessingJob",
+    ] {
         assert_eq!(calls_of(&quiet, op), 0, "{op} during the quiet window: {quiet:?}");
     }
     let lists = calls_of(&quiet, "ListProcessingJobs");
@@ -181,7 +202,11 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
     assert_eq!(writes, 0, "status writes during the quiet window");
     for (name, reason) in &settled {
         let job = get_job(&ns, name).expect("resource");
-        assert_eq!(condition(&job, "Ready").map(|c| c.1).as_deref(), Some(*reason), "{name} flapped");
+        assert_eq!(
+            condition(&job, "Ready").map(|c| c.1).as_deref(),
+            Some(*reason),
+            "{name} flapped"
+        );
     }
     assert_eq!(
         sim_create_calls(&taken),
