@@ -467,7 +467,7 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
         }
     }
     if let Some(c) = changed(RECONCILING).filter(|c| c.status == "True") {
-        if !matches!(c.reason.as_str(), "Creating" | "InProgress" | "Stopping") {
+        if !matches!(c.reason.as_str(), "Creating" | "InProgress" | "Stopping" | "Deleting") {
             out.push(EventSpec {
                 warning: true,
                 reason: "AwsError",

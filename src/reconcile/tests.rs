@@ -858,6 +858,11 @@ async fn deleting_a_running_job_stops_it_and_waits_for_the_end() {
     assert!(h.object("stop").is_some(), "the finalizer holds until the job ended");
     assert_eq!(h.status("stop").processing_job_status.as_deref(), Some("Stopping"));
     assert!(h.event_reasons().contains(&"JobStopping".to_string()));
+    assert!(
+        !h.event_reasons().contains(&"AwsError".to_string()),
+        "a normal deletion is no AWS error: {:?}",
+        h.event_reasons()
+    );
     h.sagemaker.set_status(REGION, &job, JobStatus::Stopped);
     assert_eq!(h.reconcile("stop").await.ok(), Some(Action::await_change()));
     assert!(h.object("stop").is_none(), "released once stopped");
