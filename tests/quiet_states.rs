@@ -200,6 +200,7 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
         "no EC2 read before the revalidation interval: {quiet:?}"
     );
     assert_eq!(writes, 0, "status writes during the quiet window");
+    assert_eq!(watch, 0, "watch events that brought a resource back during the quiet window");
     for (name, reason) in &settled {
         let job = get_job(&ns, name).expect("resource");
         assert_eq!(
