@@ -16,6 +16,10 @@ use support::vpc::{healthy_setup, job_manifest_in};
 use support::{stack, unique_suffix};
 
 const T: Duration = Duration::from_secs(60);
+/// The tests of this file run one at a time: the simulator is shared, and another test's
+/// hundreds of jobs would add pages to this one's ListProcessingJobs.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The quiet window. The poll interval is 1 s, revalidation and resync stay at their defaults.
 const WINDOW: Duration = Duration::from_secs(15);
 
@@ -111,6 +115,7 @@ async fn foreign_job(name: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_resting_state_is_quiet_and_so_is_a_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (t, ns) = healthy_setup("10.44", "quiet").await;
     // Only the role every job here uses is allowed, so the `other-role` job is refused.
     stack().kubectl_ok(&[
@@ -200,7 +205,10 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
         "no EC2 read before the revalidation interval: {quiet:?}"
     );
     assert_eq!(writes, 0, "status writes during the quiet window");
-    assert_eq!(watch, 0, "watch events that brought a resource back during the quiet window");
+    assert_eq!(
+        watch, 0,
+        "watch events that brought a resource back during the quiet window"
+    );
     for (name, reason) in &settled {
         let job = get_job(&ns, name).expect("resource");
         assert_eq!(
@@ -240,4 +248,67 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
         calls_of(&calls, "DescribeProcessingJob") <= 1,
         "only the running job may be described after a restart: {calls:?}"
     );
+}
+
+/// A controller started on a namespace holding hundreds of ended and refused resources makes no
+/// SageMaker call for them (issue #19, "restart is quiet too").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_over_hundreds_of_ended_and_refused_resources_is_quiet() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const EACH: usize = 100;
+    let (t, ns) = healthy_setup("10.45", "quiet-restart").await;
+    let mut controller = ControllerProcess::start(&ns, &[], &[]);
+    let manifest = |name: &str| job_manifest_in(&ns, name, 1, &t.private, &[&t.sg], "");
+    let mut all = String::new();
+    for i in 0..EACH {
+        all.push_str(&manifest(&format!("ended-{i}")));
+        all.push_str(&manifest(&format!("refused-{i}")).replace("ml.m5.xlarge", "ml.m5.huge"));
+    }
+    apply(&all);
+    let settled = |prefix: &str, pred: &dyn Fn(&serde_json::Value) -> bool| {
+        wait_for(
+            &format!("all {prefix} resources settled"),
+            Duration::from_secs(180),
+            || {
+                let out = stack().kubectl_ok(&["-n", &ns, "get", "processingjobs", "-o", "json"]);
+                let list: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let matching: Vec<serde_json::Value> = items
+                    .into_iter()
+                    .filter(|j| j["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+                    .collect();
+                (matching.len() == EACH && matching.iter().all(pred)).then_some(matching)
+            },
+        )
+    };
+    let running = settled("ended-", &|j| sagemaker_status(j, "InProgress"));
+    let names: Vec<String> = running
+        .iter()
+        .filter_map(|j| status_str(j, "processingJobName"))
+        .collect();
+    let body = serde_json::json!({"names": names, "status": "Completed"}).to_string();
+    stack().sim_admin("POST", "/_sim/bulk-status", Some(&body));
+    settled("ended-", &|j| sagemaker_status(j, "Completed"));
+    settled("refused-", &|j| {
+        condition(j, "Ready").is_some_and(|c| c.1 == "InvalidSpec")
+    });
+
+    controller.kill9();
+    let controller = ControllerProcess::start(&ns, &[], &[]);
+    let ops = controller.ops_url();
+    wait_for("the restarted controller is ready", T, || {
+        (http_get(&format!("{ops}/readyz")).0 == 200).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(10));
+    let after = counts(&ops);
+    let calls = delta(&Counts::default(), &after);
+    println!(
+        "restart over {EACH} Completed and {EACH} InvalidSpec resources, then 10 s: AWS calls {calls:?}, status writes {}",
+        after.status_writes
+    );
+    assert!(
+        calls.is_empty(),
+        "AWS calls after a restart over ended and refused resources: {calls:?}"
+    );
+    assert_eq!(after.status_writes, 0, "status writes after the restart");
 }
