@@ -129,6 +129,56 @@ impl SageMaker {
         }
     }
 
+    /// Every InProgress and Stopping job of the region (ListProcessingJobs with StatusEquals,
+    /// paginated), as far as a List summary tells: name, ARN, status and times.
+    pub async fn list_active(&self) -> Result<Vec<JobState>, AwsError> {
+        let mut out: Vec<JobState> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for status in [sm::ProcessingJobStatus::InProgress, sm::ProcessingJobStatus::Stopping] {
+            let mut token: Option<String> = None;
+            loop {
+                let resp = self
+                    .call(
+                        "ListProcessingJobs",
+                        self.client
+                            .list_processing_jobs()
+                            .status_equals(status.clone())
+                            .max_results(100)
+                            .set_next_token(token.take())
+                            .send(),
+                    )
+                    .await?;
+                for s in resp.processing_job_summaries() {
+                    let Some(name) = s.processing_job_name() else { continue };
+                    // Pages can shift under a concurrent change and serve a job twice.
+                    if !seen.insert(name.to_string()) {
+                        continue;
+                    }
+                    out.push(JobState {
+                        name: name.to_string(),
+                        arn: s.processing_job_arn().map(str::to_string),
+                        status: s
+                            .processing_job_status()
+                            .and_then(|st| JobStatus::parse(st.as_str()))
+                            .unwrap_or_default(),
+                        failure_reason: s.failure_reason().map(str::to_string),
+                        exit_message: s.exit_message().map(str::to_string),
+                        creation_time: rfc3339(s.creation_time()),
+                        end_time: rfc3339(s.processing_end_time()),
+                        last_modified: rfc3339(s.last_modified_time()),
+                        last_modified_epoch: epoch(s.last_modified_time()),
+                        ..JobState::default()
+                    });
+                }
+                match resp.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Every job modified after `after` (seconds since the epoch), paginated.
     pub async fn list_changed_since(&self, after: f64) -> Result<Vec<JobSummary>, AwsError> {
         let mut out = Vec::new();

@@ -60,6 +60,14 @@ pub struct RunArgs {
     /// backstop against clock skew).
     #[arg(long, env = "SMPC_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub resync_interval: Duration,
+    /// How often SageMaker is searched for active jobs this controller created whose resource no
+    /// longer exists (orphans: reported once each, by an Event on their namespace, a log line
+    /// and the gauge smpc_orphaned_jobs).
+    #[arg(long, env = "SMPC_ORPHAN_SWEEP_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub orphan_sweep_interval: Duration,
+    /// Stop the orphans found (StopProcessingJob), not only report them.
+    #[arg(long, env = "SMPC_STOP_ORPHANS", default_value_t = false)]
+    pub stop_orphans: bool,
     /// How often a job is retried while AWS refuses the credentials or configuration.
     #[arg(long, env = "SMPC_CREDENTIALS_RETRY_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub credentials_retry_interval: Duration,
@@ -125,6 +133,8 @@ pub async fn run(args: RunArgs) -> u8 {
         resync_interval: args.resync_interval,
         credentials_retry_interval: args.credentials_retry_interval,
         instance: args.instance.clone().or_else(|| std::env::var("HOSTNAME").ok()),
+        orphan_sweep_interval: args.orphan_sweep_interval,
+        stop_orphans: args.stop_orphans,
     };
     tracing::info!(?settings, "starting controller");
     let election = args.leader_election.then(|| Election {

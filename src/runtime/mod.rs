@@ -3,6 +3,7 @@
 
 mod gauges;
 pub mod lease;
+pub mod orphans;
 pub mod server;
 
 use std::sync::Arc;
@@ -62,14 +63,18 @@ pub async fn run_controller(
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
     let tracker = Arc::new(Tracker::new(trigger_tx, settings.resync_interval));
     let ctx = Arc::new(Context::new(
-        client,
+        client.clone(),
         aws.clone(),
         aws.clone(),
         tracker.clone(),
         settings.clone(),
         metrics.clone(),
     ));
-    let poller = tokio::spawn(tracker.clone().run(aws, settings.poll_interval, shutdown.clone()));
+    let poller = tokio::spawn(
+        tracker
+            .clone()
+            .run(aws.clone(), settings.poll_interval, shutdown.clone()),
+    );
 
     let (store, writer) = reflector::store();
     let (seen, acted) = (metrics.clone(), metrics.clone());
@@ -89,6 +94,14 @@ pub async fn run_controller(
         tracker,
         metrics.clone(),
         health,
+        shutdown.clone(),
+    ));
+    let sweep = tokio::spawn(orphans::run(
+        store.clone(),
+        aws,
+        client,
+        settings.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
     let stop = shutdown.clone();
@@ -119,6 +132,7 @@ pub async fn run_controller(
     shutdown.cancel();
     let _ = poller.await;
     let _ = gauges.await;
+    let _ = sweep.await;
 }
 
 /// Runs the controller, under leader election when `election` is set. Returns when `shutdown`

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub status_patches: Counter,
     pub leader: Gauge<i64, AtomicI64>,
     pub active_jobs: Gauge<i64, AtomicI64>,
+    pub orphaned_jobs: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -81,6 +82,7 @@ impl Default for Metrics {
             status_patches: Counter::default(),
             leader: Gauge::default(),
             active_jobs: Gauge::default(),
+            orphaned_jobs: Gauge::default(),
         }
     }
 }
@@ -139,6 +141,11 @@ impl Metrics {
             "tracked_jobs",
             "Active SageMaker jobs being polled",
             self.active_jobs.clone(),
+        );
+        r.register(
+            "orphaned_jobs",
+            "Active SageMaker jobs of this controller whose resource no longer exists, found by the last orphan sweep",
+            self.orphaned_jobs.clone(),
         );
     }
 }
