@@ -7,11 +7,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, VpcAttributeName};
+use aws_sdk_ec2::types::{self as sdk, Filter, VpcAttributeName};
 use aws_sdk_ec2::Client;
 use tokio::sync::{Mutex, OnceCell};
 
-use super::{AwsError, CallCounter};
+use super::{Adapter, AwsError, CallCounter};
 use crate::api::ProcessingJobSpec;
 use crate::network::snapshot::{
     AclEntry, EndpointType, NatGateway, NetworkAcl, NetworkSnapshot, Route, RouteTable, SecurityGroup, SgRule, Subnet,
@@ -40,6 +40,14 @@ pub struct Ec2Resolver {
     lookup: Mutex<()>,
 }
 
+impl Adapter for Ec2Resolver {
+    const SERVICE: &'static str = SERVICE;
+
+    fn counter(&self) -> &CallCounter {
+        &self.calls
+    }
+}
+
 fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
     Filter::builder()
         .name(name)
@@ -61,18 +69,6 @@ impl Ec2Resolver {
 
     pub fn region(&self) -> &str {
         &self.region
-    }
-
-    async fn call<T, E, R>(
-        &self,
-        operation: &'static str,
-        fut: impl Future<Output = Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>>,
-    ) -> Result<T, AwsError>
-    where
-        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + super::HttpStatus,
-    {
-        self.calls.observe(SERVICE, operation, fut).await
     }
 
     fn fresh<T: Clone>(&self, entry: Option<&Cached<T>>) -> Option<T> {
@@ -145,14 +141,19 @@ impl Ec2Resolver {
         };
         let now = Instant::now();
         if !subnets.is_empty() {
-            let found = self.describe_subnets(filter("subnet-id", subnets)).await?;
+            let request = self.client.describe_subnets().filters(filter("subnet-id", subnets));
+            let found = self.paginate("DescribeSubnets", request).await?;
             let mut cache = self.cache.lock().map_err(|_| poisoned())?;
             for s in found {
                 cache.subnets.insert(s.id.clone(), (s, now));
             }
         }
         if !groups.is_empty() {
-            let found = self.describe_security_groups(filter("group-id", groups)).await?;
+            let request = self
+                .client
+                .describe_security_groups()
+                .filters(filter("group-id", groups));
+            let found = self.paginate("DescribeSecurityGroups", request).await?;
             let mut cache = self.cache.lock().map_err(|_| poisoned())?;
             for g in found {
                 cache.groups.insert(g.id.clone(), (g, now));
@@ -178,31 +179,37 @@ impl Ec2Resolver {
     }
 
     async fn read_topology(&self, vpc_id: &str) -> Result<Arc<VpcTopology>, AwsError> {
+        let ec2 = &self.client;
         let vpc = || filter("vpc-id", [vpc_id]);
         let (vpcs, dns_support, dns_hostnames, route_tables, endpoints, nats, igws, acls, flow_logs) = futures::try_join!(
-            self.call("DescribeVpcs", self.client.describe_vpcs().vpc_ids(vpc_id).send()),
+            self.call("DescribeVpcs", ec2.describe_vpcs().vpc_ids(vpc_id).send()),
             self.call(
                 "DescribeVpcAttribute",
-                self.client
-                    .describe_vpc_attribute()
+                ec2.describe_vpc_attribute()
                     .vpc_id(vpc_id)
                     .attribute(VpcAttributeName::EnableDnsSupport)
                     .send()
             ),
             self.call(
                 "DescribeVpcAttribute",
-                self.client
-                    .describe_vpc_attribute()
+                ec2.describe_vpc_attribute()
                     .vpc_id(vpc_id)
                     .attribute(VpcAttributeName::EnableDnsHostnames)
                     .send()
             ),
-            self.describe_route_tables(vpc()),
-            self.describe_endpoints(vpc()),
-            self.describe_nat_gateways(vpc()),
-            self.describe_internet_gateways(filter("attachment.vpc-id", [vpc_id])),
-            self.describe_network_acls(vpc()),
-            self.describe_flow_logs(filter("resource-id", [vpc_id])),
+            self.paginate("DescribeRouteTables", ec2.describe_route_tables().filters(vpc())),
+            self.paginate("DescribeVpcEndpoints", ec2.describe_vpc_endpoints().filters(vpc())),
+            self.paginate("DescribeNatGateways", ec2.describe_nat_gateways().filter(vpc())),
+            self.paginate(
+                "DescribeInternetGateways",
+                ec2.describe_internet_gateways()
+                    .filters(filter("attachment.vpc-id", [vpc_id]))
+            ),
+            self.paginate("DescribeNetworkAcls", ec2.describe_network_acls().filters(vpc())),
+            self.paginate(
+                "DescribeFlowLogs",
+                ec2.describe_flow_logs().filter(filter("resource-id", [vpc_id]))
+            ),
         )?;
         let cidr_blocks = vpcs
             .vpcs()
@@ -239,23 +246,12 @@ impl Ec2Resolver {
         }))
     }
 
-    /// Calls a paginated Describe until the last page, collecting the items of every page.
-    async fn paginate<O, T, E, R, Fut>(
-        &self,
-        operation: &'static str,
-        mut send: impl FnMut(Option<String>) -> Fut,
-        page: impl Fn(&O) -> (Vec<T>, Option<String>),
-    ) -> Result<Vec<T>, AwsError>
-    where
-        Fut: Future<Output = Result<O, aws_smithy_runtime_api::client::result::SdkError<E, R>>>,
-        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + super::HttpStatus,
-    {
+    /// Sends a paginated Describe until the last page, collecting the items of every page.
+    async fn paginate<D: Describe>(&self, operation: &'static str, request: D) -> Result<Vec<D::Item>, AwsError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let resp = self.call(operation, send(token.take())).await?;
-            let (items, next) = page(&resp);
+            let (items, next) = request.clone().page(self, operation, token.take()).await?;
             out.extend(items);
             match next {
                 Some(t) if !t.is_empty() => token = Some(t),
@@ -263,295 +259,183 @@ impl Ec2Resolver {
             }
         }
     }
+}
 
-    async fn describe_subnets(&self, f: Filter) -> Result<Vec<Subnet>, AwsError> {
-        self.paginate(
-            "DescribeSubnets",
-            |token| {
-                self.client
-                    .describe_subnets()
-                    .filters(f.clone())
-                    .set_next_token(token)
-                    .send()
-            },
-            |resp| {
-                (
-                    resp.subnets()
-                        .iter()
-                        .map(|s| Subnet {
-                            id: s.subnet_id().unwrap_or_default().to_string(),
-                            vpc_id: s.vpc_id().unwrap_or_default().to_string(),
-                            cidr: s.cidr_block().unwrap_or_default().to_string(),
-                            availability_zone: s.availability_zone().unwrap_or_default().to_string(),
-                            available_ips: i64::from(s.available_ip_address_count().unwrap_or(0)),
-                        })
-                        .collect(),
-                    resp.next_token().map(str::to_string),
-                )
-            },
-        )
-        .await
-    }
+/// A paginated Describe request: the SDK's fluent builder for it, without a page token.
+trait Describe: Clone {
+    /// One item of the answer, in our types.
+    type Item;
 
-    async fn describe_security_groups(&self, f: Filter) -> Result<Vec<SecurityGroup>, AwsError> {
-        self.paginate(
-            "DescribeSecurityGroups",
-            |token| {
-                self.client
-                    .describe_security_groups()
-                    .filters(f.clone())
-                    .set_next_token(token)
-                    .send()
-            },
-            |resp| {
-                (
-                    resp.security_groups()
-                        .iter()
-                        .map(|g| SecurityGroup {
-                            id: g.group_id().unwrap_or_default().to_string(),
-                            vpc_id: g.vpc_id().unwrap_or_default().to_string(),
-                            name: g.group_name().unwrap_or_default().to_string(),
-                            ingress: g.ip_permissions().iter().map(sg_rule).collect(),
-                            egress: g.ip_permissions_egress().iter().map(sg_rule).collect(),
-                        })
-                        .collect(),
-                    resp.next_token().map(str::to_string),
-                )
-            },
-        )
-        .await
-    }
+    /// Sends the request for the page at `token`; returns that page's items and the next page's
+    /// token.
+    fn page(
+        self,
+        ec2: &Ec2Resolver,
+        operation: &'static str,
+        token: Option<String>,
+    ) -> impl Future<Output = Result<(Vec<Self::Item>, Option<String>), AwsError>> + Send;
+}
 
-    async fn describe_route_tables(&self, f: Filter) -> Result<Vec<RouteTable>, AwsError> {
-        self.paginate(
-            "DescribeRouteTables",
-            |token| {
-                self.client
-                    .describe_route_tables()
-                    .filters(f.clone())
-                    .set_next_token(token)
-                    .send()
-            },
-            |resp| {
-                (
-                    resp.route_tables()
-                        .iter()
-                        .map(|rt| RouteTable {
-                            id: rt.route_table_id().unwrap_or_default().to_string(),
-                            vpc_id: rt.vpc_id().unwrap_or_default().to_string(),
-                            main: rt.associations().iter().any(|a| a.main().unwrap_or(false)),
-                            subnet_ids: rt
-                                .associations()
-                                .iter()
-                                .filter_map(|a| a.subnet_id().map(str::to_string))
-                                .collect(),
-                            routes: rt
-                                .routes()
-                                .iter()
-                                .map(|r| Route {
-                                    destination_cidr: r.destination_cidr_block().map(str::to_string),
-                                    destination_prefix_list_id: r.destination_prefix_list_id().map(str::to_string),
-                                    gateway_id: r.gateway_id().map(str::to_string),
-                                    nat_gateway_id: r.nat_gateway_id().map(str::to_string),
-                                    other_target: r
-                                        .transit_gateway_id()
-                                        .or(r.vpc_peering_connection_id())
-                                        .or(r.instance_id())
-                                        .or(r.network_interface_id())
-                                        .map(str::to_string),
-                                    active: r.state().is_none_or(|s| s.as_str() != "blackhole"),
-                                })
-                                .collect(),
-                        })
-                        .collect(),
-                    resp.next_token().map(str::to_string),
-                )
-            },
-        )
-        .await
-    }
+/// Implements [`Describe`] for the requests the resolver pages through, one a line: the
+/// operation's module in `aws_sdk_ec2::operation` and its fluent builder, the list in the answer,
+/// and how an item of it becomes ours (`map`, or `filter_map` where some are left out).
+macro_rules! describe {
+    ($($module:ident::$builder:ident => $list:ident.$adapt:ident($convert:ident) -> $item:ty;)+) => {$(
+        impl Describe for aws_sdk_ec2::operation::$module::builders::$builder {
+            type Item = $item;
 
-    async fn describe_endpoints(&self, f: Filter) -> Result<Vec<VpcEndpoint>, AwsError> {
-        self.paginate(
-            "DescribeVpcEndpoints",
-            |token| {
-                self.client
-                    .describe_vpc_endpoints()
-                    .filters(f.clone())
-                    .set_next_token(token)
-                    .send()
-            },
-            |resp| {
-                (
-                    resp.vpc_endpoints()
-                        .iter()
-                        .map(|e| VpcEndpoint {
-                            id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
-                            service_name: e.service_name().unwrap_or_default().to_string(),
-                            endpoint_type: match e.vpc_endpoint_type().map(|t| t.as_str().to_ascii_lowercase()) {
-                                Some(t) if t == "gateway" => EndpointType::Gateway,
-                                Some(t) if t == "interface" => EndpointType::Interface,
-                                Some(_) => EndpointType::Other,
-                                None => EndpointType::Gateway,
-                            },
-                            state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                            policy_document: e.policy_document().map(str::to_string),
-                            route_table_ids: e.route_table_ids().to_vec(),
-                            subnet_ids: e.subnet_ids().to_vec(),
-                            private_dns_enabled: e.private_dns_enabled().unwrap_or(false),
-                        })
-                        .collect(),
-                    resp.next_token().map(str::to_string),
-                )
-            },
-        )
-        .await
-    }
+            async fn page(
+                self,
+                ec2: &Ec2Resolver,
+                operation: &'static str,
+                token: Option<String>,
+            ) -> Result<(Vec<$item>, Option<String>), AwsError> {
+                let page = ec2.call(operation, self.set_next_token(token).send()).await?;
+                let items = page.$list().iter().$adapt($convert).collect();
+                Ok((items, page.next_token().map(str::to_string)))
+            }
+        }
+    )+};
+}
 
-    async fn describe_nat_gateways(&self, f: Filter) -> Result<Vec<NatGateway>, AwsError> {
-        self.paginate(
-            "DescribeNatGateways",
-            |token| {
-                self.client
-                    .describe_nat_gateways()
-                    .filter(f.clone())
-                    .set_next_token(token)
-                    .send()
-            },
-            |resp| {
-                (
-                    resp.nat_gateways()
-                        .iter()
-                        .map(|n| NatGateway {
-                            id: n.nat_gateway_id().unwrap_or_default().to_string(),
-                            subnet_id: n.subnet_id().unwrap_or_default().to_string(),
-                            state: n.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-                            connectivity: n
-                                .connectivity_type()
-                                .map(|c| c.as_str().to_string())
-                                .unwrap_or_else(|| "public".into()),
-                        })
-                        .collect(),
-                    resp.next_token().map(str::to_string),
-                )
-            },
-        )
-        .await
-    }
+describe! {
+    describe_subnets::DescribeSubnetsFluentBuilder => subnets.map(subnet) -> Subnet;
+    describe_security_groups::DescribeSecurityGroupsFluentBuilder
+        => security_groups.map(security_group) -> SecurityGroup;
+    describe_route_tables::DescribeRouteTablesFluentBuilder => route_tables.map(route_table) -> RouteTable;
+    describe_vpc_endpoints::DescribeVpcEndpointsFluentBuilder => vpc_endpoints.map(vpc_endpoint) -> VpcEndpoint;
+    describe_nat_gateways::DescribeNatGatewaysFluentBuilder => nat_gateways.map(nat_gateway) -> NatGateway;
+    describe_internet_gateways::DescribeInternetGatewaysFluentBuilder
+        => internet_gateways.filter_map(internet_gateway_id) -> String;
+    describe_network_acls::DescribeNetworkAclsFluentBuilder => network_acls.map(network_acl) -> NetworkAcl;
+    describe_flow_logs::DescribeFlowLogsFluentBuilder => flow_logs.filter_map(active_flow_log_resource) -> String;
+}
 
-    async fn describe_internet_gateways(&self, f: Filter) -> Result<Vec<String>, AwsError> {
-        self.paginate(
-            "DescribeInternetGateways",
-            |token| {
-                self.client
-                    .describe_internet_gateways()
-                    .filters(f.clone())
-                    .set_next_token(token)
-                    .send()
-            },
-            |resp| {
-                (
-                    resp.internet_gateways()
-                        .iter()
-                        .filter_map(|g| g.internet_gateway_id().map(str::to_string))
-                        .collect(),
-                    resp.next_token().map(str::to_string),
-                )
-            },
-        )
-        .await
-    }
-
-    async fn describe_network_acls(&self, f: Filter) -> Result<Vec<NetworkAcl>, AwsError> {
-        self.paginate(
-            "DescribeNetworkAcls",
-            |token| {
-                self.client
-                    .describe_network_acls()
-                    .filters(f.clone())
-                    .set_next_token(token)
-                    .send()
-            },
-            |resp| {
-                (
-                    resp.network_acls()
-                        .iter()
-                        .map(|a| NetworkAcl {
-                            id: a.network_acl_id().unwrap_or_default().to_string(),
-                            default: a.is_default().unwrap_or(false),
-                            subnet_ids: a
-                                .associations()
-                                .iter()
-                                .filter_map(|x| x.subnet_id().map(str::to_string))
-                                .collect(),
-                            entries: a
-                                .entries()
-                                .iter()
-                                .map(|e| AclEntry {
-                                    rule_number: e.rule_number().unwrap_or(32767),
-                                    egress: e.egress().unwrap_or(false),
-                                    protocol: e.protocol().unwrap_or("-1").to_string(),
-                                    allow: e.rule_action().is_some_and(|r| r.as_str() == "allow"),
-                                    cidr: e.cidr_block().map(str::to_string),
-                                    port_from: e.port_range().and_then(|p| p.from()),
-                                    port_to: e.port_range().and_then(|p| p.to()),
-                                })
-                                .collect(),
-                        })
-                        .collect(),
-                    resp.next_token().map(str::to_string),
-                )
-            },
-        )
-        .await
-    }
-
-    async fn describe_flow_logs(&self, f: Filter) -> Result<Vec<String>, AwsError> {
-        self.paginate(
-            "DescribeFlowLogs",
-            |token| {
-                self.client
-                    .describe_flow_logs()
-                    .filter(f.clone())
-                    .set_next_token(token)
-                    .send()
-            },
-            |resp| {
-                (
-                    resp.flow_logs()
-                        .iter()
-                        .filter(|l| l.flow_log_status().is_none_or(|s| s.eq_ignore_ascii_case("active")))
-                        .filter_map(|l| l.resource_id().map(str::to_string))
-                        .collect(),
-                    resp.next_token().map(str::to_string),
-                )
-            },
-        )
-        .await
+fn subnet(s: &sdk::Subnet) -> Subnet {
+    Subnet {
+        id: s.subnet_id().unwrap_or_default().to_string(),
+        vpc_id: s.vpc_id().unwrap_or_default().to_string(),
+        cidr: s.cidr_block().unwrap_or_default().to_string(),
+        availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+        available_ips: i64::from(s.available_ip_address_count().unwrap_or(0)),
     }
 }
 
-fn sg_rule(p: &aws_sdk_ec2::types::IpPermission) -> SgRule {
+fn security_group(g: &sdk::SecurityGroup) -> SecurityGroup {
+    SecurityGroup {
+        id: g.group_id().unwrap_or_default().to_string(),
+        vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+        name: g.group_name().unwrap_or_default().to_string(),
+        ingress: g.ip_permissions().iter().map(sg_rule).collect(),
+        egress: g.ip_permissions_egress().iter().map(sg_rule).collect(),
+    }
+}
+
+fn sg_rule(p: &sdk::IpPermission) -> SgRule {
     SgRule {
         protocol: p.ip_protocol().unwrap_or("-1").to_string(),
         from_port: p.from_port(),
         to_port: p.to_port(),
-        cidrs: p
-            .ip_ranges()
-            .iter()
-            .filter_map(|r| r.cidr_ip().map(str::to_string))
-            .collect(),
-        prefix_list_ids: p
-            .prefix_list_ids()
-            .iter()
-            .filter_map(|r| r.prefix_list_id().map(str::to_string))
-            .collect(),
-        group_ids: p
-            .user_id_group_pairs()
-            .iter()
-            .filter_map(|r| r.group_id().map(str::to_string))
-            .collect(),
+        cidrs: values(p.ip_ranges(), |r| r.cidr_ip()),
+        prefix_list_ids: values(p.prefix_list_ids(), |r| r.prefix_list_id()),
+        group_ids: values(p.user_id_group_pairs(), |r| r.group_id()),
     }
+}
+
+fn route_table(rt: &sdk::RouteTable) -> RouteTable {
+    RouteTable {
+        id: rt.route_table_id().unwrap_or_default().to_string(),
+        vpc_id: rt.vpc_id().unwrap_or_default().to_string(),
+        main: rt.associations().iter().any(|a| a.main().unwrap_or(false)),
+        subnet_ids: values(rt.associations(), |a| a.subnet_id()),
+        routes: rt.routes().iter().map(route).collect(),
+    }
+}
+
+fn route(r: &sdk::Route) -> Route {
+    Route {
+        destination_cidr: r.destination_cidr_block().map(str::to_string),
+        destination_prefix_list_id: r.destination_prefix_list_id().map(str::to_string),
+        gateway_id: r.gateway_id().map(str::to_string),
+        nat_gateway_id: r.nat_gateway_id().map(str::to_string),
+        other_target: r
+            .transit_gateway_id()
+            .or(r.vpc_peering_connection_id())
+            .or(r.instance_id())
+            .or(r.network_interface_id())
+            .map(str::to_string),
+        active: r.state().is_none_or(|s| s.as_str() != "blackhole"),
+    }
+}
+
+fn vpc_endpoint(e: &sdk::VpcEndpoint) -> VpcEndpoint {
+    VpcEndpoint {
+        id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
+        service_name: e.service_name().unwrap_or_default().to_string(),
+        endpoint_type: match e.vpc_endpoint_type().map(|t| t.as_str().to_ascii_lowercase()) {
+            Some(t) if t == "gateway" => EndpointType::Gateway,
+            Some(t) if t == "interface" => EndpointType::Interface,
+            Some(_) => EndpointType::Other,
+            None => EndpointType::Gateway,
+        },
+        state: e.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        policy_document: e.policy_document().map(str::to_string),
+        route_table_ids: e.route_table_ids().to_vec(),
+        subnet_ids: e.subnet_ids().to_vec(),
+        private_dns_enabled: e.private_dns_enabled().unwrap_or(false),
+    }
+}
+
+fn nat_gateway(n: &sdk::NatGateway) -> NatGateway {
+    NatGateway {
+        id: n.nat_gateway_id().unwrap_or_default().to_string(),
+        subnet_id: n.subnet_id().unwrap_or_default().to_string(),
+        state: n.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        connectivity: n
+            .connectivity_type()
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_else(|| "public".into()),
+    }
+}
+
+fn internet_gateway_id(g: &sdk::InternetGateway) -> Option<String> {
+    g.internet_gateway_id().map(str::to_string)
+}
+
+fn network_acl(a: &sdk::NetworkAcl) -> NetworkAcl {
+    NetworkAcl {
+        id: a.network_acl_id().unwrap_or_default().to_string(),
+        default: a.is_default().unwrap_or(false),
+        subnet_ids: values(a.associations(), |x| x.subnet_id()),
+        entries: a.entries().iter().map(acl_entry).collect(),
+    }
+}
+
+fn acl_entry(e: &sdk::NetworkAclEntry) -> AclEntry {
+    AclEntry {
+        rule_number: e.rule_number().unwrap_or(32767),
+        egress: e.egress().unwrap_or(false),
+        protocol: e.protocol().unwrap_or("-1").to_string(),
+        allow: e.rule_action().is_some_and(|r| r.as_str() == "allow"),
+        cidr: e.cidr_block().map(str::to_string),
+        port_from: e.port_range().and_then(|p| p.from()),
+        port_to: e.port_range().and_then(|p| p.to()),
+    }
+}
+
+/// The VPC (or subnet, or interface) a flow log watches, if the log is active; a log whose status
+/// is not told counts as active.
+fn active_flow_log_resource(l: &sdk::FlowLog) -> Option<String> {
+    if l.flow_log_status().is_none_or(|s| s.eq_ignore_ascii_case("active")) {
+        l.resource_id().map(str::to_string)
+    } else {
+        None
+    }
+}
+
+/// The `field` of each of `items` that has one.
+fn values<T>(items: &[T], field: impl Fn(&T) -> Option<&str>) -> Vec<String> {
+    items.iter().filter_map(|i| field(i).map(str::to_string)).collect()
 }
 
 fn poisoned() -> AwsError {

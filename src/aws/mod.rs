@@ -233,28 +233,6 @@ impl std::fmt::Debug for CallCounter {
 pub type CallKey = (&'static str, &'static str, &'static str);
 
 impl CallCounter {
-    /// Runs one SDK call, counts it by outcome with its latency, and classifies its error.
-    pub async fn observe<T, E, R>(
-        &self,
-        service: &'static str,
-        operation: &'static str,
-        fut: impl std::future::Future<Output = Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>>,
-    ) -> Result<T, AwsError>
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + HttpStatus,
-    {
-        let start = std::time::Instant::now();
-        let result = fut.await;
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(aws_smithy_runtime_api::client::result::SdkError::ServiceError(_)) => "service_error",
-            Err(_) => "transport_error",
-        };
-        self.record(service, operation, outcome, start.elapsed());
-        result.map_err(|e| AwsError::from_sdk(service, operation, &e))
-    }
-
     /// A counter that also tells `observer` (the Prometheus metrics) of every call.
     pub fn with_observer(observer: std::sync::Arc<dyn CallObserver>) -> Self {
         Self {
@@ -309,6 +287,38 @@ impl CallCounter {
     }
 }
 
+/// An adapter of one AWS service. Every SDK call it makes goes through [`Adapter::call`], so that
+/// the call is counted under the adapter's service and its error classified.
+trait Adapter {
+    /// The service's name in call counts, metrics and errors.
+    const SERVICE: &'static str;
+
+    fn counter(&self) -> &CallCounter;
+
+    /// Runs one SDK call of this service, counts it by outcome with its latency, and classifies
+    /// its error.
+    async fn call<T, E, R>(
+        &self,
+        operation: &'static str,
+        fut: impl std::future::Future<Output = Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>>,
+    ) -> Result<T, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + HttpStatus,
+    {
+        let start = std::time::Instant::now();
+        let result = fut.await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(aws_smithy_runtime_api::client::result::SdkError::ServiceError(_)) => "service_error",
+            Err(_) => "transport_error",
+        };
+        self.counter()
+            .record(Self::SERVICE, operation, outcome, start.elapsed());
+        result.map_err(|e| AwsError::from_sdk(Self::SERVICE, operation, &e))
+    }
+}
+
 /// SDK clients per region, created on first use from one shared configuration.
 pub struct AwsClients {
     sdk: aws_config::SdkConfig,
@@ -346,33 +356,37 @@ impl AwsClients {
     }
 
     pub fn sagemaker(&self, region: &str) -> sagemaker::SageMaker {
-        let mut map = self.sagemaker.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(region.to_string())
-            .or_insert_with(|| {
-                let conf = aws_sdk_sagemaker::config::Builder::from(&self.sdk)
-                    .region(aws_config::Region::new(region.to_string()))
-                    .build();
-                sagemaker::SageMaker::new(aws_sdk_sagemaker::Client::from_conf(conf), self.calls.clone())
-            })
-            .clone()
+        per_region(&self.sagemaker, region, || {
+            let client = aws_sdk_sagemaker::Client::new(&self.regional(region));
+            sagemaker::SageMaker::new(client, self.calls.clone())
+        })
     }
 
     pub fn ec2(&self, region: &str) -> std::sync::Arc<ec2::Ec2Resolver> {
-        let mut map = self.ec2.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(region.to_string())
-            .or_insert_with(|| {
-                let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
-                    .region(aws_config::Region::new(region.to_string()))
-                    .build();
-                std::sync::Arc::new(ec2::Ec2Resolver::new(
-                    aws_sdk_ec2::Client::from_conf(conf),
-                    region,
-                    self.network_cache_ttl,
-                    self.calls.clone(),
-                ))
-            })
-            .clone()
+        per_region(&self.ec2, region, || {
+            let client = aws_sdk_ec2::Client::new(&self.regional(region));
+            std::sync::Arc::new(ec2::Ec2Resolver::new(
+                client,
+                region,
+                self.network_cache_ttl,
+                self.calls.clone(),
+            ))
+        })
     }
+
+    /// The shared configuration, for `region`.
+    fn regional(&self, region: &str) -> aws_config::SdkConfig {
+        self.sdk
+            .to_builder()
+            .region(aws_config::Region::new(region.to_string()))
+            .build()
+    }
+}
+
+/// The entry of `region` in `map`, made on first use.
+fn per_region<T: Clone>(map: &Mutex<BTreeMap<String, T>>, region: &str, make: impl FnOnce() -> T) -> T {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(region.to_string()).or_insert_with(make).clone()
 }
 
 #[cfg(test)]
@@ -381,40 +395,26 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(
-            classify(Some("ThrottlingException"), Some(400), ""),
-            ErrorClass::Throttled
-        );
-        assert_eq!(
-            classify(Some("RequestLimitExceeded"), Some(503), ""),
-            ErrorClass::Throttled
-        );
-        assert_eq!(classify(Some("InternalFailure"), Some(500), ""), ErrorClass::Transient);
-        assert_eq!(classify(None, Some(503), ""), ErrorClass::Transient);
-        assert_eq!(
-            classify(Some("ValidationException"), Some(400), "bad"),
-            ErrorClass::Invalid
-        );
-        assert_eq!(
-            classify(
+        use ErrorClass::*;
+        let cases = [
+            (Some("ThrottlingException"), Some(400), "", Throttled),
+            (Some("RequestLimitExceeded"), Some(503), "", Throttled),
+            (Some("InternalFailure"), Some(500), "", Transient),
+            (None, Some(503), "", Transient),
+            (Some("ValidationException"), Some(400), "bad", Invalid),
+            (
                 Some("ValidationException"),
                 Some(400),
-                "Could not find requested job with name x"
+                "Could not find requested job with name x",
+                NotFound,
             ),
-            ErrorClass::NotFound
-        );
-        assert_eq!(
-            classify(Some("InvalidSubnetID.NotFound"), Some(400), ""),
-            ErrorClass::NotFound
-        );
-        assert_eq!(
-            classify(Some("ResourceLimitExceeded"), Some(400), ""),
-            ErrorClass::LimitExceeded
-        );
-        assert_eq!(
-            classify(Some("UnrecognizedClientException"), Some(400), ""),
-            ErrorClass::Credentials
-        );
+            (Some("InvalidSubnetID.NotFound"), Some(400), "", NotFound),
+            (Some("ResourceLimitExceeded"), Some(400), "", LimitExceeded),
+            (Some("UnrecognizedClientException"), Some(400), "", Credentials),
+        ];
+        for (code, status, message, class) in cases {
+            assert_eq!(classify(code, status, message), class, "{code:?} {status:?} {message}");
+        }
         assert!(ErrorClass::Throttled.is_retryable());
         assert!(!ErrorClass::Invalid.is_retryable());
     }

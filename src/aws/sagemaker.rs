@@ -1,7 +1,6 @@
 //! The SageMaker adapter: builds CreateProcessingJob from the spec, and turns Describe and List
 //! answers into the project's own [`JobState`].
 
-use std::future::Future;
 use std::sync::Arc;
 
 use aws_sdk_sagemaker::types as sm;
@@ -10,7 +9,7 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use serde::Serialize;
 
-use super::{AwsError, CallCounter};
+use super::{Adapter, AwsError, CallCounter};
 use crate::api::{ProcessingJobSpec, Tag};
 use crate::job::{JobState, JobStatus, JobSummary};
 
@@ -38,21 +37,17 @@ pub struct SageMaker {
     calls: Arc<CallCounter>,
 }
 
+impl Adapter for SageMaker {
+    const SERVICE: &'static str = SERVICE;
+
+    fn counter(&self) -> &CallCounter {
+        &self.calls
+    }
+}
+
 impl SageMaker {
     pub fn new(client: Client, calls: Arc<CallCounter>) -> Self {
         Self { client, calls }
-    }
-
-    async fn call<T, E, R>(
-        &self,
-        operation: &'static str,
-        fut: impl Future<Output = Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>>,
-    ) -> Result<T, AwsError>
-    where
-        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + super::HttpStatus,
-    {
-        self.calls.observe(SERVICE, operation, fut).await
     }
 
     /// CreateProcessingJob; returns the job ARN.
