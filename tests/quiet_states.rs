@@ -18,7 +18,7 @@ use support::{stack, unique_suffix};
 const T: Duration = Duration::from_secs(60);
 /// The tests of this file run one at a time: the simulator is shared, and another test's
 /// hundreds of jobs would add pages to this one's ListProcessingJobs.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The quiet window. The poll interval is 1 s, revalidation and resync stay at their defaults.
 const WINDOW: Duration = Duration::from_secs(15);
@@ -115,7 +115,7 @@ async fn foreign_job(name: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_resting_state_is_quiet_and_so_is_a_restart() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let (t, ns) = healthy_setup("10.44", "quiet").await;
     // Only the role every job here uses is allowed, so the `other-role` job is refused.
     stack().kubectl_ok(&[
@@ -254,7 +254,7 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
 /// SageMaker call for them (issue #19, "restart is quiet too").
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_over_hundreds_of_ended_and_refused_resources_is_quiet() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     const EACH: usize = 100;
     let (t, ns) = healthy_setup("10.45", "quiet-restart").await;
     let mut controller = ControllerProcess::start(&ns, &[], &[]);
