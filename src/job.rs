@@ -7,6 +7,9 @@ use std::fmt;
 pub const TAG_NAMESPACE: &str = "sagemaker.processing.dev/namespace";
 pub const TAG_NAME: &str = "sagemaker.processing.dev/name";
 pub const TAG_UID: &str = "sagemaker.processing.dev/uid";
+/// Set when the resource was deleted with `deletionPolicy: Retain`: the job was left running on
+/// purpose and is no orphan.
+pub const TAG_RETAINED: &str = "sagemaker.processing.dev/retained";
 
 /// SageMaker's status of a processing job.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

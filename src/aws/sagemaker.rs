@@ -95,6 +95,14 @@ impl SageMaker {
         Ok(())
     }
 
+    /// Adds one tag to the job.
+    pub async fn add_tag(&self, arn: &str, key: &str, value: &str) -> Result<(), AwsError> {
+        let tag = sm::Tag::builder().key(key).value(value).build();
+        self.call("AddTags", self.client.add_tags().resource_arn(arn).tags(tag).send())
+            .await?;
+        Ok(())
+    }
+
     /// The job's tags as (key, value) pairs.
     pub async fn tags(&self, arn: &str) -> Result<Vec<(String, String)>, AwsError> {
         let mut out = Vec::new();

@@ -8,7 +8,7 @@ use super::status::{Observation, Phase, Problem};
 use super::{Context, Error};
 use crate::api::{DeletionPolicy, ProcessingJob};
 use crate::aws::{AwsError, ErrorClass};
-use crate::job::{JobState, JobStatus};
+use crate::job::{JobState, JobStatus, TAG_RETAINED};
 
 /// An Event to publish: (reason, note).
 pub type Note = (&'static str, String);
@@ -53,7 +53,15 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
     };
     let at = known.at.clone();
     if job.deletion_policy() == DeletionPolicy::Retain {
-        let note = format!("deletionPolicy Retain: SageMaker job {} is left as it is", at.name);
+        let mut note = format!("deletionPolicy Retain: SageMaker job {} is left as it is", at.name);
+        // Marked, so that the orphan sweep knows it was left running on purpose.
+        if let Some(arn) = known.last.as_ref().and_then(|l| l.arn.as_deref()) {
+            if let Err(e) = ctx.jobs.add_tag(&at.region, arn, (TAG_RETAINED, "true")).await {
+                note.push_str(&format!(
+                    " (it could not be tagged {TAG_RETAINED}: {e}; the orphan sweep will report it)"
+                ));
+            }
+        }
         return released(ctx, &at, Some(("JobRetained", note)));
     }
     let state = match ctx.jobs.describe(&at.region, &at.name).await {

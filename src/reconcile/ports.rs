@@ -28,6 +28,8 @@ pub trait JobService: Send + Sync {
     fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, ()>;
     /// The job's tags as (key, value) pairs.
     fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> Answer<'a, Vec<(String, String)>>;
+    /// Adds one tag to the job.
+    fn add_tag<'a>(&'a self, region: &'a str, arn: &'a str, tag: (&'a str, &'a str)) -> Answer<'a, ()>;
 }
 
 /// What EC2 says about a job's network.
@@ -50,6 +52,10 @@ impl JobService for AwsClients {
 
     fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> Answer<'a, Vec<(String, String)>> {
         async move { self.sagemaker(region).tags(arn).await }.boxed()
+    }
+
+    fn add_tag<'a>(&'a self, region: &'a str, arn: &'a str, tag: (&'a str, &'a str)) -> Answer<'a, ()> {
+        async move { self.sagemaker(region).add_tag(arn, tag.0, tag.1).await }.boxed()
     }
 }
 

@@ -281,6 +281,21 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
+    fn add_tag<'a>(&'a self, region: &'a str, arn: &'a str, tag: (&'a str, &'a str)) -> Answer<'a, ()> {
+        async move {
+            self.call("AddTags", region, arn)?;
+            let mut s = self.state();
+            match s.jobs.values_mut().find(|(j, _)| j.arn.as_deref() == Some(arn)) {
+                Some((_, tags)) => {
+                    tags.push((tag.0.to_string(), tag.1.to_string()));
+                    Ok(())
+                }
+                None => Err(missing("AddTags", arn)),
+            }
+        }
+        .boxed()
+    }
+
     fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> Answer<'a, Vec<(String, String)>> {
         async move {
             self.call("ListTags", region, arn)?;
@@ -900,15 +915,18 @@ async fn deletion_waits_while_aws_refuses_the_credentials() {
 }
 
 #[tokio::test]
-async fn retained_jobs_are_released_without_a_call() {
+async fn retained_jobs_are_released_at_once_and_marked_as_retained() {
     let h = Harness::new();
-    running(&h, "keep").await;
+    let job = running(&h, "keep").await;
     h.annotate("keep", crate::api::ACK_DELETION_POLICY_ANNOTATION, "retain");
     h.delete("keep");
     let calls = h.sagemaker.calls().len();
     h.reconcile("keep").await.expect("released");
     assert!(h.object("keep").is_none());
-    assert_eq!(h.sagemaker.calls().len(), calls);
+    // No Describe, no Stop: only the mark that tells the orphan sweep it was left on purpose.
+    assert_eq!(h.sagemaker.calls()[calls..], ["AddTags"]);
+    let tags = h.sagemaker.state().jobs[&(REGION.to_string(), job)].1.clone();
+    assert!(tags.contains(&(crate::job::TAG_RETAINED.to_string(), "true".to_string())));
     assert!(h.event_reasons().contains(&"JobRetained".to_string()));
 }
 

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::ProcessingJob;
 use crate::aws::{AwsClients, AwsError};
-use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_UID};
+use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_RETAINED, TAG_UID};
 use crate::reconcile::{Guarded, Settings, ACK_ADOPTION_POLICY_ANNOTATION, FIELD_MANAGER};
 use crate::telemetry::metrics::Metrics;
 
@@ -242,6 +242,9 @@ impl Sweeper {
             let (Some(uid), Some(namespace)) = (tag(TAG_UID), tag(TAG_NAMESPACE)) else {
                 continue; // not created by this controller
             };
+            if tag(TAG_RETAINED).is_some() {
+                continue; // left running on purpose (deletionPolicy Retain)
+            }
             let watched = self.scope.as_deref().is_none_or(|s| s == namespace);
             if !watched || uids.contains(uid.as_str()) {
                 continue;
@@ -711,6 +714,19 @@ mod tests {
         assert_eq!(sweeper(None, true).sweep(&aws, resources, &events).await, 0);
         assert!(aws.account().stops.is_empty());
         assert!(events.jobs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_retained_job_is_never_an_orphan() {
+        let aws = FakeSageMaker::default();
+        let mut tags = ours(NS, "kept", "gone-uid");
+        tags.push((TAG_RETAINED.into(), "true".into()));
+        aws.job(EAST, "kept", JobStatus::InProgress, tags);
+        let events = Announced::default();
+        let mut s = sweeper(None, true);
+        assert_eq!(s.sweep(&aws, Vec::new, &events).await, 0);
+        assert!(events.jobs().is_empty());
+        assert!(aws.account().stops.is_empty(), "a retained job is never stopped");
     }
 
     #[tokio::test]
