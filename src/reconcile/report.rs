@@ -10,7 +10,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::observe::JobRef;
 use super::status::{self, NetworkOutcome, Observation, Phase};
 use super::{Context, Error, FIELD_MANAGER};
-use crate::api::{ProcessingJob, ProcessingJobStatus};
+use crate::api::{JobPhase, ProcessingJob, ProcessingJobStatus};
 
 /// Writes the status computed from `obs` when it differs from the stored one, and publishes the
 /// Events of the transition. Returns the status now in force.
@@ -48,6 +48,15 @@ pub async fn write_ahead(
     at: &JobRef,
     network: &NetworkOutcome,
 ) -> Result<(), Error> {
+    let recorded = job.status.as_ref().is_some_and(|s| {
+        s.phase == Some(JobPhase::Creating)
+            && s.processing_job_name.as_deref() == Some(at.name.as_str())
+            && s.region.as_deref() == Some(at.region.as_str())
+    });
+    if recorded {
+        // A retry: already recorded (with the problem of the last attempt, which stays).
+        return Ok(());
+    }
     let obs = Observation {
         generation: job.metadata.generation,
         job_name: Some(at.name.clone()),

@@ -656,6 +656,38 @@ async fn a_lost_create_answer_keeps_the_write_ahead_and_looks_first_next_time() 
     assert_eq!(h.status("lost").phase, Some(JobPhase::Created));
 }
 
+/// A region that does not exist or an endpoint that does not resolve: the SDK answers with a
+/// dispatch failure (a transient class); retried with backoff, and said in status and an Event
+/// once it persists — never an endless silent retry.
+#[tokio::test]
+async fn an_unreachable_endpoint_gets_a_home_in_status_once_it_persists() {
+    let h = Harness::new();
+    h.apply(manifest("dns", json!({"processingJobName": "dns-job"})));
+    h.sagemaker
+        .fail("CreateProcessingJob", 10, ErrorClass::Transient, "DispatchFailure");
+    assert!(is_backoff(&h.admit("dns").await, "AwsUnavailable"));
+    assert!(
+        !h.event_reasons().contains(&"AwsError".to_string()),
+        "the first failures are quiet"
+    );
+    for _ in 0..3 {
+        assert!(is_backoff(&h.reconcile("dns").await, "AwsUnavailable"));
+    }
+    assert_eq!(
+        h.condition("dns", "Reconciling"),
+        ("True".into(), "AwsUnavailable".into())
+    );
+    let warnings = h.event_reasons().iter().filter(|r| *r == "AwsError").count();
+    assert_eq!(warnings, 1, "one Event when the problem appears, not one per retry");
+    let s = h.status("dns");
+    assert_eq!(
+        s.phase,
+        Some(JobPhase::Creating),
+        "the job may exist: name and region stay"
+    );
+    assert_eq!(s.processing_job_name.as_deref(), Some("dns-job"));
+}
+
 #[tokio::test]
 async fn refused_credentials_on_create_wait_on_their_timer_without_a_job() {
     let h = Harness::new();
