@@ -4,7 +4,8 @@
 //! `aws-sdk-sagemaker` to work against it unchanged, and behaves like SageMaker where the
 //! controller cares: API-constraint validation, `ResourceInUse` on a duplicate name, jobs that
 //! start `InProgress`, Stop → `Stopping` → `Stopped`, "Could not find" for missing jobs. An admin
-//! API under `/_sim/` injects faults, drives job states and reports call counts.
+//! API under `/_sim/` injects faults, makes jobs regional on demand, drives job states and reports
+//! call counts.
 
 mod model;
 mod validate;
@@ -99,7 +100,7 @@ async fn api(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
     if let Some(err) = fault {
         return error_response(err);
     }
-    let result = sim.lock().await.handle(operation, &input);
+    let result = sim.lock().await.handle(operation, &input, signing_region(&headers));
     match result {
         Ok(v) => (
             StatusCode::OK,
@@ -109,6 +110,14 @@ async fn api(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
             .into_response(),
         Err(e) => error_response(e),
     }
+}
+
+/// The region a request was signed for: the third field of the SigV4 credential scope
+/// (`Authorization: AWS4-HMAC-SHA256 Credential=AKID/20261128/us-east-1/sagemaker/aws4_request, …`).
+fn signing_region(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let scope = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+    scope.split('/').nth(2).filter(|r| !r.is_empty())
 }
 
 fn error_response(e: ApiError) -> Response {

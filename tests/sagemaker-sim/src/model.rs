@@ -91,6 +91,11 @@ pub struct SimConfig {
     /// Answer every call with UnrecognizedClientException, as AWS does for bad credentials.
     #[serde(default)]
     pub reject_credentials: bool,
+    /// Jobs are regional, as in SageMaker: a call sees only the jobs created in its region (the
+    /// region of the request's SigV4 credential scope), and new jobs' ARNs name that region.
+    /// Off: every call sees every job, whatever its region.
+    #[serde(default)]
+    pub regional: bool,
 }
 
 fn default_stopping_seconds() -> f64 {
@@ -128,6 +133,8 @@ struct Job {
     /// When an automatic transition (auto-complete or Stopping → Stopped) is due.
     due: Option<f64>,
     tags: Vec<Value>,
+    /// The region the create was signed for (`None`: unsigned request).
+    region: Option<String>,
 }
 
 pub struct Sim {
@@ -229,20 +236,26 @@ impl Sim {
         }
     }
 
-    pub fn handle(&mut self, operation: &str, input: &Value) -> Result<Value, ApiError> {
+    /// Answers one API call; `region` is the region the request was signed for.
+    pub fn handle(&mut self, operation: &str, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
         self.advance();
         match operation {
-            "CreateProcessingJob" => self.create(input),
-            "DescribeProcessingJob" => self.describe(input),
-            "StopProcessingJob" => self.stop(input),
-            "ListProcessingJobs" => self.list(input),
-            "AddTags" => self.add_tags(input),
-            "ListTags" => self.list_tags(input),
+            "CreateProcessingJob" => self.create(input, region),
+            "DescribeProcessingJob" => self.describe(input, region),
+            "StopProcessingJob" => self.stop(input, region),
+            "ListProcessingJobs" => self.list(input, region),
+            "AddTags" => self.add_tags(input, region),
+            "ListTags" => self.list_tags(input, region),
             other => Err(ApiError::unknown_operation(other)),
         }
     }
 
-    fn create(&mut self, input: &Value) -> Result<Value, ApiError> {
+    /// Whether a call signed for `region` sees `job` (always, unless jobs are regional).
+    fn visible(&self, job: &Job, region: Option<&str>) -> bool {
+        !self.config.regional || region.is_none() || job.region.is_none() || job.region.as_deref() == region
+    }
+
+    fn create(&mut self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
         if let Some(name) = input.get("ProcessingJobName").and_then(Value::as_str) {
             *self.create_attempts.entry(name.to_string()).or_default() += 1;
         }
@@ -253,14 +266,20 @@ impl Sim {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if self.jobs.contains_key(&name) {
+        // Jobs are keyed by name alone: even with `regional`, a name taken in another region is
+        // refused as in use (SageMaker would create a second job there). Either way the attempt
+        // is counted in `create_attempts`.
+        if let Some(existing) = self.jobs.get(&name) {
             return Err(ApiError::in_use(format!(
                 "Job name must be unique within an AWS account and region, and a job with this name already exists ({})",
-                self.arn(&name)
+                existing.arn
             )));
         }
         let t = now();
-        let arn = self.arn(&name);
+        let arn = match region.filter(|_| self.config.regional) {
+            Some(r) => self.arn_in(r, &name),
+            None => self.arn(&name),
+        };
         let tags = request
             .get("Tags")
             .and_then(Value::as_array)
@@ -281,6 +300,7 @@ impl Sim {
                 last_modified: t,
                 due,
                 tags,
+                region: region.map(str::to_string),
             },
         );
         Ok(json!({ "ProcessingJobArn": arn }))
@@ -298,9 +318,13 @@ impl Sim {
             })
     }
 
-    fn describe(&self, input: &Value) -> Result<Value, ApiError> {
+    fn describe(&self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
         let name = self.job_name(input)?;
-        let job = self.jobs.get(name).ok_or_else(|| ApiError::not_found(name))?;
+        let job = self
+            .jobs
+            .get(name)
+            .filter(|j| self.visible(j, region))
+            .ok_or_else(|| ApiError::not_found(name))?;
         let mut out = job.request.clone();
         out.remove("Tags");
         out.insert("ProcessingJobArn".into(), json!(job.arn));
@@ -322,9 +346,12 @@ impl Sim {
         Ok(Value::Object(out))
     }
 
-    fn stop(&mut self, input: &Value) -> Result<Value, ApiError> {
+    fn stop(&mut self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
         let name = self.job_name(input)?.to_string();
         let stopping = self.config.stopping_seconds;
+        if !self.jobs.get(&name).is_some_and(|j| self.visible(j, region)) {
+            return Err(ApiError::not_found(&name));
+        }
         let job = self.jobs.get_mut(&name).ok_or_else(|| ApiError::not_found(&name))?;
         if job.status != "InProgress" {
             return Err(ApiError::validation(format!(
@@ -339,7 +366,7 @@ impl Sim {
         Ok(json!({}))
     }
 
-    fn list(&self, input: &Value) -> Result<Value, ApiError> {
+    fn list(&self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
         let num = |k: &str| input.get(k).and_then(Value::as_f64);
         let text = |k: &str| input.get(k).and_then(Value::as_str);
         let max_results = match input.get("MaxResults").and_then(Value::as_i64) {
@@ -363,7 +390,8 @@ impl Sim {
             .jobs
             .iter()
             .filter(|(name, j)| {
-                num("CreationTimeAfter").is_none_or(|t| j.creation_time > t)
+                self.visible(j, region)
+                    && num("CreationTimeAfter").is_none_or(|t| j.creation_time > t)
                     && num("CreationTimeBefore").is_none_or(|t| j.creation_time < t)
                     && num("LastModifiedTimeAfter").is_none_or(|t| j.last_modified > t)
                     && num("LastModifiedTimeBefore").is_none_or(|t| j.last_modified < t)
@@ -401,22 +429,25 @@ impl Sim {
         Ok(out)
     }
 
-    fn job_by_arn(&mut self, input: &Value) -> Result<&mut Job, ApiError> {
+    fn job_by_arn(&mut self, input: &Value, region: Option<&str>) -> Result<&mut Job, ApiError> {
         let arn = input
             .get("ResourceArn")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        self.jobs
-            .values_mut()
-            .find(|j| j.arn == arn)
+        let name = self
+            .jobs
+            .iter()
+            .find(|(_, j)| j.arn == arn && self.visible(j, region))
+            .map(|(name, _)| name.clone());
+        name.and_then(|name| self.jobs.get_mut(&name))
             .ok_or_else(|| ApiError::validation(format!("Could not find resource with ARN {arn}")))
     }
 
-    fn add_tags(&mut self, input: &Value) -> Result<Value, ApiError> {
+    fn add_tags(&mut self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
         let new_tags = input.get("Tags").and_then(Value::as_array).cloned().unwrap_or_default();
         validate::tags(&new_tags).map_err(ApiError::validation)?;
-        let job = self.job_by_arn(input)?;
+        let job = self.job_by_arn(input, region)?;
         for tag in new_tags {
             let key = tag.get("Key").cloned();
             job.tags.retain(|t| t.get("Key") != key.as_ref());
@@ -425,14 +456,14 @@ impl Sim {
         Ok(json!({ "Tags": job.tags }))
     }
 
-    fn list_tags(&mut self, input: &Value) -> Result<Value, ApiError> {
+    fn list_tags(&mut self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
         let max = input.get("MaxResults").and_then(Value::as_u64).unwrap_or(50) as usize;
         let start = input
             .get("NextToken")
             .and_then(Value::as_str)
             .and_then(|t| t.parse::<usize>().ok())
             .unwrap_or(0);
-        let job = self.job_by_arn(input)?;
+        let job = self.job_by_arn(input, region)?;
         let page: Vec<Value> = job.tags.iter().skip(start).take(max).cloned().collect();
         let mut out = json!({ "Tags": page });
         if start + max < job.tags.len() {
@@ -483,7 +514,7 @@ impl Sim {
             .map(|(name, j)| {
                 let creates = self.create_attempts.get(name).copied().unwrap_or(0);
                 let v = json!({"status": j.status, "arn": j.arn, "tags": j.tags, "createCalls": creates,
-                    "createdAt": j.creation_time, "lastModified": j.last_modified});
+                    "createdAt": j.creation_time, "lastModified": j.last_modified, "region": j.region});
                 (name, v)
             })
             .collect();
@@ -491,9 +522,12 @@ impl Sim {
     }
 
     fn arn(&self, name: &str) -> String {
+        self.arn_in(&self.region, name)
+    }
+
+    fn arn_in(&self, region: &str, name: &str) -> String {
         format!(
-            "arn:aws:sagemaker:{}:{}:processing-job/{}",
-            self.region,
+            "arn:aws:sagemaker:{region}:{}:processing-job/{}",
             self.account,
             name.to_lowercase()
         )
