@@ -283,7 +283,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                 condition(SUBMITTED, false, "Creating", msg, g),
                 condition(READY, false, "Creating", msg, g),
                 reconciling,
-                condition(STALLED, false, "Creating", "", g),
+                condition(STALLED, false, "Creating", "not stalled: the job is being created", g),
             )
         }
         Phase::Submitted { job, adopted, problem } => {
@@ -308,8 +308,8 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                 JobStatus::Completed => (
                     submitted,
                     condition(READY, true, "Completed", format!("SageMaker job {name} completed"), g),
-                    condition(RECONCILING, false, "Completed", "", g),
-                    condition(STALLED, false, "Completed", "", g),
+                    condition(RECONCILING, false, "Completed", "nothing left to do: the job completed", g),
+                    condition(STALLED, false, "Completed", "not stalled: the job completed", g),
                 ),
                 JobStatus::Failed => {
                     let msg = format!("SageMaker job {name} failed: {}", truncate(first_line, 512));
@@ -340,7 +340,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                         submitted,
                         condition(READY, false, reason, msg, g),
                         reconciling,
-                        condition(STALLED, false, reason, "", g),
+                        condition(STALLED, false, reason, format!("not stalled: the job is {active}"), g),
                     )
                 }
             }
@@ -387,8 +387,9 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
     };
     if let Some(c) = changed(NETWORK_VALIDATED) {
         match (c.status.as_str(), c.reason.as_str()) {
-            ("True", _) => out.push(EventSpec {
-                warning: false,
+            // Errors let through by Warn mode deserve a Warning.
+            ("True", reason) => out.push(EventSpec {
+                warning: reason == "WarnMode",
                 reason: "NetworkValidated",
                 note: c.message.clone(),
                 action: "Validate".into(),
@@ -563,6 +564,10 @@ mod tests {
             assert_eq!(get(&s, RECONCILING).0, reconciling, "{phase:?}");
             assert_eq!(get(&s, STALLED).0, stalled, "{phase:?}");
             assert!(!(reconciling == "True" && stalled == "True"));
+            assert!(
+                s.conditions.iter().all(|c| !c.message.is_empty()),
+                "{phase:?}: a condition without a message"
+            );
             assert_eq!(s.conditions.len(), 5);
             assert!(s.conditions.iter().all(|c| c.observed_generation == Some(1)));
         }
@@ -653,9 +658,12 @@ mod tests {
         assert!(warn.allows_create());
         o.network = Some(warn);
         o.phase = Phase::Creating { problem: None };
-        assert_eq!(
-            get(&desired_status(&ProcessingJobStatus::default(), &o), NETWORK_VALIDATED),
-            ("True", "WarnMode")
+        let warned = desired_status(&ProcessingJobStatus::default(), &o);
+        assert_eq!(get(&warned, NETWORK_VALIDATED), ("True", "WarnMode"));
+        let events = transition_events(&ProcessingJobStatus::default(), &warned);
+        assert!(
+            events.iter().any(|e| e.reason == "NetworkValidated" && e.warning),
+            "errors let through by Warn mode are a Warning: {events:?}"
         );
     }
 }
