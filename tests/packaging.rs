@@ -76,6 +76,9 @@ fn helm(args: &[&str]) -> std::process::Output {
         .expect("run helm")
 }
 
+/// The chart's default image is a placeholder the schema refuses: every render sets one.
+const IMAGE: &str = "image.repository=123456789012.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-processing-controller";
+
 #[test]
 fn the_chart_ships_the_generated_crd() {
     let chart_crd =
@@ -90,7 +93,7 @@ fn the_chart_ships_the_generated_crd() {
 
 #[test]
 fn helm_lint_is_clean() {
-    let out = helm(&["lint", "--strict", &chart()]);
+    let out = helm(&["lint", "--strict", &chart(), "--set", IMAGE]);
     assert!(
         out.status.success(),
         "{}{}",
@@ -138,6 +141,8 @@ fn the_chart_applies_to_a_restricted_namespace() {
             "--include-crds",
             "--kube-version",
             "1.33.0",
+            "--set",
+            IMAGE,
         ];
         args.extend(sets.iter().copied());
         let out = helm(&args);
@@ -201,7 +206,7 @@ fn bad_values_are_rejected_by_the_schema() {
         ("serviceAccount.roleArn=not-an-arn", "roleArn"),
         ("unknownValue=1", "unknownValue"),
     ] {
-        let out = helm(&["template", "smpc", &chart(), "--set", set]);
+        let out = helm(&["template", "smpc", &chart(), "--set", IMAGE, "--set", set]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{set} was accepted");
         assert!(stderr.contains(needle), "{set}: {stderr}");
@@ -212,9 +217,19 @@ fn bad_values_are_rejected_by_the_schema() {
         "smpc",
         &chart(),
         "--set",
+        IMAGE,
+        "--set",
         "replicas=2",
         "--set",
         "leaderElection.enabled=false",
     ]);
     assert!(!out.status.success());
+    // Without an image the install fails at once, saying what to set and where to read.
+    let out = helm(&["template", "smpc", &chart()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the placeholder image was accepted");
+    assert!(
+        stderr.contains("/image/repository") && stderr.contains("docs/install.md"),
+        "{stderr}"
+    );
 }
