@@ -186,6 +186,74 @@ impl Stack {
     }
 }
 
+/// A fresh namespace that is deleted (without waiting) when dropped. The stack runs
+/// kube-controller-manager, so a deleted namespace really goes away once what it holds is gone —
+/// ProcessingJobs only once a controller watching the namespace has released their finalizers.
+/// Declare the guard after (dropped before) the controller process watching the namespace
+/// (`let c; let ns = TestNamespace::new(..); c = ControllerProcess::start(&ns, ..);`) to give
+/// that controller a chance to release them.
+pub struct TestNamespace {
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            name: stack().namespace(prefix),
+        }
+    }
+
+    /// The namespace as JSON, or `None` once it is gone.
+    pub fn get(&self) -> Option<serde_json::Value> {
+        namespace_json(&self.name)
+    }
+
+    /// `kubectl delete namespace --wait=false`: marks it for deletion and returns.
+    pub fn delete(&self) {
+        stack().kubectl_ok(&["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"]);
+    }
+}
+
+impl std::ops::Deref for TestNamespace {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl AsRef<str> for TestNamespace {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = stack().kubectl(&["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"]);
+    }
+}
+
+/// A namespace as JSON, or `None` when it does not exist. Other failures (the apiserver being
+/// restarted by another test) are retried for a minute: they do not mean the namespace is gone.
+pub fn namespace_json(name: &str) -> Option<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = stack().kubectl(&["get", "namespace", name, "-o", "json"]);
+        if out.status.success() {
+            return Some(serde_json::from_slice(&out.stdout).expect("namespace JSON"));
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("NotFound") {
+            return None;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl get namespace {name}: {err}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// A short suffix unique to this process and call.
 pub fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
