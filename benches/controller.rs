@@ -6,8 +6,7 @@
 //! allowed by the simulator), BENCH_POLL (5s), BENCH_CONCURRENCY (16), BENCH_CONTROLLER (path
 //! of the controller binary; default: the one cargo built with this target).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use smpc_test_support as support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -2,7 +2,7 @@
 //! accepted, every admission rule rejects its invalid manifest with its specific message, the
 //! spec is immutable, ACK manifests are accepted with only `apiVersion` changed.
 
-mod support;
+use smpc_test_support as support;
 
 use support::{repo_root, stack};
 

@@ -1,7 +1,7 @@
 //! End to end: the real controller binary as a process, the real kube-apiserver, moto (EC2) and
 //! the SageMaker simulator. Each test has its own namespace and its own controller watching it.
 
-mod support;
+use smpc_test_support as support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! poll interval follow the jobs that changed, not all jobs. A test binary of its own, because
 //! it reads the simulator's global call counters.
 
-mod support;
+use smpc_test_support as support;
 
 use std::time::Duration;
 

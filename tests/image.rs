@@ -8,7 +8,7 @@
 //! flags this sandbox needs (see docs/development.md). When podman or buildah is missing or
 //! cannot run, the tests fail and say so; they never skip.
 
-mod support;
+use smpc_test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -6,7 +6,7 @@
 //! controller the namespace waits, its conditions naming what remains, and completes once a
 //! controller runs again. Each job is stopped exactly once; nothing is left running behind.
 
-mod support;
+use smpc_test_support as support;
 
 use std::time::{Duration, Instant};
 

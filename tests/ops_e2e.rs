@@ -1,7 +1,7 @@
 //! Operations end to end: /metrics counters move with the jobs, /readyz before sync and during
 //! shutdown, leader election between two controller processes, the namespace tenant guard.
 
-mod support;
+use smpc_test_support as support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! renders into a Pod Security `restricted` namespace on the real apiserver, rejects bad values,
 //! and ships the same CRD.
 
-mod support;
+use smpc_test_support as support;
 
 use std::collections::BTreeSet;
 

@@ -6,7 +6,7 @@
 //! The storm this guards against: a refused job (InvalidSpec, JobNameInUse) was created again
 //! on every reconcile its own status write triggered — ~60 CreateProcessingJob a second.
 
-mod support;
+use smpc_test_support as support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! Reduced sizes by default (CI); `RELIABILITY_FULL=1 cargo test --test reliability -- --nocapture`
 //! runs the full sizes of the issue; `RELIABILITY_ONLY=<name>` runs one scenario.
 
-mod support;
+use smpc_test_support as support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! `aws-sdk-sagemaker`, unchanged, against the project's SageMaker simulator; and one
 //! wire-compatibility check of the same calls against moto's SageMaker.
 
-mod support;
+use smpc_test_support as support;
 
 use aws_sdk_sagemaker::error::ProvideErrorMetadata;
 use aws_sdk_sagemaker::types::{

@@ -1,7 +1,7 @@
 //! Network validation end to end: real VPC topologies built in moto with `aws-sdk-ec2`, checked
 //! through the `validate` binary's JSON output and exit code.
 
-mod support;
+use smpc_test_support as support;
 
 use aws_sdk_ec2::types::RuleAction;
 use serde_json::Value;

@@ -3,7 +3,6 @@
 //!
 //! Tests that need the stack fail — they never skip — when it is not up, with a message saying
 //! how to start it.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,7 +11,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // This crate lives in tests/support of the repository.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// The stack's environment, read from `.stack/env` (or `$STACK_DIR/env`).
@@ -270,9 +271,22 @@ pub fn unique_suffix() -> String {
     )
 }
 
-/// The controller binary built by cargo for this test run.
-pub fn controller_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_sagemaker-processing-controller"))
+/// The controller binary built by cargo for this test run: beside the test executable's
+/// `deps/` folder (where cargo puts a package's binaries for its integration tests).
+pub fn controller_bin() -> PathBuf {
+    let name = "sagemaker-processing-controller";
+    let exe = std::env::current_exe().expect("the test executable's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found next to {}: run the tests with cargo test",
+                exe.display()
+            )
+        })
 }
+
 pub mod controller;
 pub mod vpc;

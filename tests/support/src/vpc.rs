@@ -1,5 +1,4 @@
 //! VPC topologies built in moto with `aws-sdk-ec2`, as SageMaker jobs meet them.
-#![allow(dead_code)]
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, DomainType, IpPermission, UserIdGroupPair, VpcEndpointType};
 

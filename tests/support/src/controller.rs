@@ -1,5 +1,4 @@
 //! The real controller binary as a process against the stack, and helpers to watch resources.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
