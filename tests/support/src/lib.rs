@@ -125,7 +125,7 @@ impl Stack {
         });
     }
 
-    /// A fresh namespace (the stack has no namespace controller, so namespaces are never reused).
+    /// A fresh namespace with a unique name (see `TestNamespace` for one deleted on drop).
     pub fn namespace(&self, prefix: &str) -> String {
         let name = format!("{prefix}-{}", unique_suffix());
         self.kubectl_ok(&["create", "namespace", &name]);
