@@ -324,9 +324,11 @@ fn tar_files(tar: &[u8]) -> Vec<String> {
     files
 }
 
-/// A controller container, removed when dropped; its log is printed when the test fails.
+/// A controller container, removed (with its kubeconfig) when dropped; its log is printed when
+/// the test fails.
 struct Controller {
     name: String,
+    kubeconfig: PathBuf,
 }
 
 impl Controller {
@@ -346,6 +348,7 @@ impl Drop for Controller {
             eprintln!("--- log of container {} ---\n{}", self.name, self.logs());
         }
         let _ = image().podman.run(&["rm", "--force", "--time", "2", &self.name]);
+        let _ = std::fs::remove_file(&self.kubeconfig);
     }
 }
 
@@ -371,6 +374,11 @@ async fn the_image_runs_a_job_to_completed() {
     let kubeconfig = kubeconfig_for_container();
     let mount = format!("{}:/etc/smpc/kubeconfig:ro", kubeconfig.display());
     let name = format!("smpc-{ns}");
+    // Before `podman run`: whatever it leaves behind is removed.
+    let controller = Controller {
+        name: name.clone(),
+        kubeconfig,
+    };
     let mut args: Vec<String> = [
         "run",
         "--detach",
@@ -411,7 +419,6 @@ async fn the_image_runs_a_job_to_completed() {
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     img.podman.ok(&args);
-    let controller = Controller { name: name.clone() };
 
     // It runs as 65532 (the kernel says so, not the flag).
     let pid = img
@@ -449,7 +456,6 @@ async fn the_image_runs_a_job_to_completed() {
     });
     let (code, _) = support::controller::http_get(&format!("http://{address}/readyz"));
     assert_eq!(code, 200, "/readyz");
-    let _ = std::fs::remove_file(&kubeconfig);
 }
 
 /// The address of /livez, /readyz and /metrics from the JSON log (one object a line, fields
