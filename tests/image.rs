@@ -367,6 +367,7 @@ fn set_mode(path: &Path, mode: u32) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_image_runs_a_job_to_completed() {
     let img = image();
+    let controller;
     let (t, ns) = healthy_setup("10.121", "image").await;
     let kubeconfig = kubeconfig_for_container();
     let mount = format!("{}:/etc/smpc/kubeconfig:ro", kubeconfig.display());
@@ -411,7 +412,7 @@ async fn the_image_runs_a_job_to_completed() {
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     img.podman.ok(&args);
-    let controller = Controller { name: name.clone() };
+    controller = Controller { name: name.clone() };
 
     // It runs as 65532 (the kernel says so, not the flag).
     let pid = img
