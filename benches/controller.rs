@@ -111,6 +111,9 @@ fn main() {
         t.s3_gateway_endpoint(None).await;
         t
     });
+    // Declared before the namespace so that it still runs, releasing the jobs, when the
+    // namespace is deleted at the end.
+    let controller;
     let ns = s.namespace("bench");
     s.sim_admin(
         "PUT",
@@ -122,7 +125,7 @@ fn main() {
 
     let poll_arg = format!("{poll}s");
     let conc_arg = concurrency.to_string();
-    let controller = ControllerProcess::start_binary(
+    controller = ControllerProcess::start_binary(
         &bin,
         &ns,
         &[

@@ -8,16 +8,17 @@ use std::time::Duration;
 use serde_json::Value;
 use support::controller::*;
 use support::vpc::{healthy_setup, job_manifest_in, topology, Topology};
-use support::{stack, unique_suffix};
+use support::{stack, unique_suffix, TestNamespace};
 
 const T: Duration = Duration::from_secs(60);
 
 /// A healthy VPC (private subnets + S3 gateway endpoint, self-referencing group) and a namespace
-/// with a controller.
-async fn setup(prefix: &str, cidr: &str) -> (Topology, String, ControllerProcess) {
+/// with a controller. The namespace comes last: destructured, it is dropped (deleted) first,
+/// while its controller still runs to release the jobs.
+async fn setup(prefix: &str, cidr: &str) -> (Topology, ControllerProcess, TestNamespace) {
     let (t, ns) = healthy_setup(cidr, prefix).await;
     let c = ControllerProcess::start(&ns, &[], &[]);
-    (t, ns, c)
+    (t, c, ns)
 }
 
 fn manifest(t: &Topology, ns: &str, name: &str, instances: u32, extra: &str) -> String {
@@ -34,7 +35,7 @@ fn in_progress(j: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_is_validated_created_mirrored_and_completed() {
-    let (t, ns, _c) = setup("e2e-ok", "10.30").await;
+    let (t, _c, ns) = setup("e2e-ok", "10.30").await;
     apply(&manifest(&t, &ns, "churn", 2, ""));
     let job = wait_job(&ns, "churn", "InProgress", T, in_progress);
     assert_eq!(
@@ -106,7 +107,7 @@ async fn a_job_is_validated_created_mirrored_and_completed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_job_shows_why_and_stalls() {
-    let (t, ns, _c) = setup("e2e-fail", "10.31").await;
+    let (t, _c, ns) = setup("e2e-fail", "10.31").await;
     apply(&manifest(&t, &ns, "report", 1, ""));
     let job = wait_job(&ns, "report", "InProgress", T, in_progress);
     let name = job_name_of(&job);
@@ -151,8 +152,9 @@ async fn a_broken_network_is_never_created() {
         .await
         .expect("sg");
     let lonely = lonely.group_id().expect("id").to_string();
+    let _c;
     let ns = s.namespace("e2e-broken");
-    let _c = ControllerProcess::start(&ns, &[], &[]);
+    _c = ControllerProcess::start(&ns, &[], &[]);
     apply(&job_manifest_in(&ns, "broken", 3, &t.private, &[&lonely], ""));
     let job = wait_job(&ns, "broken", "Stalled", T, |j| {
         condition(j, "Stalled").is_some_and(|c| c.0 == "True")
@@ -195,8 +197,9 @@ async fn warn_mode_creates_anyway_and_keeps_the_findings() {
     let s = stack();
     s.install_crd();
     let t = topology("10.33", true).await; // no S3 path at all
+    let _c;
     let ns = s.namespace("e2e-warn");
-    let _c = ControllerProcess::start(&ns, &[], &[]);
+    _c = ControllerProcess::start(&ns, &[], &[]);
     apply(&manifest(&t, &ns, "warned", 1, "  networkValidation: {mode: Warn}\n"));
     let job = wait_job(&ns, "warned", "InProgress", T, in_progress);
     assert_eq!(
@@ -210,8 +213,9 @@ async fn warn_mode_creates_anyway_and_keeps_the_findings() {
 async fn a_job_without_vpc_config_runs_without_validation() {
     let s = stack();
     s.install_crd();
+    let _c;
     let ns = s.namespace("e2e-novpc");
-    let _c = ControllerProcess::start(&ns, &[], &[]);
+    _c = ControllerProcess::start(&ns, &[], &[]);
     let manifest = std::fs::read_to_string(support::repo_root().join("examples/processingjob-no-vpc.yaml"))
         .expect("example")
         .replace("namespace: default", &format!("namespace: {ns}"));
@@ -225,7 +229,7 @@ async fn a_job_without_vpc_config_runs_without_validation() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_an_in_progress_job_stops_it_first() {
-    let (t, ns, _c) = setup("e2e-stop", "10.34").await;
+    let (t, _c, ns) = setup("e2e-stop", "10.34").await;
     apply(&manifest(&t, &ns, "to-stop", 1, ""));
     let job = wait_job(&ns, "to-stop", "InProgress", T, in_progress);
     let name = job_name_of(&job);
@@ -247,7 +251,7 @@ async fn deleting_an_in_progress_job_stops_it_first() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retained_jobs_are_released_at_once_and_keep_running() {
-    let (t, ns, _c) = setup("e2e-retain", "10.35").await;
+    let (t, _c, ns) = setup("e2e-retain", "10.35").await;
     apply(&manifest(&t, &ns, "keep", 1, "  deletionPolicy: Retain\n"));
     // ACK's annotation works the same.
     let ack = manifest(&t, &ns, "keep-ack", 1, "").replace(
@@ -274,6 +278,7 @@ async fn a_crash_right_after_create_does_not_create_twice() {
     s.install_crd();
     let t = topology("10.36", true).await;
     t.s3_gateway_endpoint(None).await;
+    let _c;
     let ns = s.namespace("e2e-crash");
     let mut crashing = ControllerProcess::start(&ns, &[], &[("SMPC_FAILPOINT", "abort-after-create")]);
     apply(&manifest(&t, &ns, "crashy", 1, ""));
@@ -287,7 +292,7 @@ async fn a_crash_right_after_create_does_not_create_twice() {
     let name = job_name_of(&job);
     assert_eq!(sim_create_calls(&name), 1);
 
-    let _c = ControllerProcess::start(&ns, &[], &[]);
+    _c = ControllerProcess::start(&ns, &[], &[]);
     let job = wait_job(&ns, "crashy", "InProgress after restart", T, in_progress);
     assert_eq!(job_name_of(&job), name);
     assert_eq!(condition(&job, "Submitted"), Some(("True".into(), "Adopted".into())));
@@ -301,7 +306,7 @@ async fn a_crash_right_after_create_does_not_create_twice() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sagemaker_rejections_and_foreign_jobs_stall_with_the_reason() {
-    let (t, ns, _c) = setup("e2e-reject", "10.37").await;
+    let (t, _c, ns) = setup("e2e-reject", "10.37").await;
     // Passes the CRD's shape rule, but SageMaker has no such instance type.
     apply(&manifest(&t, &ns, "bad-type", 1, "").replace("ml.m5.xlarge", "ml.m5.huge"));
     let job = wait_job(&ns, "bad-type", "Stalled", T, |j| {

@@ -24,8 +24,9 @@ fn count(v: &Value, op: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn describe_calls_follow_changed_jobs_not_all_jobs() {
     let s = stack();
+    let _c;
     let (t, ns) = healthy_setup("10.40", "e2e-tracking").await;
-    let _c = ControllerProcess::start(&ns, &[], &[]);
+    _c = ControllerProcess::start(&ns, &[], &[]);
     s.sim_admin("DELETE", "/_sim/calls", None);
     let manifests: String = (0..JOBS)
         .map(|i| job_manifest_in(&ns, &format!("job-{i}"), 1, &t.private, &[&t.sg], ""))

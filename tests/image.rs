@@ -370,12 +370,14 @@ fn set_mode(path: &Path, mode: u32) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_image_runs_a_job_to_completed() {
     let img = image();
+    let controller;
     let (t, ns) = healthy_setup("10.121", "image").await;
     let kubeconfig = kubeconfig_for_container();
     let mount = format!("{}:/etc/smpc/kubeconfig:ro", kubeconfig.display());
     let name = format!("smpc-{ns}");
-    // Before `podman run`: whatever it leaves behind is removed.
-    let controller = Controller {
+    // Before `podman run`: whatever it leaves behind is removed. Declared before the namespace,
+    // so the namespace is deleted while the controller still runs.
+    controller = Controller {
         name: name.clone(),
         kubeconfig,
     };

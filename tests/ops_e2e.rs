@@ -30,8 +30,9 @@ fn in_progress(j: &serde_json::Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_follow_the_jobs() {
+    let c;
     let (t, ns) = healthy_setup("10.50", "ops-metrics").await;
-    let c = ControllerProcess::start(&ns, &[], &[]);
+    c = ControllerProcess::start(&ns, &[], &[]);
     let url = c.ops_url();
     wait_for("ready", T, || {
         (http_get(&format!("{url}/readyz")).0 == 200).then_some(())
@@ -135,6 +136,9 @@ async fn readyz_is_503_before_caches_sync_and_during_shutdown() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_elect_one_leader_and_fail_over() {
+    // Declared first, dropped last: the replica left running releases the jobs when the
+    // namespace is deleted.
+    let (mut a, mut b);
     let (t, ns) = healthy_setup("10.51", "ops-leader").await;
     let lease = format!("lease-{}", unique_suffix());
     let args = |id: &str| -> Vec<String> {
@@ -155,8 +159,8 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     };
     let a_args = args("replica-a");
     let b_args = args("replica-b");
-    let mut a = ControllerProcess::start(&ns, &a_args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
-    let mut b = ControllerProcess::start(&ns, &b_args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    a = ControllerProcess::start(&ns, &a_args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    b = ControllerProcess::start(&ns, &b_args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     let manifests: String = (0..10)
         .map(|i| job_manifest_in(&ns, &format!("job-{i}"), 1, &t.private, &[&t.sg], ""))
         .collect();
@@ -217,6 +221,7 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tenant_guard_refuses_other_teams_roles_subnets_and_groups() {
     let s = stack();
+    let _c;
     let (t, ns) = healthy_setup("10.52", "ops-tenant").await;
     s.kubectl_ok(&[
         "annotate",
@@ -241,7 +246,7 @@ async fn the_tenant_guard_refuses_other_teams_roles_subnets_and_groups() {
         .group_id()
         .expect("id")
         .to_string();
-    let _c = ControllerProcess::start(&ns, &[], &[]);
+    _c = ControllerProcess::start(&ns, &[], &[]);
     let allowed = job_manifest_in(&ns, "allowed", 1, &t.private, &[&t.sg], "");
     let wrong_role = allowed
         .replace("name: allowed", "name: wrong-role")

@@ -116,6 +116,7 @@ async fn foreign_job(name: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_resting_state_is_quiet_and_so_is_a_restart() {
     let _serial = SERIAL.lock().await;
+    let mut controller;
     let (t, ns) = healthy_setup("10.44", "quiet").await;
     // Only the role every job here uses is allowed, so the `other-role` job is refused.
     stack().kubectl_ok(&[
@@ -124,7 +125,7 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
         &ns,
         "sagemaker.processing.dev/allowed-role-arns=arn:aws:iam::123456789012:role/SageMakerProcessingRole",
     ]);
-    let mut controller = ControllerProcess::start(&ns, &[], &[]);
+    controller = ControllerProcess::start(&ns, &[], &[]);
     let manifest = |name: &str, extra: &str| job_manifest_in(&ns, name, 1, &t.private, &[&t.sg], extra);
     let taken = format!("taken-{}", unique_suffix());
     foreign_job(&taken).await;
@@ -226,7 +227,7 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
     // A restart: ended and refused resources cost no SageMaker call; the running job is
     // described once (its state was never described by this process).
     controller.kill9();
-    let controller = ControllerProcess::start(&ns, &[], &[]);
+    controller = ControllerProcess::start(&ns, &[], &[]);
     let ops = controller.ops_url();
     wait_for("the restarted controller is ready", T, || {
         (http_get(&format!("{ops}/readyz")).0 == 200).then_some(())
@@ -256,8 +257,9 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
 async fn a_restart_over_hundreds_of_ended_and_refused_resources_is_quiet() {
     let _serial = SERIAL.lock().await;
     const EACH: usize = 100;
+    let mut controller;
     let (t, ns) = healthy_setup("10.45", "quiet-restart").await;
-    let mut controller = ControllerProcess::start(&ns, &[], &[]);
+    controller = ControllerProcess::start(&ns, &[], &[]);
     let manifest = |name: &str| job_manifest_in(&ns, name, 1, &t.private, &[&t.sg], "");
     let mut all = String::new();
     for i in 0..EACH {
@@ -294,7 +296,7 @@ async fn a_restart_over_hundreds_of_ended_and_refused_resources_is_quiet() {
     });
 
     controller.kill9();
-    let controller = ControllerProcess::start(&ns, &[], &[]);
+    controller = ControllerProcess::start(&ns, &[], &[]);
     let ops = controller.ops_url();
     wait_for("the restarted controller is ready", T, || {
         (http_get(&format!("{ops}/readyz")).0 == 200).then_some(())

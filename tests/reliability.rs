@@ -193,10 +193,11 @@ fn lifecycle(t: &Topology, ns: &str, n: usize, timeout: Duration) -> (usize, usi
 
 fn throttling(t: &Topology) -> Row {
     let n = size(40, 200);
+    let _c;
     let ns = stack().namespace("rel-throttle");
     sim_config(json!({"throttleRate": 0.2, "errorRate": 0.05}));
     proxy_config(json!({"throttleRate": 0.2, "errorRate": 0.05}));
-    let _c = start(&ns, &[]);
+    _c = start(&ns, &[]);
     let (duplicates, lost, converge) = lifecycle(t, &ns, n, Duration::from_secs(240));
     clear_faults();
     Row {
@@ -213,9 +214,10 @@ fn throttling(t: &Topology) -> Row {
 fn kills(t: &Topology) -> Row {
     let n = size(30, 100);
     let kills = size(5, 20);
+    let mut c;
     let ns = stack().namespace("rel-kill");
     let started = Instant::now();
-    let mut c = start(&ns, &[]);
+    c = start(&ns, &[]);
     apply_jobs(t, &ns, "job", n);
     let mut rng = rand::rng();
     for _ in 0..kills {
@@ -226,7 +228,6 @@ fn kills(t: &Topology) -> Row {
     wait_status(&ns, "InProgress", n, Duration::from_secs(180));
     complete_all(&ns);
     let done = wait_status(&ns, "Completed", n, Duration::from_secs(180));
-    drop(c);
     Row {
         scenario: "controller killed (SIGKILL) and restarted",
         load: format!("{n} jobs"),
@@ -240,9 +241,10 @@ fn kills(t: &Topology) -> Row {
 
 fn apiserver_restart(t: &Topology) -> Row {
     let n = size(20, 100);
+    let _c;
     let ns = stack().namespace("rel-apiserver");
     let started = Instant::now();
-    let _c = start(&ns, &[]);
+    _c = start(&ns, &[]);
     apply_jobs(t, &ns, "job", n);
     std::thread::sleep(Duration::from_secs(1));
     let out = std::process::Command::new(support::repo_root().join("scripts/stack"))
@@ -270,10 +272,11 @@ fn apiserver_restart(t: &Topology) -> Row {
 
 fn latency(t: &Topology) -> Row {
     let n = size(10, 50);
+    let _c;
     let ns = stack().namespace("rel-latency");
     sim_config(json!({"latencyMs": 2000}));
     proxy_config(json!({"latencyMs": 2000}));
-    let _c = start(&ns, &[]);
+    _c = start(&ns, &[]);
     let (duplicates, lost, converge) = lifecycle(t, &ns, n, Duration::from_secs(240));
     clear_faults();
     Row {
@@ -289,6 +292,7 @@ fn latency(t: &Topology) -> Row {
 
 fn malformed(t: &Topology) -> Row {
     let s = stack();
+    let _c;
     let ns = s.namespace("rel-malformed");
     // A CRD without rules, as before validation existed, lets a malformed object in.
     let permissive = json!({
@@ -306,7 +310,7 @@ fn malformed(t: &Topology) -> Row {
         &permissive.to_string(),
     );
     let broken = json!({"apiVersion": "sagemaker.processing.dev/v1alpha1", "kind": "ProcessingJob",
-        "metadata": {"name": "broken", "namespace": ns}, "spec": {"roleARN": 42, "processingResources": "lots"}});
+        "metadata": {"name": "broken", "namespace": ns.as_str()}, "spec": {"roleARN": 42, "processingResources": "lots"}});
     // The apiserver validates with the permissive schema a moment after the CRD update (longer
     // right after it restarted): retry until it does.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -332,7 +336,7 @@ fn malformed(t: &Topology) -> Row {
     ]);
     std::thread::sleep(Duration::from_secs(2));
     let started = Instant::now();
-    let _c = start(&ns, &[]);
+    _c = start(&ns, &[]);
     let n = 5;
     apply_jobs(t, &ns, "good", n);
     wait_status(&ns, "InProgress", n, Duration::from_secs(60));
@@ -365,9 +369,10 @@ fn malformed(t: &Topology) -> Row {
 
 fn credentials(t: &Topology) -> Row {
     let n = 5;
+    let mut c;
     let ns = stack().namespace("rel-creds");
     sim_config(json!({"rejectCredentials": true}));
-    let mut c = start(&ns, &[]);
+    c = start(&ns, &[]);
     let started = Instant::now();
     apply_jobs(t, &ns, "job", n);
     for i in 0..n {
@@ -407,8 +412,9 @@ fn credentials(t: &Topology) -> Row {
 
 fn mass_delete(t: &Topology) -> Row {
     let n = size(40, 100);
+    let _c;
     let ns = stack().namespace("rel-delete");
-    let _c = start(&ns, &[]);
+    _c = start(&ns, &[]);
     apply_jobs(t, &ns, "job", n);
     let running = wait_status(&ns, "InProgress", n, Duration::from_secs(120));
     let names = job_names(&ns);
@@ -442,8 +448,9 @@ fn deletion_blocked(job: &Value) -> bool {
 fn credentials_during_delete(t: &Topology) -> Row {
     let n = size(5, 20);
     let hold = Duration::from_secs(5);
+    let _c;
     let ns = stack().namespace("rel-creds-delete");
-    let _c = start(&ns, &[]);
+    _c = start(&ns, &[]);
     apply_jobs(t, &ns, "job", n);
     let running = wait_status(&ns, "InProgress", n, Duration::from_secs(120));
     assert_eq!(
@@ -525,6 +532,8 @@ fn annotated_manifest(t: &Topology, ns: &str, name: &str, region: &str) -> Strin
 
 fn region_changed(t: &Topology) -> Row {
     let n = size(6, 20);
+    // The controller started after the region change releases the jobs when the namespace goes.
+    let _c;
     let ns = stack().namespace("rel-region");
     // Jobs live in the region they were created in, as in SageMaker.
     sim_config(json!({"regional": true}));
@@ -556,7 +565,7 @@ fn region_changed(t: &Topology) -> Row {
         "--overwrite",
         &format!("services.k8s.aws/region={OTHER_REGION}"),
     ]);
-    let _c = start_with_env(&ns, &["--region", OTHER_REGION], &[("AWS_REGION", OTHER_REGION)]);
+    _c = start_with_env(&ns, &["--region", OTHER_REGION], &[("AWS_REGION", OTHER_REGION)]);
     // Half the resources are deleted while their jobs run; the others' jobs complete.
     let (deleted, kept): (Vec<_>, Vec<_>) = job_of.iter().enumerate().partition(|(i, _)| i % 2 == 0);
     let deleted: Vec<(&String, &String)> = deleted.into_iter().map(|(_, kv)| kv).collect();

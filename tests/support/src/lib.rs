@@ -125,11 +125,12 @@ impl Stack {
         });
     }
 
-    /// A fresh namespace with a unique name (see `TestNamespace` for one deleted on drop).
-    pub fn namespace(&self, prefix: &str) -> String {
+    /// A fresh namespace with a unique name, deleted when the guard is dropped (see
+    /// `TestNamespace` for the order to declare it in).
+    pub fn namespace(&self, prefix: &str) -> TestNamespace {
         let name = format!("{prefix}-{}", unique_suffix());
         self.kubectl_ok(&["create", "namespace", &name]);
-        name
+        TestNamespace { name }
     }
 
     /// `curl` against the simulator's admin API; returns the body.
@@ -187,21 +188,33 @@ impl Stack {
     }
 }
 
-/// A fresh namespace that is deleted (without waiting) when dropped. The stack runs
-/// kube-controller-manager, so a deleted namespace really goes away once what it holds is gone —
-/// ProcessingJobs only once a controller watching the namespace has released their finalizers.
-/// Declare the guard after (dropped before) the controller process watching the namespace
-/// (`let c; let ns = TestNamespace::new(..); c = ControllerProcess::start(&ns, ..);`) to give
-/// that controller a chance to release them.
+/// How long dropping a `TestNamespace` waits for the controller to release its ProcessingJobs.
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A fresh namespace, deleted when dropped. The stack runs kube-controller-manager, so a deleted
+/// namespace really goes away once what it holds is gone — ProcessingJobs only once a controller
+/// watching the namespace has released their finalizers. So dropping the guard deletes the
+/// namespace and waits (at most a minute) until its ProcessingJobs are gone; the namespace
+/// controller removes the emptied namespace a few seconds later by itself.
+///
+/// Declare the guard after (so that it is dropped before) the controller process watching the
+/// namespace, which must still run when the guard is dropped:
+/// `let c; let ns = stack().namespace(..); c = ControllerProcess::start(&ns, ..);`
+///
+/// A failing test may leave its namespace behind: while unwinding from a panic the guard only
+/// asks for the deletion and does not wait, so the namespace stays Terminating if its controller
+/// is gone before it released the jobs.
 pub struct TestNamespace {
     pub name: String,
 }
 
 impl TestNamespace {
     pub fn new(prefix: &str) -> Self {
-        Self {
-            name: stack().namespace(prefix),
-        }
+        stack().namespace(prefix)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
     }
 
     /// The namespace as JSON, or `None` once it is gone.
@@ -212,6 +225,18 @@ impl TestNamespace {
     /// `kubectl delete namespace --wait=false`: marks it for deletion and returns.
     pub fn delete(&self) {
         stack().kubectl_ok(&["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"]);
+    }
+
+    /// The names of the ProcessingJobs still in the namespace, or `None` when they cannot be
+    /// listed (the apiserver being restarted by another test).
+    fn processing_jobs(&self) -> Option<Vec<String>> {
+        let out = stack().kubectl(&["-n", &self.name, "get", "processingjobs", "-o", "name"]);
+        out.status.success().then(|| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
     }
 }
 
@@ -228,9 +253,32 @@ impl AsRef<str> for TestNamespace {
     }
 }
 
+impl std::fmt::Display for TestNamespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         let _ = stack().kubectl(&["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"]);
+        if std::thread::panicking() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + RELEASE_TIMEOUT;
+        loop {
+            let left = self.processing_jobs();
+            if left.as_ref().is_some_and(Vec::is_empty) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "namespace {} still holds ProcessingJobs {RELEASE_TIMEOUT:?} after its deletion \
+                 (is a controller watching it still running?): {left:?}",
+                self.name
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
     }
 }
 

@@ -268,8 +268,9 @@ spec:
 }
 
 /// The CRD installed, a healthy VPC (private subnets behind an S3 gateway endpoint, a
-/// self-referencing group) and a fresh namespace: what most end-to-end tests start from.
-pub async fn healthy_setup(cidr_prefix: &str, ns_prefix: &str) -> (Topology, String) {
+/// self-referencing group) and a fresh namespace: what most end-to-end tests start from. The
+/// namespace is deleted when dropped: declare the controller watching it before it.
+pub async fn healthy_setup(cidr_prefix: &str, ns_prefix: &str) -> (Topology, super::TestNamespace) {
     let s = stack();
     s.install_crd();
     let t = topology(cidr_prefix, true).await;
