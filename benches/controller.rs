@@ -255,7 +255,8 @@ fn main() {
     let calls: BTreeMap<String, u64> =
         serde_json::from_str(&s.sim_admin("GET", "/_sim/calls", None)).unwrap_or_default();
     let writes_after = apiserver_writes();
-    drop(controller);
+    // The controller keeps running until the end: dropping the namespace (declared after it)
+    // deletes the resources, which the controller must release.
     s.sim_admin("PUT", "/_sim/config", Some("{}"));
 
     let nf = n as f64;
