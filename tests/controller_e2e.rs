@@ -321,29 +321,7 @@ async fn sagemaker_rejections_and_foreign_jobs_stall_with_the_reason() {
 
     // A job with the same name created by someone else.
     let taken = format!("taken-{}", unique_suffix());
-    let sm = stack().sagemaker().await;
-    sm.create_processing_job()
-        .processing_job_name(&taken)
-        .role_arn("arn:aws:iam::123456789012:role/Other")
-        .app_specification(
-            aws_sdk_sagemaker::types::AppSpecification::builder()
-                .image_uri("img")
-                .build(),
-        )
-        .processing_resources(
-            aws_sdk_sagemaker::types::ProcessingResources::builder()
-                .cluster_config(
-                    aws_sdk_sagemaker::types::ProcessingClusterConfig::builder()
-                        .instance_count(1)
-                        .instance_type(aws_sdk_sagemaker::types::ProcessingInstanceType::MlM5Xlarge)
-                        .volume_size_in_gb(1)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("foreign job");
+    sim_foreign_job(&taken).await;
     apply(&manifest(
         &t,
         &ns,

@@ -85,34 +85,6 @@ fn sagemaker_status(j: &serde_json::Value, s: &str) -> bool {
     status_str(j, "processingJobStatus").as_deref() == Some(s)
 }
 
-/// Creates a job named `name` in the simulator as another team would (not tagged for us).
-async fn foreign_job(name: &str) {
-    use aws_sdk_sagemaker::types::{
-        AppSpecification, ProcessingClusterConfig, ProcessingInstanceType, ProcessingResources,
-    };
-    stack()
-        .sagemaker()
-        .await
-        .create_processing_job()
-        .processing_job_name(name)
-        .role_arn("arn:aws:iam::123456789012:role/Other")
-        .app_specification(AppSpecification::builder().image_uri("img").build())
-        .processing_resources(
-            ProcessingResources::builder()
-                .cluster_config(
-                    ProcessingClusterConfig::builder()
-                        .instance_count(1)
-                        .instance_type(ProcessingInstanceType::MlM5Xlarge)
-                        .volume_size_in_gb(1)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("foreign job");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_resting_state_is_quiet_and_so_is_a_restart() {
     let _serial = SERIAL.lock().await;
@@ -128,7 +100,7 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
     controller = ControllerProcess::start(&ns, &[], &[]);
     let manifest = |name: &str, extra: &str| job_manifest_in(&ns, name, 1, &t.private, &[&t.sg], extra);
     let taken = format!("taken-{}", unique_suffix());
-    foreign_job(&taken).await;
+    sim_foreign_job(&taken).await;
 
     for name in ["completed", "failed", "stopped", "running"] {
         apply(&manifest(name, ""));

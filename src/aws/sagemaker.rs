@@ -15,6 +15,12 @@ use crate::job::{JobState, JobStatus, JobSummary};
 
 const SERVICE: &str = "sagemaker";
 
+/// SageMaker's status in our type. A status this build does not know is treated as still
+/// running: polled, and stopped on delete.
+fn status_of(status: Option<&sm::ProcessingJobStatus>) -> JobStatus {
+    status.and_then(|s| JobStatus::parse(s.as_str())).unwrap_or_default()
+}
+
 fn rfc3339(t: Option<&DateTime>) -> Option<String> {
     t.and_then(|t| t.fmt(Format::DateTime).ok())
 }
@@ -67,12 +73,7 @@ impl SageMaker {
         Ok(JobState {
             name: d.processing_job_name().unwrap_or(name).to_string(),
             arn: d.processing_job_arn().map(str::to_string),
-            // A status this build does not know is treated as still running: polled, and
-            // stopped on delete.
-            status: d
-                .processing_job_status()
-                .and_then(|s| JobStatus::parse(s.as_str()))
-                .unwrap_or_default(),
+            status: status_of(d.processing_job_status()),
             failure_reason: d.failure_reason().map(str::to_string),
             exit_message: d.exit_message().map(str::to_string),
             creation_time: rfc3339(d.creation_time()),
@@ -160,10 +161,7 @@ impl SageMaker {
                     out.push(JobState {
                         name: name.to_string(),
                         arn: s.processing_job_arn().map(str::to_string),
-                        status: s
-                            .processing_job_status()
-                            .and_then(|st| JobStatus::parse(st.as_str()))
-                            .unwrap_or_default(),
+                        status: status_of(s.processing_job_status()),
                         failure_reason: s.failure_reason().map(str::to_string),
                         exit_message: s.exit_message().map(str::to_string),
                         creation_time: rfc3339(s.creation_time()),

@@ -195,6 +195,35 @@ pub fn sim_create_calls(job_name: &str) -> u64 {
     creates[job_name].as_u64().unwrap_or(0)
 }
 
+/// Creates a job named `name` in the simulator as another team would: not tagged for any
+/// resource.
+pub async fn sim_foreign_job(name: &str) {
+    use aws_sdk_sagemaker::types::{
+        AppSpecification, ProcessingClusterConfig, ProcessingInstanceType, ProcessingResources,
+    };
+    stack()
+        .sagemaker()
+        .await
+        .create_processing_job()
+        .processing_job_name(name)
+        .role_arn("arn:aws:iam::123456789012:role/Other")
+        .app_specification(AppSpecification::builder().image_uri("img").build())
+        .processing_resources(
+            ProcessingResources::builder()
+                .cluster_config(
+                    ProcessingClusterConfig::builder()
+                        .instance_count(1)
+                        .instance_type(ProcessingInstanceType::MlM5Xlarge)
+                        .volume_size_in_gb(1)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("foreign job");
+}
+
 pub fn sim_set_status(job_name: &str, body: &str) {
     stack().sim_admin("POST", &format!("/_sim/jobs/{job_name}/status"), Some(body));
 }
