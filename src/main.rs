@@ -4,7 +4,12 @@ use clap::{Parser, Subcommand};
 
 /// Runs Amazon SageMaker Processing Jobs in your VPC, validating the network first.
 #[derive(Parser)]
-#[command(name = "sagemaker-processing-controller", version, about)]
+#[command(
+    name = "sagemaker-processing-controller",
+    version,
+    about,
+    disable_help_subcommand = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,11 +24,17 @@ enum Command {
     Validate(smpc::cli::validate::ValidateArgs),
     /// Print the ProcessingJob CustomResourceDefinition as YAML.
     Crd,
+    /// Print this help, or the help of the given subcommand.
+    Help {
+        /// The subcommand to explain (run, validate, crd).
+        command: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Help { command } => help(command.as_deref()),
         Command::Crd => match smpc::api::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -36,6 +47,29 @@ fn main() -> ExitCode {
         },
         Command::Validate(args) => block_on(smpc::cli::validate::run(args)),
         Command::Run(args) => block_on(smpc::cli::run::run(*args)),
+    }
+}
+
+/// `help [COMMAND]`: the same text as `--help`, also for `help --help` (clap's own help
+/// subcommand refuses that).
+fn help(command: Option<&str>) -> ExitCode {
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    let target = match command {
+        None => Some(&mut cli),
+        Some(name) => cli.find_subcommand_mut(name),
+    };
+    match target {
+        Some(cmd) => {
+            let _ = cmd.print_long_help();
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!(
+                "error: no subcommand {:?}; the subcommands are run, validate, crd and help",
+                command.unwrap_or_default()
+            );
+            ExitCode::from(2)
+        }
     }
 }
 

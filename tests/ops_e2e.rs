@@ -74,6 +74,8 @@ async fn metrics_follow_the_jobs() {
         ) >= 1.0
     );
     assert!(metric(&text, r#"smpc_status_patches_total"#) >= 2.0);
+    // Without leader election this replica is the only one: it leads.
+    assert_eq!(metric(&text, "smpc_leader"), 1.0, "{text}");
     assert_eq!(
         metric(
             &text,

@@ -233,3 +233,32 @@ fn bad_values_are_rejected_by_the_schema() {
         "{stderr}"
     );
 }
+
+/// `help`, `help <command>` and `help --help` print help and succeed, like `--help`.
+#[test]
+fn help_works_in_every_spelling() {
+    let bin = smpc_test_support::controller_bin();
+    for args in [&["help"][..], &["help", "--help"], &["help", "validate"], &["--help"]] {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .output()
+            .expect("run the binary");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("Usage:"), "{args:?} printed no usage: {text}");
+    }
+    let validate = std::process::Command::new(&bin)
+        .args(["help", "validate"])
+        .output()
+        .expect("run the binary");
+    assert!(String::from_utf8_lossy(&validate.stdout).contains("--call-stats"));
+    let unknown = std::process::Command::new(&bin)
+        .args(["help", "nope"])
+        .output()
+        .expect("run the binary");
+    assert_eq!(unknown.status.code(), Some(2));
+}

@@ -43,6 +43,11 @@ impl Error {
         }
     }
 
+    /// A normal wait (a stop in progress), not a failure: not logged nor counted as an error.
+    pub fn is_wait(&self) -> bool {
+        matches!(self.innermost(), Error::WaitingForStop(_))
+    }
+
     /// The error inside the finalizer's wrapping.
     pub fn innermost(&self) -> &Error {
         match self {

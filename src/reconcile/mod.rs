@@ -138,6 +138,7 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, E
             ctx.backoff.reset(&ObjectRef::from_obj(obj.as_ref()));
             "ok"
         }
+        Err(e) if e.is_wait() => "waiting",
         Err(e) => {
             ctx.metrics
                 .errors

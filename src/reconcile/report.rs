@@ -69,6 +69,12 @@ pub async fn write_ahead(
 
 /// One Event about the resource (folded into a series by the recorder when repeated).
 pub async fn publish(ctx: &Context, job: &ProcessingJob, warning: bool, reason: &str, note: String, action: &str) {
+    // The Events tell a job's story; the log tells it too (the reconcile span names the object).
+    if warning {
+        tracing::warn!(reason, "{note}");
+    } else {
+        tracing::info!(reason, "{note}");
+    }
     let event = Event {
         type_: if warning { EventType::Warning } else { EventType::Normal },
         reason: reason.into(),

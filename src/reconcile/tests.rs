@@ -910,6 +910,16 @@ async fn deleting_a_running_job_stops_it_and_waits_for_the_end() {
         "a normal deletion is no AWS error: {:?}",
         h.event_reasons()
     );
+    let waiting = crate::telemetry::metrics::ResultLabels { result: "waiting" };
+    let errors = crate::telemetry::metrics::ReasonLabels {
+        reason: "WaitingForStop",
+    };
+    assert_eq!(h.ctx.metrics.reconciles.get_or_create(&waiting).get(), 1);
+    assert_eq!(
+        h.ctx.metrics.errors.get_or_create(&errors).get(),
+        0,
+        "waiting for a stop is no reconcile error"
+    );
     h.sagemaker.set_status(REGION, &job, JobStatus::Stopped);
     assert_eq!(h.reconcile("stop").await.ok(), Some(Action::await_change()));
     assert!(h.object("stop").is_none(), "released once stopped");

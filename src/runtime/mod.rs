@@ -122,7 +122,11 @@ pub async fn run_controller(
                     }
                     Err(kube::runtime::controller::Error::ReconcilerFailed(e, obj)) => {
                         count(&metrics, "requeue");
-                        tracing::info!(object = %obj, reason = e.reason(), error = %e, "reconcile failed")
+                        if e.is_wait() {
+                            tracing::info!(object = %obj, reason = e.reason(), "{e}")
+                        } else {
+                            tracing::warn!(object = %obj, reason = e.reason(), error = %e, "reconcile failed")
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "controller error"),
                 }
@@ -147,7 +151,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let Some(election) = election else {
-        run_controller(client, aws, settings, metrics, health, shutdown).await;
+        // Without election this replica is the only one, so it leads.
+        metrics.leader.set(1);
+        run_controller(client, aws, settings, metrics.clone(), health, shutdown).await;
+        metrics.leader.set(0);
         return;
     };
     let elector = Arc::new(LeaderElector::new(client.clone(), election.lease));
