@@ -288,3 +288,51 @@ async fn the_tenant_guard_refuses_other_teams_roles_subnets_and_groups() {
         );
     }
 }
+
+/// After fixing the network, `sagemaker.processing.dev/revalidate: <new value>` validates the
+/// job again at once, with a fresh read of EC2: not after the revalidation interval, and not from
+/// the network cache the jobs of a VPC share (which a mere touch of the resource still reads).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_revalidate_annotation_lets_a_fixed_network_through_at_once() {
+    let c; // dropped after the namespace: the controller releases the job when it is deleted
+    let s = stack();
+    s.install_crd();
+    let t = support::vpc::topology("10.53", true).await;
+    let ns = s.namespace("ops-revalidate");
+    c = ControllerProcess::start(ns.as_str(), &[], &[]);
+    apply(&job_manifest_in(ns.as_str(), "fixme", 1, &t.private, &[&t.sg], ""));
+    let blocked = |j: &serde_json::Value| {
+        status_str(j, "phase").as_deref() == Some("Blocked")
+            && j.pointer("/status/network/findings")
+                .and_then(|f| f.as_array())
+                .is_some_and(|f| f.iter().any(|f| f["code"] == "NoS3Route"))
+    };
+    wait_job(ns.as_str(), "fixme", "Blocked with NoS3Route", T, blocked);
+
+    // The fix, as docs/findings.md says: an S3 gateway endpoint on the subnets' route table.
+    t.s3_gateway_endpoint(None).await;
+    // A touch revalidates from the shared cache (60 s): still blocked.
+    s.kubectl_ok(&["-n", ns.as_str(), "annotate", "processingjob/fixme", "touched=1"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let job = get_job(ns.as_str(), "fixme").expect("job");
+    assert!(blocked(&job), "{job:#}");
+
+    let asked = std::time::Instant::now();
+    s.kubectl_ok(&[
+        "-n",
+        ns.as_str(),
+        "annotate",
+        "processingjob/fixme",
+        "sagemaker.processing.dev/revalidate=route-fixed",
+    ]);
+    let job = wait_job(ns.as_str(), "fixme", "created", Duration::from_secs(20), |j| {
+        status_str(j, "processingJobStatus").as_deref() == Some("InProgress")
+    });
+    assert_eq!(
+        job.pointer("/status/network/revalidation").and_then(|v| v.as_str()),
+        Some("route-fixed")
+    );
+    println!("revalidated and created {:?} after the annotation", asked.elapsed());
+    drop(ns);
+    drop(c);
+}

@@ -22,6 +22,10 @@ pub const ACK_REGION_ANNOTATION: &str = "services.k8s.aws/region";
 /// ACK's annotation choosing what happens to the AWS resource on delete.
 pub const ACK_DELETION_POLICY_ANNOTATION: &str = "services.k8s.aws/deletion-policy";
 
+/// Set to a new value to have a job that is not created yet validated again now, with a fresh
+/// read of its network from EC2 (not the shared cache).
+pub const REVALIDATE_ANNOTATION: &str = "sagemaker.processing.dev/revalidate";
+
 impl ProcessingJob {
     /// The region the job runs in: `spec.region`, else ACK's annotation, else `default`.
     pub fn region(&self, default: Option<&str>) -> Option<String> {

@@ -102,6 +102,10 @@ pub struct NetworkStatus {
     /// When the network was validated (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validated_at: Option<String>,
+    /// The value of the `sagemaker.processing.dev/revalidate` annotation this validation
+    /// answered: set the annotation to a new value to validate again now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revalidation: Option<String>,
 }
 
 /// One problem or piece of advice about the job's network.

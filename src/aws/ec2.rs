@@ -71,6 +71,13 @@ impl Ec2Resolver {
         &self.region
     }
 
+    /// Drops everything cached: the next snapshot reads EC2 afresh.
+    pub fn forget(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Cache::default();
+        }
+    }
+
     fn fresh<T: Clone>(&self, entry: Option<&Cached<T>>) -> Option<T> {
         entry.filter(|(_, at)| at.elapsed() < self.ttl).map(|(v, _)| v.clone())
     }

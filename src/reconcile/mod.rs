@@ -215,7 +215,8 @@ async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<Job
     if let Err(refusal) = validate::tenant(&job.namespace().unwrap_or_default(), &annotations, &job.spec) {
         return Ok(refused(ctx, job, &at, refusal));
     }
-    let facts = match resolve::network(ctx, &at.region, &job.spec).await {
+    let fresh = resolve::revalidation_request(job).is_some();
+    let facts = match resolve::network(ctx, &at.region, &job.spec, fresh).await {
         Ok(facts) => facts,
         Err(e) => return Ok(act::not_created(ctx, job, &at, None, e, "reading the network from EC2")),
     };

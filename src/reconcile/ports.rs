@@ -35,6 +35,9 @@ pub trait JobService: Send + Sync {
 /// What EC2 says about a job's network.
 pub trait NetworkReader: Send + Sync {
     fn snapshot<'a>(&'a self, region: &'a str, spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot>;
+
+    /// Forgets what was read in `region`, so that the next snapshot is fresh.
+    fn forget(&self, region: &str);
 }
 
 impl JobService for AwsClients {
@@ -62,5 +65,9 @@ impl JobService for AwsClients {
 impl NetworkReader for AwsClients {
     fn snapshot<'a>(&'a self, region: &'a str, spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot> {
         async move { self.ec2(region).snapshot(spec).await }.boxed()
+    }
+
+    fn forget(&self, region: &str) {
+        self.ec2(region).forget()
     }
 }

@@ -16,7 +16,15 @@ use crate::api::{JobPhase, ProcessingJob, ProcessingJobStatus};
 /// Events of the transition. Returns the status now in force.
 pub async fn report(ctx: &Context, job: &ProcessingJob, obs: &Observation) -> Result<ProcessingJobStatus, Error> {
     let prev = job.status.clone().unwrap_or_default();
-    let next = status::desired_status(&prev, obs);
+    let mut next = status::desired_status(&prev, obs);
+    status::answer_revalidation(
+        &mut next,
+        obs,
+        job.annotations()
+            .get(crate::api::REVALIDATE_ANNOTATION)
+            .map(String::as_str),
+        super::resolve::revalidation_request(job).is_some(),
+    );
     if prev == next {
         return Ok(prev);
     }

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, ResourceExt};
 
 use super::{Context, Error};
-use crate::api::{ProcessingJob, ProcessingJobSpec, ValidationMode};
+use crate::api::{ProcessingJob, ProcessingJobSpec, ValidationMode, REVALIDATE_ANNOTATION};
 use crate::aws::AwsError;
 use crate::network::NetworkSnapshot;
 
@@ -18,6 +18,18 @@ pub async fn namespace_annotations(ctx: &Context, job: &ProcessingJob) -> Result
         .await
         .map_err(|source| Error::ReadNamespace { namespace, source })?;
     Ok(ns.metadata.annotations.unwrap_or_default())
+}
+
+/// A revalidation the user asked for with the `sagemaker.processing.dev/revalidate` annotation
+/// and that no validation answered yet: its value.
+pub fn revalidation_request(job: &ProcessingJob) -> Option<&str> {
+    let asked = job.annotations().get(REVALIDATE_ANNOTATION)?;
+    let answered = job
+        .status
+        .as_ref()
+        .and_then(|s| s.network.as_ref())
+        .and_then(|n| n.revalidation.as_deref());
+    (answered != Some(asked.as_str())).then_some(asked.as_str())
 }
 
 /// What the job's network looks like, as far as validation needs it.
@@ -34,13 +46,23 @@ pub enum NetworkFacts {
     },
 }
 
-pub async fn network(ctx: &Context, region: &str, spec: &ProcessingJobSpec) -> Result<NetworkFacts, AwsError> {
+/// `fresh`: read EC2 afresh, not from the cache shared by the jobs of a VPC (a revalidation the
+/// user asked for).
+pub async fn network(
+    ctx: &Context,
+    region: &str,
+    spec: &ProcessingJobSpec,
+    fresh: bool,
+) -> Result<NetworkFacts, AwsError> {
     if spec.vpc_config().is_none() {
         return Ok(NetworkFacts::NoVpcConfig);
     }
     let mode = spec.validation_mode();
     if mode == ValidationMode::Skip {
         return Ok(NetworkFacts::Skipped);
+    }
+    if fresh {
+        ctx.network.forget(region);
     }
     let snapshot = ctx.network.snapshot(region, spec).await?;
     Ok(NetworkFacts::Read { mode, snapshot })

@@ -149,6 +149,21 @@ pub fn logs_url(region: &str, job_name: &str) -> String {
 
 /// The desired status: the observation written over the previous status, conditions keeping
 /// their `lastTransitionTime` unless their status flips.
+/// A validation made by this reconcile answers the revalidation asked for with the annotation
+/// (`asked`, its current value): recorded, so that the same value is not answered twice, and,
+/// when it was a new request, the validation time says it happened even if nothing changed.
+pub fn answer_revalidation(next: &mut ProcessingJobStatus, obs: &Observation, asked: Option<&str>, new: bool) {
+    if !matches!(obs.network, Some(NetworkOutcome::Validated { .. })) {
+        return;
+    }
+    if let Some(network) = next.network.as_mut() {
+        network.revalidation = asked.map(str::to_string);
+        if new {
+            network.validated_at = Some(Timestamp::now().to_string());
+        }
+    }
+}
+
 pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> ProcessingJobStatus {
     let mut s = ProcessingJobStatus {
         phase: Some(obs.phase.recorded()),
@@ -186,6 +201,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                 vpc_id: vpc_id.clone(),
                 findings: findings.clone(),
                 validated_at,
+                revalidation: prev.network.as_ref().and_then(|n| n.revalidation.clone()),
             })
         }
         // Findings stay visible while the job runs even if this reconcile did not revalidate.
@@ -262,7 +278,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
     let (submitted, ready, reconciling, stalled) = match &obs.phase {
         Phase::NetworkInvalid => not_created(
             "NetworkInvalid",
-            "the job was not created because the network has error findings; fix the VPC (the controller revalidates periodically) or set networkValidation.mode to Warn",
+            "the job was not created because the network has error findings; fix the VPC, then set the annotation sagemaker.processing.dev/revalidate to a new value to validate again now (the controller also revalidates every --revalidate-interval), or set networkValidation.mode to Warn",
             false,
         ),
         Phase::NotAllowed { message } => not_created("NotAllowedInNamespace", message, false),

@@ -310,9 +310,10 @@ impl JobService for FakeJobs {
     }
 }
 
-/// EC2 with nothing in it: every subnet and group of a job is missing (Error findings).
+/// EC2 with nothing in it: every subnet and group of a job is missing (Error findings). Counts
+/// the snapshots read (`.0`) and the cache drops asked for (`.1`).
 #[derive(Clone, Default)]
-struct EmptyNetwork(Arc<Mutex<u32>>);
+struct EmptyNetwork(Arc<Mutex<u32>>, Arc<Mutex<u32>>);
 
 impl NetworkReader for EmptyNetwork {
     fn snapshot<'a>(&'a self, region: &'a str, _spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot> {
@@ -324,6 +325,10 @@ impl NetworkReader for EmptyNetwork {
             })
         }
         .boxed()
+    }
+
+    fn forget(&self, _region: &str) {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 }
 
@@ -731,6 +736,31 @@ async fn a_broken_network_blocks_the_job_and_rechecks_only_on_its_timer() {
         .is_some_and(|n| n.findings.iter().any(|f| f.code == "SubnetNotFound")));
     let (calls, writes) = h.quiet_window("net", 5).await;
     assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
+}
+
+#[tokio::test]
+async fn the_revalidate_annotation_reads_the_network_afresh_once_per_value() {
+    let h = Harness::new();
+    h.apply(manifest("net", with_vpc("Enforce")));
+    h.admit("net").await.expect("reconcile");
+    let forgets = || *h.ec2.1.lock().unwrap_or_else(|e| e.into_inner());
+    let reads = || *h.ec2.0.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!((reads(), forgets()), (1, 0), "a first validation uses the shared cache");
+
+    h.annotate("net", crate::api::REVALIDATE_ANNOTATION, "fixed-the-route");
+    h.reconcile("net").await.expect("reconcile");
+    assert_eq!((reads(), forgets()), (2, 1), "a new value reads EC2 afresh");
+    let network = h.status("net").network.expect("network status");
+    assert_eq!(network.revalidation.as_deref(), Some("fixed-the-route"));
+
+    // The same value again (a timer, another change): the cache is fine.
+    h.reconcile("net").await.expect("reconcile");
+    assert_eq!((reads(), forgets()), (3, 1));
+
+    h.annotate("net", crate::api::REVALIDATE_ANNOTATION, "again");
+    h.reconcile("net").await.expect("reconcile");
+    assert_eq!((reads(), forgets()), (4, 2));
+    assert_eq!(h.status("net").phase, Some(JobPhase::Blocked));
 }
 
 #[tokio::test]
