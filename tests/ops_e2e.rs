@@ -316,6 +316,11 @@ async fn the_revalidate_annotation_lets_a_fixed_network_through_at_once() {
     std::thread::sleep(Duration::from_secs(3));
     let job = get_job(ns.as_str(), "fixme").expect("job");
     assert!(blocked(&job), "{job:#}");
+    // `kubectl get` says why the job is not running, and names no job that was never created.
+    let columns = printed_columns(ns.as_str(), "fixme");
+    assert_eq!(columns["PHASE"], "Blocked", "{columns:?}");
+    assert_eq!(columns["REASON"], "NetworkInvalid", "{columns:?}");
+    assert_eq!(columns["JOB"], "", "{columns:?}");
 
     let asked = std::time::Instant::now();
     s.kubectl_ok(&[
@@ -333,6 +338,32 @@ async fn the_revalidate_annotation_lets_a_fixed_network_through_at_once() {
         Some("route-fixed")
     );
     println!("revalidated and created {:?} after the annotation", asked.elapsed());
+    let columns = printed_columns(ns.as_str(), "fixme");
+    assert_eq!(columns["PHASE"], "Created", "{columns:?}");
+    assert_eq!(columns["STATUS"], "InProgress", "{columns:?}");
+    assert!(columns["JOB"].starts_with("fixme-"), "{columns:?}");
     drop(ns);
     drop(c);
+}
+
+/// The columns `kubectl get` prints for one resource, by header (cut at the headers' positions:
+/// an empty column is blank).
+fn printed_columns(ns: &str, name: &str) -> std::collections::BTreeMap<String, String> {
+    let out = stack().kubectl_ok(&["-n", ns, "get", "processingjob", name]);
+    let mut lines = out.lines();
+    let header = lines.next().unwrap_or_default();
+    let row = lines.next().unwrap_or_default();
+    let starts: Vec<(usize, &str)> = header
+        .split_whitespace()
+        .map(|h| (header.find(h).unwrap_or(0), h))
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, (start, h))| {
+            let end = starts.get(i + 1).map_or(row.len(), |(s, _)| *s).min(row.len());
+            let value = row.get((*start).min(end)..end).unwrap_or_default().trim();
+            (h.to_string(), value.to_string())
+        })
+        .collect()
 }

@@ -30,10 +30,22 @@ pub const JOB_NAME_PATTERN: &str = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
     status = "ProcessingJobStatus",
     doc = "A SageMaker Processing Job run in a VPC, validated before it is created",
     printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the controller stands: Pending, Blocked, Creating, Created, Adopted, Refused"
+    ),
+    printcolumn(
         name = "Status",
         type_ = "string",
         json_path = ".status.processingJobStatus",
         description = "SageMaker job status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the job is or is not running: the Ready condition's reason (NetworkInvalid, NotAllowedInNamespace, RegionMissing, InvalidSpec, JobNameInUse, InProgress, Completed, Failed, ...)"
     ),
     printcolumn(
         name = "Network",
@@ -45,7 +57,7 @@ pub const JOB_NAME_PATTERN: &str = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
         name = "Job",
         type_ = "string",
         json_path = ".status.processingJobName",
-        description = "SageMaker processing job name"
+        description = "SageMaker processing job name, once a job may exist"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(

@@ -71,9 +71,12 @@ pub fn observation(
     network: Option<NetworkOutcome>,
     phase: Phase,
 ) -> Observation {
+    // The job's name only once a job may exist: a refused or waiting resource has none (and
+    // the name of a clash is another job's).
+    let may_exist = matches!(phase, Phase::Creating { .. } | Phase::Submitted { .. });
     Observation {
         generation: job.metadata.generation,
-        job_name: at.map(|a| a.name.clone()),
+        job_name: at.filter(|_| may_exist).map(|a| a.name.clone()),
         region: at.map(|a| a.region.clone()),
         network,
         phase,

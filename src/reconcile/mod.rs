@@ -243,7 +243,7 @@ fn region_missing(ctx: &Context, job: &ProcessingJob) -> Outcome {
     let message = format!(
         "no AWS region: annotate the resource {ACK_REGION_ANNOTATION}, or start the controller with --region / AWS_REGION (spec.region cannot be changed: set it in a new resource)"
     );
-    let mut outcome = Outcome::report(
+    Outcome::report(
         job,
         None,
         None,
@@ -252,12 +252,7 @@ fn region_missing(ctx: &Context, job: &ProcessingJob) -> Outcome {
             message,
         },
         Next::Requeue(Action::requeue(ctx.settings.revalidate_interval)),
-    );
-    // The name it will have, for the user's reference; no region, so no job can exist.
-    if let Some(o) = outcome.observation.as_mut() {
-        o.job_name = Some(observe::job_name(job));
-    }
-    outcome
+    )
 }
 
 /// Deletion: cleanup → report.
