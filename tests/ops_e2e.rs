@@ -367,3 +367,41 @@ fn printed_columns(ns: &str, name: &str) -> std::collections::BTreeMap<String, S
         })
         .collect()
 }
+
+/// A region that does not exist: `validate` says which region and endpoint it tried, not only
+/// that a call failed without an error code.
+#[test]
+fn validate_names_the_region_and_endpoint_it_could_not_reach() {
+    let s = stack();
+    let dir = std::env::temp_dir().join(format!("smpc-mars-{}", unique_suffix()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("job.yaml");
+    let manifest = job_manifest_in(
+        "default",
+        "mars",
+        1,
+        &["subnet-0a1b2c3d4e5f60001".to_string()],
+        &["sg-0a1b2c3d4e5f60001"],
+        "",
+    );
+    // No spec.region: the job takes --region.
+    let manifest: String = manifest
+        .lines()
+        .filter(|l| l.trim() != format!("region: {}", support::vpc::REGION))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, manifest).expect("write manifest");
+    let out = s
+        .command(support::controller_bin())
+        .args(["validate", "--region", "mars-1", "-f"])
+        .arg(&file)
+        .env_remove("AWS_REGION")
+        .output()
+        .expect("run validate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("for region mars-1"), "{stderr}");
+    assert!(stderr.contains("check the region name"), "{stderr}");
+    assert!(!stderr.contains("unhandled error"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -121,12 +121,14 @@ impl AwsError {
         let (code, message, status, class_hint) = match err {
             SdkError::ServiceError(ctx) => {
                 let e = ctx.err();
-                (
-                    e.code().map(str::to_string),
-                    e.message().map(str::to_string).unwrap_or_else(|| e.to_string()),
-                    Some(ctx.raw().status_code()),
-                    None,
-                )
+                let status = ctx.raw().status_code();
+                let message = match (e.code(), e.message()) {
+                    (_, Some(m)) => m.to_string(),
+                    // Not an AWS error document: say what came back.
+                    (None, None) => format!("HTTP {status} without an AWS error code or message"),
+                    (Some(_), None) => e.to_string(),
+                };
+                (e.code().map(str::to_string), message, Some(status), None)
             }
             SdkError::TimeoutError(_) => (
                 None,

@@ -132,8 +132,11 @@ pub async fn run(args: ValidateArgs) -> u8 {
                 }
                 Err(e) => {
                     eprintln!(
-                        "error: {}: cannot read the network of job {}/{}: {e}",
-                        j.source_name, report.namespace, report.name
+                        "error: {}: cannot read the network of job {}/{}: {e}{}",
+                        j.source_name,
+                        report.namespace,
+                        report.name,
+                        unreachable_hint(&e, &region)
                     );
                     return 3;
                 }
@@ -197,4 +200,18 @@ fn render_text(reports: &[JobReport]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// For an error that is not AWS's answer (no error code): which region and endpoint were tried,
+/// since a mistyped region or endpoint is the usual cause.
+fn unreachable_hint(e: &crate::aws::AwsError, region: &str) -> String {
+    if e.code.is_some() {
+        return String::new();
+    }
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_EC2")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|_| format!("https://ec2.{region}.amazonaws.com"));
+    format!(
+        "\n  the EC2 endpoint {endpoint} for region {region} could not be reached or gave no AWS answer: check the region name (spec.region, the services.k8s.aws/region annotation, --region or AWS_REGION) and the endpoint"
+    )
 }
