@@ -53,9 +53,24 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
     };
     let at = known.at.clone();
     if job.deletion_policy() == DeletionPolicy::Retain {
-        let mut note = format!("deletionPolicy Retain: SageMaker job {} is left as it is", at.name);
+        // Only the write-ahead is recorded: whether a job exists decides whether one is retained.
+        let last = match &known.last {
+            Some(last) => Some(last.clone()),
+            None => match ctx.jobs.describe(&at.region, &at.name).await {
+                Ok(state) => Some(state),
+                Err(e) if e.class == ErrorClass::NotFound => return released(ctx, &at, None),
+                Err(_) => None,
+            },
+        };
+        let mut note = match &last {
+            Some(_) => format!("deletionPolicy Retain: SageMaker job {} is left as it is", at.name),
+            None => format!(
+                "deletionPolicy Retain: SageMaker job {}, if its create reached SageMaker, is left as it is",
+                at.name
+            ),
+        };
         // Marked, so that the orphan sweep knows it was left running on purpose.
-        if let Some(arn) = known.last.as_ref().and_then(|l| l.arn.as_deref()) {
+        if let Some(arn) = last.as_ref().and_then(|l| l.arn.as_deref()) {
             if let Err(e) = ctx.jobs.add_tag(&at.region, arn, (TAG_RETAINED, "true")).await {
                 note.push_str(&format!(
                     " (it could not be tagged {TAG_RETAINED}: {e}; the orphan sweep will report it)"

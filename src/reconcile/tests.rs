@@ -1075,3 +1075,25 @@ fn status_only_changes_do_not_bring_a_resource_back() {
         assert_ne!(crate::runtime::acts_on(&guarded(&changed)), key, "{change}");
     }
 }
+
+#[tokio::test]
+async fn retaining_a_job_whose_create_never_reached_sagemaker_retains_nothing() {
+    let h = Harness::new();
+    h.apply(manifest("never", json!({"processingJobName": "never-job"})));
+    h.annotate("never", crate::api::ACK_DELETION_POLICY_ANNOTATION, "retain");
+    // A write-ahead whose create never reached SageMaker (a crash, or a create that failed).
+    if let Some(obj) = h.api.state().jobs.get_mut("never") {
+        obj["metadata"]["finalizers"] = json!([FINALIZER]);
+        obj["status"] =
+            json!({"phase": "Creating", "processingJobName": "never-job", "region": REGION, "observedGeneration": 1});
+    }
+    h.delete("never");
+    h.reconcile("never").await.expect("released");
+    assert!(h.object("never").is_none());
+    assert_eq!(h.sagemaker.calls(), ["DescribeProcessingJob"]);
+    assert!(
+        !h.event_reasons().contains(&"JobRetained".to_string()),
+        "no job was retained: {:?}",
+        h.event_reasons()
+    );
+}
