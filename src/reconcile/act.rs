@@ -13,7 +13,7 @@ use super::status::{NetworkOutcome, Observation, Phase, Problem};
 use super::tracker;
 use super::validate::Validated;
 use super::{object_ref, Context, Error};
-use crate::api::{ProcessingJob, Tag};
+use crate::api::{ProcessingJob, ProcessingJobStatus, Tag};
 use crate::aws::{AwsError, ErrorClass};
 use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_UID};
 
@@ -29,6 +29,10 @@ pub struct Outcome {
     /// The status to report; `None` leaves the status as it is.
     pub observation: Option<Observation>,
     pub next: Next,
+    /// The status this reconcile already wrote (the write-ahead), when newer than the resource
+    /// it started from: the report's transitions are counted from it, so that nothing written
+    /// is announced twice.
+    pub written: Option<Box<ProcessingJobStatus>>,
 }
 
 /// When the resource is looked at again.
@@ -52,6 +56,7 @@ impl Outcome {
         Outcome {
             observation: Some(observation(job, at, network, phase)),
             next,
+            written: None,
         }
     }
 
@@ -60,6 +65,7 @@ impl Outcome {
         Outcome {
             observation: None,
             next,
+            written: None,
         }
     }
 }
@@ -172,8 +178,15 @@ pub fn not_created(
 /// Creates the validated job: records name and region first (a crash after the create then
 /// finds the job instead of creating a second one), then CreateProcessingJob.
 pub async fn create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: Validated) -> Result<Outcome, Error> {
+    let written = report::write_ahead(ctx, job, &at, validated.network()).await?;
+    let mut outcome = send_create(ctx, job, at, validated).await?;
+    outcome.written = written.map(Box::new);
+    Ok(outcome)
+}
+
+/// CreateProcessingJob, once the write-ahead is recorded.
+async fn send_create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: Validated) -> Result<Outcome, Error> {
     let network = Some(validated.network().clone());
-    report::write_ahead(ctx, job, &at, validated.network()).await?;
     let tags = owner_tags(job);
     let new = NewJob {
         name: &at.name,

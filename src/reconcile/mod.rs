@@ -282,7 +282,10 @@ async fn delete(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
 /// report, then come back as the outcome says.
 async fn finish(ctx: &Context, job: &ProcessingJob, outcome: Outcome) -> Result<Action, Error> {
     if let Some(observation) = &outcome.observation {
-        report::report(ctx, job, observation).await?;
+        match outcome.written {
+            Some(written) => report::report_over(ctx, job, *written, observation).await?,
+            None => report::report(ctx, job, observation).await?,
+        };
     }
     match outcome.next {
         Next::Requeue(action) => Ok(action),

@@ -15,7 +15,16 @@ use crate::api::{JobPhase, ProcessingJob, ProcessingJobStatus};
 /// Writes the status computed from `obs` when it differs from the stored one, and publishes the
 /// Events of the transition. Returns the status now in force.
 pub async fn report(ctx: &Context, job: &ProcessingJob, obs: &Observation) -> Result<ProcessingJobStatus, Error> {
-    let prev = job.status.clone().unwrap_or_default();
+    report_over(ctx, job, job.status.clone().unwrap_or_default(), obs).await
+}
+
+/// [`report`] over `prev`, a status this reconcile wrote after it read the resource.
+pub async fn report_over(
+    ctx: &Context,
+    job: &ProcessingJob,
+    prev: ProcessingJobStatus,
+    obs: &Observation,
+) -> Result<ProcessingJobStatus, Error> {
     let mut next = status::desired_status(&prev, obs);
     status::answer_revalidation(
         &mut next,
@@ -49,13 +58,14 @@ pub async fn report(ctx: &Context, job: &ProcessingJob, obs: &Observation) -> Re
 }
 
 /// Records the job's name and region before CreateProcessingJob: from here on the resource
-/// remembers the job, whatever happens to this process.
+/// remembers the job, whatever happens to this process. Returns the status written (`None`: it
+/// was already recorded).
 pub async fn write_ahead(
     ctx: &Context,
     job: &ProcessingJob,
     at: &JobRef,
     network: &NetworkOutcome,
-) -> Result<(), Error> {
+) -> Result<Option<ProcessingJobStatus>, Error> {
     let recorded = job.status.as_ref().is_some_and(|s| {
         s.phase == Some(JobPhase::Creating)
             && s.processing_job_name.as_deref() == Some(at.name.as_str())
@@ -63,7 +73,7 @@ pub async fn write_ahead(
     });
     if recorded {
         // A retry: already recorded (with the problem of the last attempt, which stays).
-        return Ok(());
+        return Ok(None);
     }
     let obs = Observation {
         generation: job.metadata.generation,
@@ -72,7 +82,7 @@ pub async fn write_ahead(
         network: Some(network.clone()),
         phase: Phase::Creating { problem: None },
     };
-    report(ctx, job, &obs).await.map(drop)
+    report(ctx, job, &obs).await.map(Some)
 }
 
 /// One Event about the resource (folded into a series by the recorder when repeated).

@@ -1097,3 +1097,28 @@ async fn retaining_a_job_whose_create_never_reached_sagemaker_retains_nothing() 
         h.event_reasons()
     );
 }
+
+#[tokio::test]
+async fn one_validation_is_announced_once() {
+    let h = Harness::new();
+    running(&h, "once").await;
+    let validated: Vec<Value> = h
+        .api
+        .state()
+        .events
+        .iter()
+        .filter(|e| e["reason"] == "NetworkValidated")
+        .cloned()
+        .collect();
+    assert_eq!(validated.len(), 1, "{validated:#?}");
+    assert!(
+        validated[0]["series"].is_null(),
+        "announced again as a series: {validated:#?}"
+    );
+    assert_eq!(
+        h.event_reasons(),
+        ["NetworkValidated", "JobCreated", "JobStatusChanged"],
+        "{:#?}",
+        h.api.state().events
+    );
+}
