@@ -672,11 +672,21 @@ mod tests {
 
     #[test]
     fn the_logs_link_is_on_the_console_of_the_regions_partition() {
-        let tail = "#logsV2:log-groups/log-group/$252Faws$252Fsagemaker$252FProcessingJobs$3FlogStreamNameFilter$3Djob-1$252F";
+        let tail =
+            "#logsV2:log-groups/log-group/$252Faws$252Fsagemaker$252FProcessingJobs$3FlogStreamNameFilter$3Djob-1$252F";
         for (region, console) in [
-            ("eu-west-1", "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"),
-            ("cn-north-1", "https://console.amazonaws.cn/cloudwatch/home?region=cn-north-1"),
-            ("us-gov-west-1", "https://console.amazonaws-us-gov.com/cloudwatch/home?region=us-gov-west-1"),
+            (
+                "eu-west-1",
+                "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1",
+            ),
+            (
+                "cn-north-1",
+                "https://console.amazonaws.cn/cloudwatch/home?region=cn-north-1",
+            ),
+            (
+                "us-gov-west-1",
+                "https://console.amazonaws-us-gov.com/cloudwatch/home?region=us-gov-west-1",
+            ),
         ] {
             assert_eq!(logs_url(region, "job-1"), format!("{console}{tail}"));
         }
