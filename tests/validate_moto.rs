@@ -512,12 +512,16 @@ async fn a_policy_allowing_exactly_the_input_object_passes_and_not_its_folder() 
         {"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::ml-input/code/job.py"},
         {"Effect":"Allow","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::ml-output/features/*"}]}"#;
     t.s3_gateway_endpoint(Some(policy)).await;
-    let job_py = t.manifest("one-object", 1, "").replace("s3://ml-input/raw/", "s3://ml-input/code/job.py");
+    let job_py = t
+        .manifest("one-object", 1, "")
+        .replace("s3://ml-input/raw/", "s3://ml-input/code/job.py");
     let out = validate(&job_py, &[]);
     assert_eq!(out.code, 0, "{}", out.json);
     assert_eq!(out.codes(0), ["FlowLogsDisabled"]);
     // A folder input needs every object in it: the one object is not enough.
-    let folder = t.manifest("one-object", 1, "").replace("s3://ml-input/raw/", "s3://ml-input/code/");
+    let folder = t
+        .manifest("one-object", 1, "")
+        .replace("s3://ml-input/raw/", "s3://ml-input/code/");
     let out = validate(&folder, &[]);
     assert_eq!(out.code, 1, "{}", out.json);
     assert_eq!(out.codes(0), ["FlowLogsDisabled", "S3EndpointPolicyDenies"]);
@@ -572,7 +576,11 @@ async fn no_matching_allow_is_an_error_even_beside_a_deny_with_an_unknown_condit
     assert_eq!(out.code, 1, "{}", out.json);
     let codes = out.codes(0);
     assert!(!codes.contains(&"S3EndpointPolicyUnevaluable".to_string()), "{codes:?}");
-    assert_eq!(codes.iter().filter(|c| *c == "S3EndpointPolicyDenies").count(), 3, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| *c == "S3EndpointPolicyDenies").count(),
+        3,
+        "{codes:?}"
+    );
     let message = finding(&out, "S3EndpointPolicyDenies").expect("finding")["message"].to_string();
     assert!(message.contains("no statement allows it"), "{message}");
 
@@ -615,8 +623,10 @@ async fn an_unknown_condition_in_the_allow_is_a_warning_and_a_known_one_decides(
 
     // Only through another endpoint: known, and not this one.
     let t = topology("10.77", true).await;
-    t.s3_gateway_endpoint(Some(&policy(r#"{"StringEquals":{"aws:SourceVpce":"vpce-0123456789abcdef0"}}"#)))
-        .await;
+    t.s3_gateway_endpoint(Some(&policy(
+        r#"{"StringEquals":{"aws:SourceVpce":"vpce-0123456789abcdef0"}}"#,
+    )))
+    .await;
     let out = validate(&t.manifest("unknown-allow", 1, ""), &[]);
     assert_eq!(out.code, 1, "{}", out.json);
     assert_eq!(
