@@ -4,8 +4,8 @@
 //! Modules: [`api`] (the CRD types), [`network`] (snapshot, checks, policy evaluation), [`aws`]
 //! (EC2 and SageMaker adapters), [`job`] (SageMaker's view of a job in our types),
 //! [`reconcile`] (the pipeline), [`runtime`] (the process around it), [`manifest`] (reading
-//! manifests without a cluster), [`cli`] (the subcommands), [`wildcard`] (IAM-style `*`/`?`
-//! patterns).
+//! manifests without a cluster), [`cli`] (the subcommands), [`partition`] (ARNs and console
+//! links per AWS partition), [`wildcard`] (IAM-style `*`/`?` patterns).
 
 pub mod api;
 pub mod aws;
@@ -13,6 +13,7 @@ pub mod cli;
 pub mod job;
 pub mod manifest;
 pub mod network;
+pub mod partition;
 pub mod reconcile;
 pub mod runtime;
 pub mod telemetry;

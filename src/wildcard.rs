@@ -37,9 +37,110 @@ pub fn wildcard_match(pattern: &str, text: &str, case_insensitive: bool) -> bool
     pi == p.len()
 }
 
+/// The positions of `pattern` that can be reached after reading `text`: the states of the
+/// pattern's automaton, each a count of pattern characters consumed.
+fn states_after(pattern: &[char], text: &[char]) -> Vec<usize> {
+    // A `*` may match nothing, so a position before a `*` also reaches the position after it.
+    let close = |states: &mut Vec<usize>| {
+        let mut i = 0;
+        while i < states.len() {
+            let s = states[i];
+            if s < pattern.len() && pattern[s] == '*' && !states.contains(&(s + 1)) {
+                states.push(s + 1);
+            }
+            i += 1;
+        }
+    };
+    let mut states = vec![0];
+    close(&mut states);
+    for &c in text {
+        let mut next = Vec::new();
+        for &s in &states {
+            let reached = match pattern.get(s) {
+                Some('*') => Some(s),
+                Some(&p) if p == '?' || p == c => Some(s + 1),
+                _ => None,
+            };
+            if let Some(r) = reached.filter(|r| !next.contains(r)) {
+                next.push(r);
+            }
+        }
+        close(&mut next);
+        if next.is_empty() {
+            return next;
+        }
+        states = next;
+    }
+    states
+}
+
+fn chars(s: &str, case_insensitive: bool) -> Vec<char> {
+    if case_insensitive {
+        s.to_lowercase().chars().collect()
+    } else {
+        s.chars().collect()
+    }
+}
+
+/// Whether the pattern matches *some* text that starts with `prefix` (the prefix itself
+/// included): whether a policy naming `pattern` touches anything under a key prefix.
+pub fn matches_some_with_prefix(pattern: &str, prefix: &str, case_insensitive: bool) -> bool {
+    let p = chars(pattern, case_insensitive);
+    // Whatever the pattern still expects after the prefix, some text supplies it.
+    !states_after(&p, &chars(prefix, case_insensitive)).is_empty()
+}
+
+/// Whether the pattern matches *every* text that starts with `prefix`: whether a policy
+/// naming `pattern` covers everything under a key prefix.
+pub fn matches_every_with_prefix(pattern: &str, prefix: &str, case_insensitive: bool) -> bool {
+    let p = chars(pattern, case_insensitive);
+    states_after(&p, &chars(prefix, case_insensitive))
+        .into_iter()
+        .any(|s| s < p.len() && p[s..].iter().all(|&c| c == '*'))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::wildcard_match;
+    use super::{matches_every_with_prefix, matches_some_with_prefix, wildcard_match};
+
+    #[test]
+    fn patterns_against_everything_under_a_prefix() {
+        let under_in = "arn:aws:s3:::b/in/";
+        // A sub-prefix, an object under it, a wildcard in the middle: some of it, not all.
+        for p in [
+            "arn:aws:s3:::b/in/secret/*",
+            "arn:aws:s3:::b/in/x",
+            "arn:aws:s3:::b/*/secret",
+            "arn:aws:s3:::b/in/",
+        ] {
+            assert!(matches_some_with_prefix(p, under_in, false), "{p}");
+            assert!(!matches_every_with_prefix(p, under_in, false), "{p}");
+        }
+        // The prefix's own pattern, a parent's, everything: all of it.
+        for p in [
+            "arn:aws:s3:::b/in/*",
+            "arn:aws:s3:::b/*",
+            "*",
+            "arn:aws:s3:::b?in/**",
+            "arn:aws:s3:::*",
+        ] {
+            assert!(matches_every_with_prefix(p, under_in, false), "{p}");
+            assert!(matches_some_with_prefix(p, under_in, false), "{p}");
+        }
+        // Elsewhere: nothing of it.
+        for p in [
+            "arn:aws:s3:::b/out/*",
+            "arn:aws:s3:::b/i",
+            "arn:aws:s3:::c/*",
+            "arn:aws:s3:::B/in/*",
+        ] {
+            assert!(!matches_some_with_prefix(p, under_in, false), "{p}");
+            assert!(!matches_every_with_prefix(p, under_in, false), "{p}");
+        }
+        assert!(matches_every_with_prefix("ARN:AWS:S3:::B/*", under_in, true));
+        assert!(matches_some_with_prefix("", "", false));
+        assert!(!matches_every_with_prefix("", "", false));
+    }
 
     #[test]
     fn star_and_question_mark() {

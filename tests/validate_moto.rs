@@ -491,3 +491,180 @@ async fn example_cross_region() {
     let out = validate(&elsewhere, &[]);
     assert!(out.codes(0).contains(&"SubnetNotFound".to_string()));
 }
+
+// ---------- the endpoint policy against what the job does (issue #11, item 5) ----------
+
+/// The finding of `code` of the first job, if any.
+fn finding(out: &Outcome, code: &str) -> Option<Value> {
+    out.json["jobs"][0]["findings"]
+        .as_array()?
+        .iter()
+        .find(|f| f["code"] == code)
+        .cloned()
+}
+
+/// The job's input, read through the policy of a gateway endpoint, as one object.
+#[tokio::test]
+async fn a_policy_allowing_exactly_the_input_object_passes_and_not_its_folder() {
+    let t = topology("10.71", true).await;
+    let policy = r#"{"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Principal":"*","Action":"s3:ListBucket","Resource":"arn:aws:s3:::ml-input"},
+        {"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::ml-input/code/job.py"},
+        {"Effect":"Allow","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::ml-output/features/*"}]}"#;
+    t.s3_gateway_endpoint(Some(policy)).await;
+    let job_py = t
+        .manifest("one-object", 1, "")
+        .replace("s3://ml-input/raw/", "s3://ml-input/code/job.py");
+    let out = validate(&job_py, &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert_eq!(out.codes(0), ["FlowLogsDisabled"]);
+    // A folder input needs every object in it: the one object is not enough.
+    let folder = t
+        .manifest("one-object", 1, "")
+        .replace("s3://ml-input/raw/", "s3://ml-input/code/");
+    let out = validate(&folder, &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    assert_eq!(out.codes(0), ["FlowLogsDisabled", "S3EndpointPolicyDenies"]);
+    let message = finding(&out, "S3EndpointPolicyDenies").expect("finding")["message"].to_string();
+    assert!(message.contains("s3:GetObject on s3://ml-input/code/"), "{message}");
+}
+
+#[tokio::test]
+async fn a_deny_on_a_sub_prefix_of_the_input_blocks_and_one_beside_it_does_not() {
+    let policy = |denied: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::ml-input","arn:aws:s3:::ml-input/*","arn:aws:s3:::ml-output","arn:aws:s3:::ml-output/*"]}},
+            {{"Sid":"NoSecrets","Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::ml-input/{denied}/*"}}]}}"#
+        )
+    };
+    let t = topology("10.72", true).await;
+    let endpoint = t.s3_gateway_endpoint(Some(&policy("raw/secret"))).await;
+    let out = validate(&t.manifest("sub-prefix", 1, ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    assert_eq!(out.codes(0), ["FlowLogsDisabled", "S3EndpointPolicyDenies"]);
+    let f = finding(&out, "S3EndpointPolicyDenies").expect("finding");
+    assert_eq!(f["resource"], Value::String(endpoint));
+    let message = f["message"].as_str().expect("message");
+    assert!(
+        message.contains("s3:GetObject on s3://ml-input/raw/") && message.contains("statement NoSecrets"),
+        "{message}"
+    );
+
+    let t = topology("10.73", true).await;
+    t.s3_gateway_endpoint(Some(&policy("archive"))).await;
+    let out = validate(&t.manifest("sub-prefix", 1, ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert_eq!(out.codes(0), ["FlowLogsDisabled"]);
+}
+
+#[tokio::test]
+async fn no_matching_allow_is_an_error_even_beside_a_deny_with_an_unknown_condition() {
+    // Only the organisation's buckets: the job's are not among them, and the organisation
+    // condition is one the controller cannot decide.
+    let policy = |allowed: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":[{allowed}]}},
+            {{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{{"StringNotEquals":{{"aws:PrincipalOrgID":"o-abc123"}}}}}}]}}"#
+        )
+    };
+    let t = topology("10.74", true).await;
+    t.s3_gateway_endpoint(Some(&policy(r#""arn:aws:s3:::org-data","arn:aws:s3:::org-data/*""#)))
+        .await;
+    let out = validate(&t.manifest("no-allow", 1, ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    let codes = out.codes(0);
+    assert!(!codes.contains(&"S3EndpointPolicyUnevaluable".to_string()), "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| *c == "S3EndpointPolicyDenies").count(),
+        3,
+        "{codes:?}"
+    );
+    let message = finding(&out, "S3EndpointPolicyDenies").expect("finding")["message"].to_string();
+    assert!(message.contains("no statement allows it"), "{message}");
+
+    // With the job's buckets allowed, the undecidable Deny decides: a Warning, the job runs.
+    let t = topology("10.75", true).await;
+    t.s3_gateway_endpoint(Some(&policy(r#""*""#))).await;
+    let out = validate(&t.manifest("no-allow", 1, ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    let codes = out.codes(0);
+    assert_eq!(
+        codes.iter().filter(|c| *c == "S3EndpointPolicyUnevaluable").count(),
+        3,
+        "{codes:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_condition_in_the_allow_is_a_warning_and_a_known_one_decides() {
+    // `Null: false` on a key the controller does not know: allowed only when the request has
+    // an organisation ID, which it cannot tell (not "absent").
+    let policy = |condition: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*","Condition":{condition}}}]}}"#
+        )
+    };
+    let t = topology("10.76", true).await;
+    t.s3_gateway_endpoint(Some(&policy(r#"{"Null":{"aws:PrincipalOrgID":"false"}}"#)))
+        .await;
+    let out = validate(&t.manifest("unknown-allow", 1, ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    let codes = out.codes(0);
+    assert_eq!(
+        codes.iter().filter(|c| *c == "S3EndpointPolicyUnevaluable").count(),
+        3,
+        "{codes:?}"
+    );
+    let message = finding(&out, "S3EndpointPolicyUnevaluable").expect("finding")["message"].to_string();
+    assert!(message.contains("aws:PrincipalOrgID"), "{message}");
+
+    // Only through another endpoint: known, and not this one.
+    let t = topology("10.77", true).await;
+    t.s3_gateway_endpoint(Some(&policy(
+        r#"{"StringEquals":{"aws:SourceVpce":"vpce-0123456789abcdef0"}}"#,
+    )))
+    .await;
+    let out = validate(&t.manifest("unknown-allow", 1, ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    assert_eq!(
+        out.codes(0).iter().filter(|c| *c == "S3EndpointPolicyDenies").count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn policies_in_the_china_partition_name_aws_cn_resources() {
+    let region = "cn-north-1";
+    let t = support::vpc::topology_in(region, "10.78", true).await;
+    let policy = |partition: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:{partition}:iam::123456789012:root"}},"Action":"s3:*",
+            "Resource":["arn:{partition}:s3:::ml-input","arn:{partition}:s3:::ml-input/*","arn:{partition}:s3:::ml-output","arn:{partition}:s3:::ml-output/*"]}}]}}"#
+        )
+    };
+    t.s3_gateway_endpoint(Some(&policy("aws-cn"))).await;
+    let manifest = t
+        .manifest("china", 1, "")
+        .replace("region: us-east-1", &format!("region: {region}"))
+        .replace("arn:aws:iam::", "arn:aws-cn:iam::");
+    let out = validate(&manifest, &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert_eq!(out.codes(0), ["FlowLogsDisabled"]);
+
+    // A policy written for the commercial partition matches nothing in China.
+    let t = support::vpc::topology_in(region, "10.79", true).await;
+    t.s3_gateway_endpoint(Some(&policy("aws"))).await;
+    let manifest = t
+        .manifest("china", 1, "")
+        .replace("region: us-east-1", &format!("region: {region}"))
+        .replace("arn:aws:iam::", "arn:aws-cn:iam::");
+    let out = validate(&manifest, &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    assert_eq!(
+        out.codes(0).iter().filter(|c| *c == "S3EndpointPolicyDenies").count(),
+        3
+    );
+}

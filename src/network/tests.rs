@@ -178,13 +178,21 @@ impl Case {
     }
 
     fn codes(&self) -> Vec<String> {
+        self.codes_in("us-east-1")
+    }
+
+    fn codes_in(&self, region: &str) -> Vec<String> {
+        self.findings_in(region).into_iter().map(|f| f.code).collect()
+    }
+
+    fn findings_in(&self, region: &str) -> Vec<crate::api::Finding> {
         let snap = NetworkSnapshot {
-            region: "us-east-1".into(),
+            region: region.into(),
             subnets: self.subnets.clone(),
             security_groups: self.groups.clone(),
             vpc: Some(Arc::new(self.vpc.clone())),
         };
-        validate(&self.spec, &snap).into_iter().map(|f| f.code).collect()
+        validate(&self.spec, &snap)
     }
 
     fn with(mut self, f: impl FnOnce(&mut Self)) -> Self {
@@ -505,6 +513,196 @@ fn https_uris_are_understood() {
         Some(("b".into(), "k".into()))
     );
     assert_eq!(parse_s3_uri("https://example.com/x"), None);
+}
+
+// ---------- what the job does in S3, against the endpoint policy (N7) ----------
+
+fn set_input(spec: &mut ProcessingJobSpec, input: serde_json::Value) {
+    spec.processing_inputs = Some(vec![serde_json::from_value(input).expect("fixture input")]);
+}
+
+fn s3_input(uri: &str, data_type: &str) -> serde_json::Value {
+    serde_json::json!({"inputName": "in", "s3Input": {"s3URI": uri, "localPath": "/opt/ml/processing/input", "s3DataType": data_type}})
+}
+
+/// GOOD_POLICY's Allow plus the given statements.
+fn good_policy_with(statements: &[&str]) -> String {
+    GOOD_POLICY.replace("]}]}", &format!("]}},{}]}}", statements.join(",")))
+}
+
+fn policy_codes(doc: &str, f: impl FnOnce(&mut Case)) -> Vec<String> {
+    Case::new()
+        .with(|c| {
+            policy(&mut c.vpc, Some(doc));
+            f(c)
+        })
+        .codes()
+}
+
+const NO_CODES: [&str; 0] = [];
+
+#[test]
+fn a_policy_allowing_exactly_the_input_object_passes() {
+    let exact = r#"{"Statement":[
+        {"Effect":"Allow","Principal":"*","Action":"s3:ListBucket","Resource":"arn:aws:s3:::in-bucket"},
+        {"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::in-bucket/code/job.py"},
+        {"Effect":"Allow","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::out-bucket/results/*"}]}"#;
+    let job_py = |c: &mut Case| set_input(&mut c.spec, s3_input("s3://in-bucket/code/job.py", "S3Prefix"));
+    assert_eq!(policy_codes(exact, job_py), NO_CODES);
+    // The same policy does not allow a folder's objects.
+    let folder = |c: &mut Case| set_input(&mut c.spec, s3_input("s3://in-bucket/code/", "S3Prefix"));
+    assert_eq!(policy_codes(exact, folder), ["S3EndpointPolicyDenies"]);
+    // A key without a trailing slash may be a folder: allowing everything in it is enough.
+    let raw = |c: &mut Case| set_input(&mut c.spec, s3_input("s3://in-bucket/raw", "S3Prefix"));
+    let raw_folder = exact.replace("in-bucket/code/job.py", "in-bucket/raw/*");
+    assert_eq!(policy_codes(&raw_folder, raw), NO_CODES);
+}
+
+#[test]
+fn a_deny_on_a_sub_prefix_of_an_input_or_output_is_an_error() {
+    let secret_in = r#"{"Sid":"Secret","Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::in-bucket/data/secret/*"}"#;
+    let findings = Case::new()
+        .with(|c| policy(&mut c.vpc, Some(&good_policy_with(&[secret_in]))))
+        .findings_in("us-east-1");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].code, "S3EndpointPolicyDenies");
+    assert!(
+        findings[0].message.contains("s3:GetObject on s3://in-bucket/data/")
+            && findings[0].message.contains("statement Secret"),
+        "{}",
+        findings[0].message
+    );
+    let tmp_out =
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:Put*","Resource":"arn:aws:s3:::out-bucket/results/tmp/*"}"#;
+    assert_eq!(
+        policy_codes(&good_policy_with(&[tmp_out]), |_| ()),
+        ["S3EndpointPolicyDenies"]
+    );
+    // Beside the prefixes, not under them: nothing.
+    let beside = r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::in-bucket/database/*","arn:aws:s3:::out-bucket/results-old/*"]}"#;
+    assert_eq!(policy_codes(&good_policy_with(&[beside]), |_| ()), NO_CODES);
+}
+
+#[test]
+fn no_matching_allow_is_an_error_whatever_an_undecidable_deny_says() {
+    let doc = r#"{"Statement":[
+        {"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::other","arn:aws:s3:::other/*"]},
+        {"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"StringNotEquals":{"aws:PrincipalOrgID":"o-1"}}}]}"#;
+    let codes = policy_codes(doc, |_| ());
+    assert!(codes.iter().all(|c| c == "S3EndpointPolicyDenies"), "{codes:?}");
+    assert_eq!(
+        codes.len(),
+        3,
+        "ListBucket and GetObject on the input, PutObject on the output: {codes:?}"
+    );
+    // With the job's Allow, the same Deny decides: a Warning for each request.
+    let doc = good_policy_with(&[
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"StringNotEquals":{"aws:PrincipalOrgID":"o-1"}}}"#,
+    ]);
+    assert_eq!(policy_codes(&doc, |_| ()), ["S3EndpointPolicyUnevaluable"; 3]);
+}
+
+#[test]
+fn keys_the_job_decides_are_decided_and_the_others_are_unknown() {
+    let passes = [
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#,
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"StringNotEquals":{"aws:SourceVpce":"vpce-s3"}}}"#,
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"StringNotEquals":{"aws:SourceVpc":"vpc-1"}}}"#,
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"Null":{"aws:SourceVpce":"true"}}}"#,
+        r#"{"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::123456789012:role/job"},"Action":"s3:*","Resource":"*"}"#,
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::123456789012:role/job"}}}"#,
+    ];
+    for deny in passes {
+        assert_eq!(policy_codes(&good_policy_with(&[deny]), |_| ()), NO_CODES, "{deny}");
+    }
+    let blocks = [
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"StringNotEquals":{"aws:SourceVpce":"vpce-other"}}}"#,
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"NotIpAddress":{"aws:SourceIp":"203.0.113.0/24"}}}"#,
+    ];
+    for deny in blocks {
+        let codes = policy_codes(&good_policy_with(&[deny]), |_| ());
+        assert_eq!(codes, ["S3EndpointPolicyDenies"; 3], "{deny}");
+    }
+    let unknown = [
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"Null":{"aws:PrincipalOrgID":"true"}}}"#,
+        r#"{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"StringNotEqualsIfExists":{"aws:ResourceAccount":"123456789012"}}}"#,
+    ];
+    for deny in unknown {
+        let codes = policy_codes(&good_policy_with(&[deny]), |_| ());
+        assert_eq!(codes, ["S3EndpointPolicyUnevaluable"; 3], "{deny}");
+    }
+}
+
+#[test]
+fn resources_and_principals_use_the_partition_of_the_region() {
+    let cn_policy = GOOD_POLICY.replace("arn:aws:s3", "arn:aws-cn:s3");
+    let in_cn = |doc: &str, role: &str| {
+        Case::new()
+            .with(|c| {
+                policy(&mut c.vpc, Some(doc));
+                c.vpc.endpoints[0].service_name = "com.amazonaws.cn-north-1.s3".into();
+                c.spec.role_arn = role.into();
+            })
+            .codes_in("cn-north-1")
+    };
+    let cn_role = "arn:aws-cn:iam::123456789012:role/job";
+    assert_eq!(in_cn(&cn_policy, cn_role), NO_CODES);
+    assert_eq!(in_cn(GOOD_POLICY, cn_role), ["S3EndpointPolicyDenies"; 3]);
+    let cn_root = cn_policy.replace(
+        r#""Principal":"*""#,
+        r#""Principal":{"AWS":"arn:aws-cn:iam::123456789012:root"}"#,
+    );
+    assert_eq!(in_cn(&cn_root, cn_role), NO_CODES);
+    let aws_root = cn_policy.replace(
+        r#""Principal":"*""#,
+        r#""Principal":{"AWS":"arn:aws:iam::123456789012:root"}"#,
+    );
+    assert_eq!(in_cn(&aws_root, cn_role), ["S3EndpointPolicyDenies"; 3]);
+    let gov = GOOD_POLICY.replace("arn:aws:s3", "arn:aws-us-gov:s3");
+    let in_gov = Case::new()
+        .with(|c| {
+            policy(&mut c.vpc, Some(&gov));
+            c.vpc.endpoints[0].service_name = "com.amazonaws.us-gov-west-1.s3".into();
+        })
+        .codes_in("us-gov-west-1");
+    assert_eq!(in_gov, NO_CODES);
+}
+
+#[test]
+fn manifests_and_query_results_are_checked_like_inputs() {
+    let manifest = |c: &mut Case| {
+        set_input(
+            &mut c.spec,
+            s3_input("s3://in-bucket/manifests/day.manifest", "ManifestFile"),
+        )
+    };
+    // The manifest object is read: the policy must allow it.
+    let no_input = GOOD_POLICY.replace(r#""arn:aws:s3:::in-bucket","arn:aws:s3:::in-bucket/*","#, "");
+    assert_eq!(policy_codes(&no_input, manifest), ["S3EndpointPolicyDenies"]);
+    // Allowed, but the objects it lists are not seen: a Warning, unless every object is allowed.
+    assert_eq!(policy_codes(GOOD_POLICY, manifest), ["S3EndpointPolicyUnevaluable"]);
+    let everything = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*"}]}"#;
+    assert_eq!(policy_codes(everything, manifest), ["PackageRepositoriesReachable"]);
+
+    let athena = serde_json::json!({"inputName": "q", "datasetDefinition": {"athenaDatasetDefinition": {
+        "catalog": "AwsDataCatalog", "database": "db", "queryString": "SELECT 1",
+        "outputS3URI": "s3://query-bucket/athena/", "outputFormat": "PARQUET"}}});
+    let redshift = serde_json::json!({"inputName": "q", "datasetDefinition": {"redshiftDatasetDefinition": {
+        "clusterID": "c", "database": "db", "dbUser": "u", "queryString": "SELECT 1",
+        "clusterRoleARN": "arn:aws:iam::123456789012:role/rs", "outputS3URI": "s3://query-bucket/redshift/", "outputFormat": "PARQUET"}}});
+    let query_bucket = good_policy_with(&[
+        r#"{"Effect":"Allow","Principal":"*","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::query-bucket","arn:aws:s3:::query-bucket/*"]}"#,
+    ]);
+    for input in [athena, redshift] {
+        let with = |c: &mut Case| set_input(&mut c.spec, input.clone());
+        assert_eq!(
+            policy_codes(GOOD_POLICY, with),
+            ["S3EndpointPolicyDenies"; 2],
+            "{input}"
+        );
+        let with = |c: &mut Case| set_input(&mut c.spec, input.clone());
+        assert_eq!(policy_codes(&query_bucket, with), NO_CODES, "{input}");
+    }
 }
 
 // ---------- property tests ----------

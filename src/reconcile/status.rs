@@ -6,6 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{Finding, JobPhase, NetworkStatus, ProcessingJobStatus, Severity, ValidationMode};
 use crate::job::{JobState, JobStatus};
+use crate::partition::Partition;
 
 pub const NETWORK_VALIDATED: &str = "NetworkValidated";
 pub const SUBMITTED: &str = "Submitted";
@@ -140,10 +141,12 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// The CloudWatch Logs console link for the job's log streams.
+/// The CloudWatch Logs console link for the job's log streams, on the console of the region's
+/// partition (the China and GovCloud regions have consoles of their own).
 pub fn logs_url(region: &str, job_name: &str) -> String {
     format!(
-        "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/log-group/$252Faws$252Fsagemaker$252FProcessingJobs$3FlogStreamNameFilter$3D{job_name}$252F"
+        "{}#logsV2:log-groups/log-group/$252Faws$252Fsagemaker$252FProcessingJobs$3FlogStreamNameFilter$3D{job_name}$252F",
+        Partition::of_region(region).console_url(region, "cloudwatch")
     )
 }
 
@@ -681,5 +684,27 @@ mod tests {
             events.iter().any(|e| e.reason == "NetworkValidated" && e.warning),
             "errors let through by Warn mode are a Warning: {events:?}"
         );
+    }
+
+    #[test]
+    fn the_logs_link_is_on_the_console_of_the_regions_partition() {
+        let tail =
+            "#logsV2:log-groups/log-group/$252Faws$252Fsagemaker$252FProcessingJobs$3FlogStreamNameFilter$3Djob-1$252F";
+        for (region, console) in [
+            (
+                "eu-west-1",
+                "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1",
+            ),
+            (
+                "cn-north-1",
+                "https://console.amazonaws.cn/cloudwatch/home?region=cn-north-1",
+            ),
+            (
+                "us-gov-west-1",
+                "https://console.amazonaws-us-gov.com/cloudwatch/home?region=us-gov-west-1",
+            ),
+        ] {
+            assert_eq!(logs_url(region, "job-1"), format!("{console}{tail}"));
+        }
     }
 }

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::network::policy::{self, Decision, Policy};
+use crate::api::{ProcessingJobSpec, S3DataType};
+use crate::network::policy::{self, Context, Decision, Policy, Resources};
 use crate::network::snapshot::{Subnet, VpcEndpoint};
+use crate::partition::Partition;
 
 use super::routes::S3Path;
 use super::{Code, Findings, Scope};
@@ -75,52 +77,120 @@ fn endpoint_policy(scope: &Scope<'_>, endpoint: &VpcEndpoint, f: &mut Findings) 
     }
 }
 
+/// What the job does with one S3 location, as SageMaker does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// Listed (`s3:ListBucket` with `s3:prefix`), and every object under it read: an
+    /// `S3Prefix` input, or the results of an Athena or Redshift query.
+    ReadPrefix,
+    /// One object read, which lists the objects to read: a `ManifestFile` input.
+    ReadManifest,
+    /// Objects written under it: an S3 output.
+    Write,
+}
+
+/// Every S3 location the job's instances reach through the endpoint, with what they do there.
+fn locations(spec: &ProcessingJobSpec) -> Vec<(&str, Use)> {
+    let mut out = Vec::new();
+    for input in spec.processing_inputs.iter().flatten() {
+        if let Some(s3) = &input.s3_input {
+            let how = match s3.s3_data_type {
+                S3DataType::S3Prefix => Use::ReadPrefix,
+                S3DataType::ManifestFile => Use::ReadManifest,
+            };
+            out.push((s3.s3_uri.as_str(), how));
+        }
+        // Athena and Redshift write the results themselves (not through this endpoint); the
+        // job's instances then read them as a prefix.
+        if let Some(dataset) = &input.dataset_definition {
+            let athena = dataset
+                .athena_dataset_definition
+                .as_ref()
+                .map(|a| a.output_s3_uri.as_str());
+            let redshift = dataset
+                .redshift_dataset_definition
+                .as_ref()
+                .map(|r| r.output_s3_uri.as_str());
+            out.extend(athena.into_iter().chain(redshift).map(|uri| (uri, Use::ReadPrefix)));
+        }
+    }
+    let outputs = spec.processing_output_config.iter().flat_map(|c| c.outputs.iter());
+    out.extend(
+        outputs
+            .filter_map(|o| o.s3_output.as_ref())
+            .map(|s3| (s3.s3_uri.as_str(), Use::Write)),
+    );
+    out
+}
+
+/// One request of the job, decided.
+struct Checked<'a> {
+    uri: &'a str,
+    action: &'static str,
+    /// Whether the request is about every object under the URI rather than one resource.
+    under: bool,
+    decision: Decision,
+}
+
 /// One endpoint's policy as the job's requests meet it: made by the job's role, through this
-/// endpoint, from this VPC.
+/// endpoint, from this VPC, over TLS, in the region's partition.
 struct JobView<'a> {
     endpoint: &'a VpcEndpoint,
     policy: Policy,
     principal: &'a str,
-    /// The condition keys known for every request of the job.
-    context: BTreeMap<String, String>,
+    partition: Partition,
+    /// The condition keys known for every request of the job. Anything else is unknown.
+    context: Context,
 }
 
 impl<'a> JobView<'a> {
     fn new(scope: &Scope<'a>, endpoint: &'a VpcEndpoint, policy: Policy) -> Self {
         let principal = scope.spec.role_arn.as_str();
-        let mut context = BTreeMap::new();
-        context.insert("aws:principalarn".to_string(), principal.to_string());
-        if let Some(account) = principal.split(':').nth(4) {
-            context.insert("aws:principalaccount".to_string(), account.to_string());
+        let mut context = Context::default()
+            // The role's sessions are assumed roles; aws:PrincipalArn is the role's ARN.
+            .with("aws:PrincipalArn", principal)
+            .with("aws:PrincipalType", "AssumedRole")
+            // SageMaker and the SDKs in the container reach S3 over HTTPS.
+            .with("aws:SecureTransport", "true")
+            .with("aws:SourceVpce", endpoint.id.as_str())
+            .with("aws:SourceVpc", scope.vpc.vpc_id.as_str())
+            // AWS leaves the source IP out of requests that come through a VPC endpoint.
+            .without("aws:SourceIp");
+        if let Some(account) = principal.split(':').nth(4).filter(|a| !a.is_empty()) {
+            context = context.with("aws:PrincipalAccount", account);
         }
-        context.insert("aws:sourcevpce".to_string(), endpoint.id.clone());
-        context.insert("aws:sourcevpc".to_string(), scope.vpc.vpc_id.clone());
         Self {
             endpoint,
             policy,
             principal,
+            partition: Partition::of_region(scope.region),
             context,
         }
     }
 
-    fn evaluate(&self, action: &str, resource: &str, context: &BTreeMap<String, String>) -> Decision {
-        self.policy.evaluate(&policy::Request {
+    fn request<'r>(&'r self, action: &'r str, resources: Resources<'r>, context: &'r Context) -> policy::Request<'r> {
+        policy::Request {
             action,
-            resource,
+            resources,
             context,
             principal_arn: self.principal,
-        })
+            partition: self.partition,
+        }
     }
 
-    /// N7: `s3:GetObject` and `s3:ListBucket` on every input, `s3:PutObject` on every output.
+    /// The context of an object request: `s3:prefix` belongs to listing only.
+    fn object_context(&self) -> Context {
+        self.context.clone().without("s3:prefix")
+    }
+
+    fn object(&self, bucket: &str, key: &str) -> String {
+        self.partition.s3_arn(bucket, Some(key))
+    }
+
+    /// N7: every request the job makes on its S3 locations.
     fn job_access(&self, scope: &Scope<'_>, f: &mut Findings) {
-        let (endpoint, principal) = (&self.endpoint.id, self.principal);
-        let inputs = scope
-            .spec
-            .input_uris()
-            .flat_map(|uri| [(uri, "s3:GetObject"), (uri, "s3:ListBucket")]);
-        let outputs = scope.spec.output_uris().map(|uri| (uri, "s3:PutObject"));
-        for (uri, action) in inputs.chain(outputs) {
+        let endpoint = &self.endpoint.id;
+        for (uri, how) in locations(scope.spec) {
             let Some((bucket, key)) = parse_s3_uri(uri) else {
                 f.add(
                     Code::S3EndpointPolicyUnevaluable,
@@ -129,59 +199,155 @@ impl<'a> JobView<'a> {
                 );
                 continue;
             };
-            match self.decide_for_uri(action, &bucket, &key) {
-                Decision::Allowed => {}
-                Decision::Denied { explicit, sid } => {
-                    let why = match (explicit, sid) {
-                        (true, Some(sid)) => format!("an explicit Deny (statement {sid})"),
-                        (true, None) => "an explicit Deny".to_string(),
-                        (false, _) => "no statement allows it".to_string(),
-                    };
-                    f.add(
-                        Code::S3EndpointPolicyDenies,
-                        endpoint,
-                        format!("the policy of endpoint {endpoint} denies {action} on {uri} for role {principal}: {why}"),
-                    );
-                }
-                Decision::Unevaluable { key: cond } => f.add(
-                    Code::S3EndpointPolicyUnevaluable,
-                    endpoint,
-                    format!(
-                        "the policy of endpoint {endpoint} decides {action} on {uri} by condition {cond}, which cannot be evaluated from the job"
-                    ),
-                ),
+            let checked = match how {
+                Use::ReadPrefix => vec![self.list(uri, &bucket, &key), self.read_under(uri, &bucket, &key)],
+                Use::ReadManifest => vec![self.read_manifest(uri, &bucket, &key)],
+                Use::Write => vec![self.write_under(uri, &bucket, &key)],
+            };
+            let manifest_readable = how == Use::ReadManifest && checked.iter().all(|c| c.decision == Decision::Allowed);
+            for c in checked {
+                self.report(c, f);
+            }
+            if manifest_readable {
+                self.manifest_entries(uri, f);
             }
         }
     }
 
-    /// The decision for one action on one S3 URI. Objects are checked at the URI itself and at
-    /// an object under it: an explicit Deny on either wins; the object under the prefix decides
-    /// the rest. `s3:ListBucket` is checked on the bucket with `s3:prefix` set.
-    fn decide_for_uri(&self, action: &str, bucket: &str, key: &str) -> Decision {
-        if action == "s3:ListBucket" {
-            let mut context = self.context.clone();
-            context.insert("s3:prefix".to_string(), key.to_string());
-            return self.evaluate(action, &format!("arn:aws:s3:::{bucket}"), &context);
+    /// `s3:ListBucket` on the bucket, with `s3:prefix` = the key, as SageMaker lists an input.
+    fn list<'u>(&self, uri: &'u str, bucket: &str, key: &str) -> Checked<'u> {
+        let context = self.context.clone().with("s3:prefix", key);
+        let bucket_arn = self.partition.s3_arn(bucket, None);
+        let decision = self
+            .policy
+            .evaluate(&self.request("s3:ListBucket", Resources::One(&bucket_arn), &context));
+        Checked {
+            uri,
+            action: "s3:ListBucket",
+            under: false,
+            decision,
         }
-        let trimmed = key.trim_end_matches('/');
-        let exact = format!("arn:aws:s3:::{bucket}/{key}");
-        let inside = if trimmed.is_empty() {
-            format!("arn:aws:s3:::{bucket}/object")
+    }
+
+    /// `s3:GetObject` on every object whose key starts with the input's key, as SageMaker
+    /// reads an `S3Prefix` input: a Deny on any of them stops the job. A key that does not end
+    /// in `/` may name one object (`code/job.py`) or a folder (`raw`): the read works when the
+    /// policy allows either the object or everything in the folder.
+    fn read_under<'u>(&self, uri: &'u str, bucket: &str, key: &str) -> Checked<'u> {
+        let context = self.object_context();
+        let get = |resources| self.request("s3:GetObject", resources, &context);
+        let everything = self.object(bucket, key);
+        let denial = self.policy.denial(&get(Resources::StartingWith(&everything)));
+        let grant = if key.is_empty() || key.ends_with('/') {
+            self.policy.grant(&get(Resources::StartingWith(&everything)))
         } else {
-            format!("arn:aws:s3:::{bucket}/{trimmed}/object")
+            let folder = self.object(bucket, &format!("{key}/"));
+            let as_object = self.policy.grant(&get(Resources::One(&everything)));
+            as_object.or(self.policy.grant(&get(Resources::StartingWith(&folder))))
         };
-        let exact_decision = self.evaluate(action, &exact, &self.context);
-        if matches!(exact_decision, Decision::Denied { explicit: true, .. }) {
-            return exact_decision;
+        Checked {
+            uri,
+            action: "s3:GetObject",
+            under: true,
+            decision: policy::decide(denial, grant),
         }
-        let inside_decision = self.evaluate(action, &inside, &self.context);
-        match (&inside_decision, exact_decision) {
-            (Decision::Denied { explicit: true, .. }, _) => inside_decision,
-            (_, d @ Decision::Unevaluable { .. }) if !key.is_empty() && !key.ends_with('/') => match inside_decision {
-                Decision::Allowed => d,
-                other => other,
-            },
-            _ => inside_decision,
+    }
+
+    /// `s3:GetObject` on the manifest file itself.
+    fn read_manifest<'u>(&self, uri: &'u str, bucket: &str, key: &str) -> Checked<'u> {
+        let context = self.object_context();
+        let manifest = self.object(bucket, key);
+        let decision = self
+            .policy
+            .evaluate(&self.request("s3:GetObject", Resources::One(&manifest), &context));
+        Checked {
+            uri,
+            action: "s3:GetObject",
+            under: false,
+            decision,
+        }
+    }
+
+    /// The objects a manifest lists are read too, but the controller does not read the
+    /// manifest: unless the policy allows `s3:GetObject` on every object of every bucket, say
+    /// what to check.
+    fn manifest_entries(&self, uri: &str, f: &mut Findings) {
+        let context = self.object_context();
+        let any_object = format!("arn:{}:s3:::", self.partition.id());
+        let anywhere =
+            self.policy
+                .evaluate(&self.request("s3:GetObject", Resources::StartingWith(&any_object), &context));
+        if anywhere != Decision::Allowed {
+            let endpoint = &self.endpoint.id;
+            f.add(
+                Code::S3EndpointPolicyUnevaluable,
+                endpoint,
+                format!(
+                    "the objects listed in manifest {uri} are read through endpoint {endpoint}, whose policy does not allow s3:GetObject on every object; the controller does not read manifests, so check that the policy allows s3:GetObject on each object the manifest lists"
+                ),
+            );
+        }
+    }
+
+    /// `s3:PutObject` on every object under the output's prefix: SageMaker writes
+    /// `<s3URI>/<file>` for every file the container leaves, whatever its name.
+    fn write_under<'u>(&self, uri: &'u str, bucket: &str, key: &str) -> Checked<'u> {
+        let context = self.object_context();
+        let folder = key.trim_end_matches('/');
+        let under = if folder.is_empty() {
+            self.object(bucket, "")
+        } else {
+            self.object(bucket, &format!("{folder}/"))
+        };
+        let decision = self
+            .policy
+            .evaluate(&self.request("s3:PutObject", Resources::StartingWith(&under), &context));
+        Checked {
+            uri,
+            action: "s3:PutObject",
+            under: true,
+            decision,
+        }
+    }
+
+    fn report(&self, c: Checked<'_>, f: &mut Findings) {
+        let (endpoint, principal) = (&self.endpoint.id, self.principal);
+        let Checked {
+            uri,
+            action,
+            under,
+            decision,
+        } = c;
+        let on = if under { "objects under it" } else { "it" };
+        match decision {
+            Decision::Allowed => {}
+            Decision::Denied { explicit, sid } => {
+                let why = match (explicit, sid) {
+                    (true, Some(sid)) => format!("an explicit Deny (statement {sid}) matches {on}"),
+                    (true, None) => format!("an explicit Deny matches {on}"),
+                    (false, _) if under => "no statement allows it on every object under it".to_string(),
+                    (false, _) => "no statement allows it".to_string(),
+                };
+                f.add(
+                    Code::S3EndpointPolicyDenies,
+                    endpoint,
+                    format!("the policy of endpoint {endpoint} denies {action} on {uri} for role {principal}: {why}"),
+                );
+            }
+            Decision::Unevaluable { key } => {
+                let by = if key.starts_with("Principal ") {
+                    key
+                } else {
+                    format!("condition {key}")
+                };
+                f.add(
+                    Code::S3EndpointPolicyUnevaluable,
+                    endpoint,
+                    format!(
+                        "the policy of endpoint {endpoint} decides {action} on {uri} by {by}, which cannot be evaluated from the job"
+                    ),
+                );
+            }
         }
     }
 
@@ -192,11 +358,15 @@ impl<'a> JobView<'a> {
             format!("repo.{region}.amazonaws.com"),
             format!("amazonlinux.{region}.amazonaws.com"),
         ];
+        let context = self.object_context();
         let reachable: Vec<&str> = repos
             .iter()
             .map(String::as_str)
             .filter(|b| {
-                self.evaluate("s3:GetObject", &format!("arn:aws:s3:::{b}/packages"), &self.context) == Decision::Allowed
+                let object = self.object(b, "packages");
+                self.policy
+                    .evaluate(&self.request("s3:GetObject", Resources::One(&object), &context))
+                    == Decision::Allowed
             })
             .collect();
         if !reachable.is_empty() {
