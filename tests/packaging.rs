@@ -205,6 +205,9 @@ fn bad_values_are_rejected_by_the_schema() {
         ("concurrency=0", "concurrency"),
         ("serviceAccount.roleArn=not-an-arn", "roleArn"),
         ("unknownValue=1", "unknownValue"),
+        ("resyncInterval=often", "resyncInterval"),
+        ("orphans.sweepInterval=1d", "sweepInterval"),
+        ("topologySpreadConstraints=x", "topologySpreadConstraints"),
     ] {
         let out = helm(&["template", "smpc", &chart(), "--set", IMAGE, "--set", set]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -232,6 +235,99 @@ fn bad_values_are_rejected_by_the_schema() {
         stderr.contains("/image/repository") && stderr.contains("docs/install.md"),
         "{stderr}"
     );
+}
+
+/// The values someone installing on EKS sets: security contexts, priority class, spread, names,
+/// intervals; and the region: a warning in NOTES, an error with requireRegion.
+#[test]
+fn operational_values_reach_the_deployment() {
+    let chart = chart();
+    let render = |sets: &[&str]| -> String {
+        let mut args = vec!["template", "smpc", chart.as_str(), "--kube-version", "1.33.0", "--set", IMAGE];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let out = helm(&args);
+        assert!(out.status.success(), "{sets:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let defaults = render(&[]);
+    assert!(defaults.contains("readOnlyRootFilesystem: true"), "{defaults}");
+    assert!(defaults.contains("runAsUser: 65532"));
+    assert!(!defaults.contains("priorityClassName"));
+    for env in [
+        "SMPC_RESYNC_INTERVAL",
+        "SMPC_CREDENTIALS_RETRY_INTERVAL",
+        "SMPC_SHUTDOWN_DELAY",
+        "SMPC_ORPHAN_SWEEP_INTERVAL",
+        "SMPC_STOP_ORPHANS",
+    ] {
+        assert!(defaults.contains(env), "{env} missing");
+    }
+    let custom = render(&[
+        "priorityClassName=system-cluster-critical",
+        "securityContext.readOnlyRootFilesystem=false",
+        "podSecurityContext.runAsUser=1000",
+        "topologySpreadConstraints[0].maxSkew=1",
+        "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+        "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+        "resyncInterval=3m",
+        "fullnameOverride=smpc-ctl",
+    ]);
+    assert!(custom.contains("priorityClassName: \"system-cluster-critical\""), "{custom}");
+    assert!(custom.contains("readOnlyRootFilesystem: false"));
+    assert!(custom.contains("runAsUser: 1000"));
+    assert!(custom.contains("topologyKey: topology.kubernetes.io/zone"));
+    assert!(custom.contains("value: \"3m\""));
+    assert!(custom.contains("name: smpc-ctl\n"), "{custom}");
+    let renamed = render(&["nameOverride=processing"]);
+    assert!(renamed.contains("name: smpc-processing\n"), "{renamed}");
+
+    // No region: NOTES warns and names the service account for the IRSA trust policy; with
+    // requireRegion the install fails.
+    // A dry run against the stack's apiserver renders NOTES as an install would.
+    let notes = |sets: &[&str]| -> String {
+        let mut args = vec![
+            "install",
+            "my-sagemaker-processing-controller",
+            chart.as_str(),
+            "--namespace",
+            "default",
+            "--dry-run=server",
+            "--set",
+            IMAGE,
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let out = helm(&args);
+        assert!(out.status.success(), "{sets:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_once("NOTES:").map(|(_, n)| n.to_string()).unwrap_or_default()
+    };
+    let warned = notes(&[]);
+    assert!(warned.contains("WARNING: region is empty"), "{warned}");
+    // A release name that contains the chart's name is the object name as it is.
+    assert!(
+        warned.contains("system:serviceaccount:default:my-sagemaker-processing-controller\n")
+            || warned.contains("system:serviceaccount:default:my-sagemaker-processing-controller)"),
+        "{warned}"
+    );
+    assert!(!warned.contains("kubectl apply -f examples/"), "{warned}");
+    assert!(!notes(&["region=eu-west-1"]).contains("WARNING"));
+    let out = helm(&[
+        "template",
+        "smpc",
+        &chart,
+        "--kube-version",
+        "1.33.0",
+        "--set",
+        IMAGE,
+        "--set",
+        "requireRegion=true",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("requireRegion"));
 }
 
 /// `help`, `help <command>` and `help --help` print help and succeed, like `--help`.
