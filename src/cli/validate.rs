@@ -126,7 +126,11 @@ pub async fn run(args: ValidateArgs) -> u8 {
         // A GitOps stream without jobs is nothing to refuse: the pipeline goes on.
         eprintln!(
             "no ProcessingJob found in {} ({} other object(s) skipped): nothing to validate",
-            args.files.join(", "),
+            args.files
+                .iter()
+                .map(|f| if f == "-" { "<stdin>" } else { f.as_str() })
+                .collect::<Vec<_>>()
+                .join(", "),
             skipped.len()
         );
     }
