@@ -612,4 +612,27 @@ impl ProcessingJobSpec {
     pub fn instance_count(&self) -> i32 {
         self.processing_resources.cluster_config.instance_count
     }
+
+    /// The spec with each subnet and security group listed once (first occurrence kept). The CRD
+    /// refuses repeats, but an object stored before it did may have them, and a subnet read
+    /// twice would count its free IPs twice.
+    pub fn with_unique_network_ids(&self) -> std::borrow::Cow<'_, ProcessingJobSpec> {
+        fn unique(ids: &[String]) -> Vec<String> {
+            let mut seen = std::collections::BTreeSet::new();
+            ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
+        }
+        let Some(vpc) = self.vpc_config() else {
+            return std::borrow::Cow::Borrowed(self);
+        };
+        let (subnets, groups) = (unique(&vpc.subnets), unique(&vpc.security_group_ids));
+        if subnets.len() == vpc.subnets.len() && groups.len() == vpc.security_group_ids.len() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut spec = self.clone();
+        if let Some(v) = spec.network_config.as_mut().and_then(|n| n.vpc_config.as_mut()) {
+            v.subnets = subnets;
+            v.security_group_ids = groups;
+        }
+        std::borrow::Cow::Owned(spec)
+    }
 }

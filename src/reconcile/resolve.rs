@@ -42,6 +42,7 @@ pub async fn network(ctx: &Context, region: &str, spec: &ProcessingJobSpec) -> R
     if mode == ValidationMode::Skip {
         return Ok(NetworkFacts::Skipped);
     }
-    let snapshot = ctx.network.snapshot(region, spec).await?;
+    // Each ID read once: a repeated subnet must not count its free IPs twice.
+    let snapshot = ctx.network.snapshot(region, &spec.with_unique_network_ids()).await?;
     Ok(NetworkFacts::Read { mode, snapshot })
 }
