@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+/// The prefix of the controller's own tags; user tags may not use it (see `api::rules`).
+pub const TAG_PREFIX: &str = "sagemaker.processing.dev/";
 /// Tag keys that tie a SageMaker job to the resource that created it.
 pub const TAG_NAMESPACE: &str = "sagemaker.processing.dev/namespace";
 pub const TAG_NAME: &str = "sagemaker.processing.dev/name";
@@ -105,5 +107,12 @@ mod tests {
         assert_eq!(JobStatus::parse("Running"), None);
         let terminal: Vec<_> = JobStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
         assert_eq!(terminal, [JobStatus::Completed, JobStatus::Failed, JobStatus::Stopped]);
+    }
+
+    #[test]
+    fn every_controller_tag_has_the_reserved_prefix() {
+        for tag in [TAG_NAMESPACE, TAG_NAME, TAG_UID, TAG_RETAINED] {
+            assert!(tag.starts_with(TAG_PREFIX), "{tag}");
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! Reading ProcessingJob manifests from files without a cluster (for `validate`): multi-document
-//! YAML, ACK-style manifests too, checked against the CRD's own OpenAPI schema so that a
-//! manifest the apiserver would refuse is refused here with the field named.
+//! YAML such as `kustomize build` prints, ACK-style manifests too, checked against the CRD's own
+//! OpenAPI schema and CEL rules (their Rust twins in [`crate::api::rules`]) so that a manifest the
+//! apiserver would refuse is refused here with the field named and the same message. Objects of
+//! other kinds are skipped and listed, as a GitOps repository mixes them.
 
 use std::sync::OnceLock;
 
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::api::{ProcessingJob, GROUP, VERSION};
+use crate::api::{rules, ProcessingJob, GROUP, VERSION};
 
 /// ACK's API group for SageMaker resources; its ProcessingJob manifests are accepted as-is.
 pub const ACK_GROUP: &str = "sagemaker.services.k8s.aws";
@@ -23,12 +25,17 @@ pub enum ManifestError {
         document: usize,
         error: String,
     },
-    #[error("{source_name}: document {document}: not a ProcessingJob (apiVersion {api_version:?}, kind {kind:?}); expected apiVersion {GROUP}/{VERSION} (or ACK's {ACK_GROUP}/v1alpha1) and kind ProcessingJob")]
-    NotAProcessingJob {
+    #[error("{source_name}: document {document}: not a Kubernetes object: {problem}")]
+    NotAnObject {
+        source_name: String,
+        document: usize,
+        problem: String,
+    },
+    #[error("{source_name}: document {document}: a ProcessingJob of apiVersion {api_version:?}, which this validator does not know; expected {GROUP}/{VERSION} or ACK's {ACK_GROUP}/v1alpha1")]
+    UnknownVersion {
         source_name: String,
         document: usize,
         api_version: String,
-        kind: String,
     },
     #[error("{source_name}: document {document} ({name}): {problems}")]
     Invalid {
@@ -47,10 +54,46 @@ pub struct LoadedJob {
     pub job: ProcessingJob,
 }
 
-/// Parses every document of a YAML stream. Empty documents are skipped; other kinds are errors.
-pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<LoadedJob>, ManifestError> {
+/// An object of another kind, skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub source_name: String,
+    pub document: usize,
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: document {}: {} {} ({})",
+            self.source_name, self.document, self.kind, self.name, self.api_version
+        )
+    }
+}
+
+/// What a stream holds: its ProcessingJobs, and the other objects, skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Manifests {
+    pub jobs: Vec<LoadedJob>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Manifests {
+    pub fn extend(&mut self, other: Manifests) {
+        self.jobs.extend(other.jobs);
+        self.skipped.extend(other.skipped);
+    }
+}
+
+/// Parses every document of a YAML stream (a `v1` `List` counts as its items). Empty documents
+/// are ignored, objects of other kinds skipped; malformed YAML, a document that is no object and
+/// a ProcessingJob the schema refuses are errors.
+pub fn parse_documents(source_name: &str, text: &str) -> Result<Manifests, ManifestError> {
     use serde::Deserialize;
-    let mut out = Vec::new();
+    let mut out = Manifests::default();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
         let value = Value::deserialize(doc).map_err(|e| ManifestError::Yaml {
@@ -61,30 +104,62 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Vec<LoadedJob>, 
         if value.is_null() {
             continue;
         }
-        out.push(parse_object(source_name, document, value)?);
+        let objects = match value {
+            Value::Object(ref o) if o.get("kind").and_then(Value::as_str) == Some("List") => {
+                o.get("items").and_then(Value::as_array).cloned().unwrap_or_default()
+            }
+            other => vec![other],
+        };
+        for object in objects {
+            match parse_object(source_name, document, object)? {
+                Parsed::Job(job) => out.jobs.push(*job),
+                Parsed::Other(skipped) => out.skipped.push(skipped),
+            }
+        }
     }
     Ok(out)
 }
 
-fn parse_object(source_name: &str, document: usize, mut value: Value) -> Result<LoadedJob, ManifestError> {
-    let api_version = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let kind = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let group_ok = api_version == format!("{GROUP}/{VERSION}") || api_version == format!("{ACK_GROUP}/v1alpha1");
-    if !group_ok || kind != "ProcessingJob" {
-        return Err(ManifestError::NotAProcessingJob {
+enum Parsed {
+    Job(Box<LoadedJob>),
+    Other(Skipped),
+}
+
+fn parse_object(source_name: &str, document: usize, mut value: Value) -> Result<Parsed, ManifestError> {
+    let not_an_object = |problem: &str| ManifestError::NotAnObject {
+        source_name: source_name.to_string(),
+        document,
+        problem: problem.to_string(),
+    };
+    if !value.is_object() {
+        return Err(not_an_object("the document is not a mapping"));
+    }
+    let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
+    let (api_version, kind) = (field("apiVersion"), field("kind"));
+    if api_version.is_empty() || kind.is_empty() {
+        return Err(not_an_object("apiVersion and kind are required"));
+    }
+    let group = api_version.split_once('/').map_or("", |(g, _)| g);
+    let ours = api_version == format!("{GROUP}/{VERSION}") || api_version == format!("{ACK_GROUP}/v1alpha1");
+    if kind == "ProcessingJob" && !ours && (group == GROUP || group == ACK_GROUP) {
+        return Err(ManifestError::UnknownVersion {
             source_name: source_name.to_string(),
             document,
             api_version,
-            kind,
         });
+    }
+    if kind != "ProcessingJob" || !ours {
+        return Ok(Parsed::Other(Skipped {
+            source_name: source_name.to_string(),
+            document,
+            name: value
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("<unnamed>")
+                .to_string(),
+            api_version,
+            kind,
+        }));
     }
     let name = value
         .pointer("/metadata/name")
@@ -116,11 +191,11 @@ fn parse_object(source_name: &str, document: usize, mut value: Value) -> Result<
     value["apiVersion"] = Value::String(format!("{GROUP}/{VERSION}"));
     let job: ProcessingJob =
         serde_path_to_error::deserialize(value).map_err(|e| invalid(vec![format!("{}: {}", e.path(), e.inner())]))?;
-    Ok(LoadedJob {
+    Ok(Parsed::Job(Box::new(LoadedJob {
         source_name: source_name.to_string(),
         document,
         job,
-    })
+    })))
 }
 
 /// The CRD's schema of `spec`.
@@ -146,8 +221,9 @@ fn type_matches(ty: &str, v: &Value) -> bool {
     }
 }
 
-/// Checks a value against the structural OpenAPI subset the CRD uses (CEL rules excepted; the
-/// apiserver enforces those).
+/// Checks a value against the structural OpenAPI subset the CRD uses, its list types and its
+/// CEL rules (through their Rust twins; transition rules need the old object and are the
+/// apiserver's alone). Messages read as the apiserver's.
 pub fn check_schema(schema: &Value, v: &Value, path: &str, problems: &mut Vec<String>) {
     if schema.is_null()
         || schema
@@ -212,6 +288,13 @@ pub fn check_schema(schema: &Value, v: &Value, path: &str, problems: &mut Vec<St
                     check_schema(item_schema, item, &format!("{path}[{i}]"), problems);
                 }
             }
+            if schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set") {
+                for (i, item) in items.iter().enumerate() {
+                    if items[..i].contains(item) {
+                        problems.push(format!("{path}[{i}]: Duplicate value: {item}"));
+                    }
+                }
+            }
         }
         Value::Object(map) => {
             if let Some(max) = num("maxProperties").filter(|m| map.len() as f64 > *m) {
@@ -242,6 +325,33 @@ pub fn check_schema(schema: &Value, v: &Value, path: &str, problems: &mut Vec<St
         }
         _ => {}
     }
+    check_rules(schema, v, path, problems);
+}
+
+/// The CEL rules attached to this node, through their Rust twins.
+fn check_rules(schema: &Value, v: &Value, path: &str, problems: &mut Vec<String>) {
+    let declared = schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for rule in declared {
+        let cel = rule.get("rule").and_then(Value::as_str).unwrap_or_default();
+        if is_transition_rule(cel) {
+            continue;
+        }
+        // Every rule has a twin (a test walks the CRD to make sure).
+        if let Some(twin) = rules::find(cel) {
+            if !(twin.holds)(v) {
+                problems.push(format!("{path}: {}", twin.message));
+            }
+        }
+    }
+}
+
+/// Rules that compare with the stored object: only an update has one.
+pub fn is_transition_rule(cel: &str) -> bool {
+    cel.contains("oldSelf")
 }
 
 #[cfg(test)]
@@ -261,9 +371,9 @@ spec:
 
     #[test]
     fn reads_a_valid_manifest_and_skips_empty_documents() {
-        let jobs = parse_documents("f.yaml", &format!("---\n{VALID}\n---\n")).expect("valid");
-        assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0].job.spec.instance_count(), 1);
+        let found = parse_documents("f.yaml", &format!("---\n{VALID}\n---\n")).expect("valid");
+        assert_eq!(found.jobs.len(), 1);
+        assert_eq!(found.jobs[0].job.spec.instance_count(), 1);
     }
 
     #[test]
@@ -272,7 +382,7 @@ spec:
             "sagemaker.processing.dev/v1alpha1",
             "sagemaker.services.k8s.aws/v1alpha1",
         );
-        assert_eq!(parse_documents("f.yaml", &ack).expect("ACK manifest").len(), 1);
+        assert_eq!(parse_documents("f.yaml", &ack).expect("ACK manifest").jobs.len(), 1);
     }
 
     #[test]
@@ -296,8 +406,111 @@ spec:
             err.contains("spec.roleArn: unknown field") && err.contains("spec.roleARN: required"),
             "{err}"
         );
-        let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n";
-        let err = parse_documents("f.yaml", other).expect_err("configmap").to_string();
-        assert!(err.contains("not a ProcessingJob"), "{err}");
+        let err = parse_documents("f.yaml", "- a\n- b\n").expect_err("a list").to_string();
+        assert!(err.contains("document 1: not a Kubernetes object"), "{err}");
+        let err = parse_documents("f.yaml", "metadata: {name: x}\n")
+            .expect_err("no kind")
+            .to_string();
+        assert!(err.contains("apiVersion and kind are required"), "{err}");
+        let beta = VALID.replace("v1alpha1", "v1beta1");
+        let err = parse_documents("f.yaml", &beta)
+            .expect_err("unknown version")
+            .to_string();
+        assert!(err.contains("sagemaker.processing.dev/v1beta1"), "{err}");
+    }
+
+    #[test]
+    fn other_kinds_are_skipped_and_listed() {
+        let stream = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\n---\n{VALID}\n---\n\
+             apiVersion: sagemaker.services.k8s.aws/v1alpha1\nkind: TrainingJob\nmetadata: {{name: t}}\n"
+        );
+        let found = parse_documents("k.yaml", &stream).expect("mixed stream");
+        assert_eq!(found.jobs.len(), 1);
+        assert_eq!(found.jobs[0].document, 2);
+        let skipped: Vec<String> = found.skipped.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            skipped,
+            [
+                "k.yaml: document 1: ConfigMap settings (v1)",
+                "k.yaml: document 3: TrainingJob t (sagemaker.services.k8s.aws/v1alpha1)"
+            ]
+        );
+        let list = format!(
+            "apiVersion: v1\nkind: List\nitems:\n- {{apiVersion: v1, kind: Secret, metadata: {{name: s}}}}\n- {}",
+            serde_json::to_string(&serde_yaml_ng::from_str::<Value>(VALID).expect("yaml")).expect("json")
+        );
+        let found = parse_documents("l.yaml", &list).expect("a List");
+        assert_eq!((found.jobs.len(), found.skipped.len()), (1, 1));
+    }
+
+    #[test]
+    fn impossible_inputs_are_refused_with_the_apiservers_messages() {
+        let with = |extra: &str| format!("{VALID}{extra}");
+        let cases = [
+            (
+                "  networkConfig:\n    vpcConfig: {subnets: [subnet-1, subnet-1], securityGroupIDs: [sg-1]}\n",
+                "spec.networkConfig.vpcConfig.subnets[1]: Duplicate value: \"subnet-1\"",
+            ),
+            (
+                "  networkConfig:\n    vpcConfig: {subnets: [subnet-1], securityGroupIDs: [sg-1, sg-2, sg-1]}\n",
+                "spec.networkConfig.vpcConfig.securityGroupIDs[2]: Duplicate value: \"sg-1\"",
+            ),
+            (
+                "  tags: [{key: team, value: a}, {key: team, value: b}]\n",
+                "spec.tags: tag keys must be unique",
+            ),
+            ("  tags: [{key: 'AWS:cost', value: a}]\n", "spec.tags: tag keys must not start with aws:"),
+            (
+                "  tags: [{key: sagemaker.processing.dev/uid, value: a}]\n",
+                "spec.tags: tag keys must not start with sagemaker.processing.dev/",
+            ),
+            (
+                "  processingOutputConfig:\n    outputs:\n    - {outputName: o, featureStoreOutput: {featureGroupName: g}}\n    - {outputName: o, featureStoreOutput: {featureGroupName: h}}\n",
+                "spec.processingOutputConfig.outputs: outputName must be unique",
+            ),
+            (
+                "  processingOutputConfig:\n    outputs:\n    - {outputName: o, featureStoreOutput: {featureGroupName: g}, s3Output: {s3URI: 's3://b/k', s3UploadMode: EndOfJob}}\n",
+                "spec.processingOutputConfig.outputs[0]: each processing output needs exactly one of s3Output or featureStoreOutput",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let err = parse_documents("f.yaml", &with(extra)).expect_err(expected).to_string();
+            assert!(err.contains(expected), "expected {expected:?} in {err}");
+        }
+    }
+
+    /// `validate` refuses what `kubectl apply` refuses: every CEL rule of the CRD but the
+    /// transition rules has its Rust twin.
+    #[test]
+    fn every_cel_rule_of_the_crd_has_its_rust_twin() {
+        fn walk(v: &Value, found: &mut Vec<String>) {
+            match v {
+                Value::Object(map) => {
+                    for (k, child) in map {
+                        if k == "x-kubernetes-validations" {
+                            for r in child.as_array().into_iter().flatten() {
+                                found.extend(r.get("rule").and_then(Value::as_str).map(str::to_string));
+                            }
+                        } else {
+                            walk(child, found);
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|i| walk(i, found)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        walk(spec_schema(), &mut found);
+        let stateless: Vec<&String> = found.iter().filter(|r| !is_transition_rule(r)).collect();
+        assert_eq!(stateless.len(), rules::ALL.len(), "{stateless:?}");
+        for r in stateless {
+            assert!(rules::find(r).is_some(), "no Rust twin for the CEL rule {r}");
+        }
+        // The transition rules: one per spec field but the two controller knobs.
+        let transition = found.iter().filter(|r| is_transition_rule(r)).count();
+        let fields = spec_schema()["properties"].as_object().map_or(0, |p| p.len());
+        assert_eq!(transition, fields - rules::MUTABLE_SPEC_FIELDS.len());
     }
 }

@@ -9,7 +9,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::ProcessingJobStatus;
+use super::{rules, ProcessingJobStatus};
 
 /// SageMaker's processing-job name rule.
 pub const JOB_NAME_PATTERN: &str = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
@@ -69,9 +69,7 @@ pub const JOB_NAME_PATTERN: &str = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self == oldSelf", "message": "spec is immutable: a SageMaker processing job cannot be changed once created; to rerun, create a new ProcessingJob resource"}
-]))]
+#[schemars(transform = rules::immutable_spec)]
 pub struct ProcessingJobSpec {
     /// Name of the SageMaker processing job, unique per account and region. Optional: when
     /// omitted, the controller derives a deterministic name from the resource's name and UID.
@@ -85,10 +83,7 @@ pub struct ProcessingJobSpec {
     /// Environment variables set in the container (at most 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 100))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$') && size(k) <= 256)", "message": "environment variable names must match [a-zA-Z_][a-zA-Z0-9_]* and be at most 256 characters"},
-        {"rule": "self.all(k, size(self[k]) <= 256)", "message": "environment variable values must be at most 256 characters"}
-    ]))]
+    #[schemars(extend("x-kubernetes-validations" = [rules::ENVIRONMENT_NAMES, rules::ENVIRONMENT_VALUES]))]
     pub environment: Option<BTreeMap<String, String>>,
 
     /// Associates the job with a SageMaker experiment, trial and trial component.
@@ -103,9 +98,7 @@ pub struct ProcessingJobSpec {
     /// Inputs of the job (at most 10), downloaded into the container before it starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 10))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self.all(i, self.exists_one(j, j.inputName == i.inputName))", "message": "inputName must be unique among processingInputs"}
-    ]))]
+    #[schemars(extend("x-kubernetes-validations" = [rules::INPUT_NAMES_UNIQUE]))]
     pub processing_inputs: Option<Vec<ProcessingInput>>,
 
     /// Where the job's outputs are uploaded.
@@ -128,9 +121,11 @@ pub struct ProcessingJobSpec {
     pub stopping_condition: Option<ProcessingStoppingCondition>,
 
     /// Tags of the SageMaker job (at most 47: SageMaker allows 50 and the controller adds three
-    /// ownership tags, `sagemaker.processing.dev/{namespace,name,uid}`).
+    /// ownership tags, `sagemaker.processing.dev/{namespace,name,uid}`). Keys are unique and do
+    /// not start with `aws:` (AWS's) or `sagemaker.processing.dev/` (the controller's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 47))]
+    #[schemars(extend("x-kubernetes-validations" = [rules::TAG_KEYS_UNIQUE, rules::TAG_KEYS_NOT_AWS, rules::TAG_KEYS_NOT_CONTROLLER]))]
     pub tags: Option<Vec<Tag>>,
 
     /// AWS region of the job. Default: the `services.k8s.aws/region` annotation, else the
@@ -141,11 +136,14 @@ pub struct ProcessingJobSpec {
 
     /// What happens to the SageMaker job when this resource is deleted: `Stop` (default) stops
     /// a running job first; `Retain` leaves it running. ACK's annotation
-    /// `services.k8s.aws/deletion-policy: retain` is honoured too.
+    /// `services.k8s.aws/deletion-policy: retain` is honoured too. May be changed at any time:
+    /// the policy in force when the resource is deleted applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
 
-    /// How the controller validates the job's VPC network before creating the job.
+    /// How the controller validates the job's VPC network before creating the job. May be
+    /// changed at any time (it steers only the controller): switching a resource blocked by its
+    /// network to `Warn` lets the job be created; a job already created is not validated again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_validation: Option<NetworkValidation>,
 }
@@ -212,14 +210,16 @@ pub struct NetworkConfig {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VpcConfig {
-    /// Security group IDs (1 to 5), all in the subnets' VPC.
+    /// Security group IDs (1 to 5, no repeats), all in the subnets' VPC.
     #[serde(rename = "securityGroupIDs")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     #[schemars(
         length(min = 1, max = 5),
         inner(length(max = 32), regex(pattern = r"^sg-[0-9a-z]+$"))
     )]
     pub security_group_ids: Vec<String>,
-    /// Subnet IDs (1 to 16), all in one VPC.
+    /// Subnet IDs (1 to 16, no repeats), all in one VPC.
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     #[schemars(
         length(min = 1, max = 16),
         inner(length(max = 32), regex(pattern = r"^subnet-[0-9a-z]+$"))
@@ -230,9 +230,7 @@ pub struct VpcConfig {
 /// One input of the job: exactly one of `s3Input` or `datasetDefinition`.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "has(self.s3Input) != has(self.datasetDefinition)", "message": "each processing input needs exactly one of s3Input or datasetDefinition"}
-]))]
+#[schemars(extend("x-kubernetes-validations" = [rules::INPUT_ONE_SOURCE]))]
 pub struct ProcessingInput {
     /// Name of the input, unique within the job.
     #[schemars(length(min = 1, max = 256))]
@@ -277,9 +275,7 @@ pub struct ProcessingS3Input {
 /// An input produced by a query.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "has(self.athenaDatasetDefinition) != has(self.redshiftDatasetDefinition)", "message": "a datasetDefinition needs exactly one of athenaDatasetDefinition or redshiftDatasetDefinition"}
-]))]
+#[schemars(extend("x-kubernetes-validations" = [rules::DATASET_ONE_SOURCE]))]
 pub struct DatasetDefinition {
     /// An Athena query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,8 +360,9 @@ pub struct RedshiftDatasetDefinition {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProcessingOutputConfig {
-    /// Outputs of the job (1 to 10).
+    /// Outputs of the job (1 to 10), with unique names.
     #[schemars(length(min = 1, max = 10))]
+    #[schemars(extend("x-kubernetes-validations" = [rules::OUTPUT_NAMES_UNIQUE]))]
     pub outputs: Vec<ProcessingOutput>,
     /// KMS key encrypting the outputs.
     #[serde(rename = "kmsKeyID", default, skip_serializing_if = "Option::is_none")]
@@ -373,12 +370,10 @@ pub struct ProcessingOutputConfig {
     pub kms_key_id: Option<String>,
 }
 
-/// One output of the job.
+/// One output of the job: exactly one of `s3Output` or `featureStoreOutput`.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "has(self.s3Output) || has(self.featureStoreOutput)", "message": "each processing output needs s3Output or featureStoreOutput"}
-]))]
+#[schemars(extend("x-kubernetes-validations" = [rules::OUTPUT_ONE_DESTINATION]))]
 pub struct ProcessingOutput {
     /// Name of the output, unique within the job.
     #[schemars(length(min = 1, max = 256))]
@@ -628,5 +623,28 @@ impl ProcessingJobSpec {
     /// Number of instances.
     pub fn instance_count(&self) -> i32 {
         self.processing_resources.cluster_config.instance_count
+    }
+
+    /// The spec with each subnet and security group listed once (first occurrence kept). The CRD
+    /// refuses repeats, but an object stored before it did may have them, and a subnet read
+    /// twice would count its free IPs twice.
+    pub fn with_unique_network_ids(&self) -> std::borrow::Cow<'_, ProcessingJobSpec> {
+        fn unique(ids: &[String]) -> Vec<String> {
+            let mut seen = std::collections::BTreeSet::new();
+            ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
+        }
+        let Some(vpc) = self.vpc_config() else {
+            return std::borrow::Cow::Borrowed(self);
+        };
+        let (subnets, groups) = (unique(&vpc.subnets), unique(&vpc.security_group_ids));
+        if subnets.len() == vpc.subnets.len() && groups.len() == vpc.security_group_ids.len() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut spec = self.clone();
+        if let Some(v) = spec.network_config.as_mut().and_then(|n| n.vpc_config.as_mut()) {
+            v.subnets = subnets;
+            v.security_group_ids = groups;
+        }
+        std::borrow::Cow::Owned(spec)
     }
 }

@@ -1,6 +1,9 @@
-//! `validate -f FILE...`: the network validation for manifests, without a cluster.
+//! `validate -f FILE|DIR|-...`: the network validation for manifests, without a cluster.
 //!
-//! Exit codes: 0 no Error finding, 1 Error findings, 2 bad input, 3 AWS could not be read.
+//! A GitOps stream (`kustomize build`, a directory of manifests) mixes kinds: every
+//! ProcessingJob (ours and ACK's) is validated, other objects are skipped and listed on standard
+//! error. Exit codes: 0 no Error finding (also when there is no ProcessingJob at all), 1 Error
+//! findings, 2 bad input, 3 AWS could not be read.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -12,7 +15,7 @@ use serde::Serialize;
 use crate::api::{Finding, ACK_REGION_ANNOTATION};
 use crate::aws::ec2::Ec2Resolver;
 use crate::aws::CallCounter;
-use crate::manifest::{self, LoadedJob};
+use crate::manifest::{self, Manifests};
 use crate::network;
 
 /// Output format.
@@ -25,7 +28,9 @@ pub enum Format {
 /// Arguments of `validate`.
 #[derive(Debug, clap::Args)]
 pub struct ValidateArgs {
-    /// Manifest file(s) with ProcessingJob documents; `-` reads standard input.
+    /// Manifest file(s) or directories (their `.yaml`, `.yml` and `.json` files, not
+    /// recursively, as `kubectl apply -f`); `-` reads standard input, e.g. `kustomize build |`.
+    /// Objects other than ProcessingJobs are skipped.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<String>,
     /// Output format.
@@ -43,6 +48,8 @@ pub struct ValidateArgs {
 #[derive(Serialize)]
 struct Report {
     jobs: Vec<JobReport>,
+    /// Objects of other kinds, skipped: `<source>: document <n>: <kind> <name> (<apiVersion>)`.
+    skipped: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -54,36 +61,78 @@ struct JobReport {
     findings: Vec<Finding>,
 }
 
-fn read_source(name: &str) -> Result<String, manifest::ManifestError> {
-    let result = if name == "-" {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map(|_| s)
-    } else {
-        std::fs::read_to_string(name)
-    };
-    result.map_err(|error| manifest::ManifestError::Read {
-        source_name: name.to_string(),
+fn read_error(name: &std::path::Path) -> impl FnOnce(std::io::Error) -> manifest::ManifestError + '_ {
+    move |error| manifest::ManifestError::Read {
+        source_name: name.display().to_string(),
         error,
-    })
+    }
+}
+
+/// The manifest files named by one `-f`: the file, or a directory's manifest files in name
+/// order.
+fn manifest_files(name: &str) -> Result<Vec<std::path::PathBuf>, manifest::ManifestError> {
+    let path = std::path::Path::new(name);
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(read_error(path))? {
+        let file = entry.map_err(read_error(path))?.path();
+        let manifest = file
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| matches!(x, "yaml" | "yml" | "json"));
+        if manifest && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Everything the `-f` arguments name.
+fn read_all(names: &[String]) -> Result<Manifests, manifest::ManifestError> {
+    let mut all = Manifests::default();
+    for name in names {
+        if name == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(read_error(std::path::Path::new("<stdin>")))?;
+            all.extend(manifest::parse_documents("<stdin>", &text)?);
+            continue;
+        }
+        for file in manifest_files(name)? {
+            let text = std::fs::read_to_string(&file).map_err(read_error(&file))?;
+            all.extend(manifest::parse_documents(&file.display().to_string(), &text)?);
+        }
+    }
+    Ok(all)
 }
 
 /// Runs `validate`; returns the process exit code.
 pub async fn run(args: ValidateArgs) -> u8 {
-    let mut jobs: Vec<LoadedJob> = Vec::new();
-    for file in &args.files {
-        match read_source(file)
-            .and_then(|text| manifest::parse_documents(if file == "-" { "<stdin>" } else { file }, &text))
-        {
-            Ok(found) => jobs.extend(found),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
+    let Manifests { jobs, skipped } = match read_all(&args.files) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
         }
+    };
+    for s in &skipped {
+        eprintln!("skipped: {s}: not a ProcessingJob");
     }
     if jobs.is_empty() {
-        eprintln!("error: no ProcessingJob found in {}", args.files.join(", "));
-        return 2;
+        // A GitOps stream without jobs is nothing to refuse: the pipeline goes on.
+        eprintln!(
+            "no ProcessingJob found in {} ({} other object(s) skipped): nothing to validate",
+            args.files
+                .iter()
+                .map(|f| if f == "-" { "<stdin>" } else { f.as_str() })
+                .collect::<Vec<_>>()
+                .join(", "),
+            skipped.len()
+        );
     }
     for j in &jobs {
         if j.job.spec.vpc_config().is_some() && j.job.region(args.region.as_deref()).is_none() {
@@ -97,7 +146,8 @@ pub async fn run(args: ValidateArgs) -> u8 {
         }
     }
 
-    let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    // Loaded on first need: a stream of jobs without a VPC needs no AWS configuration.
+    let sdk_config = tokio::sync::OnceCell::new();
     let calls = Arc::new(CallCounter::default());
     let mut resolvers: BTreeMap<String, Ec2Resolver> = BTreeMap::new();
     let mut reports = Vec::with_capacity(jobs.len());
@@ -114,8 +164,11 @@ pub async fn run(args: ValidateArgs) -> u8 {
             .region(args.region.as_deref())
             .filter(|_| spec.vpc_config().is_some())
         {
+            let sdk_config = sdk_config
+                .get_or_init(|| aws_config::defaults(aws_config::BehaviorVersion::latest()).load())
+                .await;
             let resolver = resolvers.entry(region.clone()).or_insert_with(|| {
-                let conf = aws_sdk_ec2::config::Builder::from(&sdk_config)
+                let conf = aws_sdk_ec2::config::Builder::from(sdk_config)
                     .region(aws_config::Region::new(region.clone()))
                     .build();
                 Ec2Resolver::new(
@@ -147,7 +200,10 @@ pub async fn run(args: ValidateArgs) -> u8 {
 
     let any_error = reports.iter().any(|r| network::has_errors(&r.findings));
     match args.output {
-        Format::Json => match serde_json::to_string_pretty(&Report { jobs: reports }) {
+        Format::Json => match serde_json::to_string_pretty(&Report {
+            jobs: reports,
+            skipped: skipped.iter().map(ToString::to_string).collect(),
+        }) {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("error: cannot render JSON: {e}");

@@ -352,7 +352,7 @@ pub async fn mirror(ctx: &Context, job: &ProcessingJob, at: JobRef, last: JobSta
     }
     let changed = ctx.tracker.take_changed(&at.region, &at.name);
     if !changed && (known.is_some() || tracked) {
-        return Outcome::quiet(Next::Requeue(Action::requeue(ctx.settings.resync_interval)));
+        return acknowledge(job, &at, Next::Requeue(Action::requeue(ctx.settings.resync_interval)));
     }
     match ctx.jobs.describe(&at.region, &at.name).await {
         Ok(state) => observed(ctx, job, at, state, adopted, None),
@@ -383,6 +383,27 @@ pub async fn mirror(ctx: &Context, job: &ProcessingJob, at: JobRef, last: JobSta
             }
         }
     }
+}
+
+/// A job that exists needs nothing for a new generation: only `networkValidation` and
+/// `deletionPolicy` can have changed (the rest of the spec is immutable), the first matters
+/// before a create and the second at deletion. Never validated or created again; the status
+/// records the generation as observed (kstatus readers such as Argo CD, Flux and `kubectl wait`
+/// wait for that), without an AWS call.
+pub fn acknowledge(job: &ProcessingJob, at: &JobRef, next: Next) -> Outcome {
+    let Some(status) = job
+        .status
+        .as_ref()
+        .filter(|s| s.observed_generation != job.metadata.generation)
+    else {
+        return Outcome::quiet(next);
+    };
+    let phase = Phase::Submitted {
+        job: Box::new(super::observe::last_state(status, &at.name)),
+        adopted: status.phase == Some(crate::api::JobPhase::Adopted),
+        problem: None,
+    };
+    Outcome::report(job, Some(at), None, phase, next)
 }
 
 /// A problem reported beside the job's last known state, never instead of it.

@@ -186,7 +186,7 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
         Progress::Refused => return Ok(Action::await_change()),
         Progress::Ended { at } => {
             ctx.tracker.untrack(&at.region, &at.name);
-            return Ok(Action::await_change());
+            act::acknowledge(job, &at, Next::Requeue(Action::await_change()))
         }
         Progress::Active { at, last, adopted } => act::mirror(ctx, job, at, *last, adopted).await,
         Progress::Creating(at) => match act::look_before_creating(ctx, job, &at).await? {

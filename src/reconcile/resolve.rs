@@ -64,6 +64,7 @@ pub async fn network(
     if fresh {
         ctx.network.forget(region);
     }
-    let snapshot = ctx.network.snapshot(region, spec).await?;
+    // Each ID read once: a repeated subnet must not count its free IPs twice.
+    let snapshot = ctx.network.snapshot(region, &spec.with_unique_network_ids()).await?;
     Ok(NetworkFacts::Read { mode, snapshot })
 }

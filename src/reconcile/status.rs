@@ -215,8 +215,14 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
     let g = obs.generation;
     let mut conditions = Vec::with_capacity(5);
     conditions.push(match &obs.network {
-        // Not revalidated by this reconcile: the previous verdict stands.
-        None => cond(prev, NETWORK_VALIDATED).cloned().unwrap_or_else(|| Condition {
+        // Not revalidated by this reconcile: the previous verdict stands, for this generation
+        // too (only the controller's knobs can change once a job exists).
+        None => cond(prev, NETWORK_VALIDATED)
+            .map(|c| Condition {
+                observed_generation: g,
+                ..c.clone()
+            })
+            .unwrap_or_else(|| Condition {
             status: "Unknown".into(),
             ..condition(
                 NETWORK_VALIDATED,
@@ -247,16 +253,26 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
                     format!("no error finding ({others} warning or info finding(s))"),
                     g,
                 ),
-                (false, ValidationMode::Warn) => condition(
-                    NETWORK_VALIDATED,
-                    true,
-                    "WarnMode",
-                    format!(
-                        "error findings {} ignored because networkValidation.mode is Warn",
-                        errors.join(", ")
-                    ),
-                    g,
-                ),
+                (false, ValidationMode::Warn) => {
+                    // The escape hatch: a job blocked under Enforce whose mode was switched.
+                    // (Once said, it stays said: the report after the write-ahead sees WarnMode.)
+                    let was_blocked = cond(prev, NETWORK_VALIDATED).is_some_and(|c| {
+                        c.reason == "NetworkInvalid"
+                            || (c.reason == "WarnMode" && c.message.starts_with("networkValidation.mode was changed"))
+                    });
+                    let message = if was_blocked {
+                        format!(
+                            "networkValidation.mode was changed to Warn: error findings {} no longer block the job, which proceeds; they stay in status.network.findings",
+                            errors.join(", ")
+                        )
+                    } else {
+                        format!(
+                            "error findings {} ignored because networkValidation.mode is Warn",
+                            errors.join(", ")
+                        )
+                    };
+                    condition(NETWORK_VALIDATED, true, "WarnMode", message, g)
+                }
                 (false, _) => condition(
                     NETWORK_VALIDATED,
                     false,

@@ -311,14 +311,17 @@ impl JobService for FakeJobs {
 }
 
 /// EC2 with nothing in it: every subnet and group of a job is missing (Error findings). Counts
-/// the snapshots read (`.0`) and the cache drops asked for (`.1`).
+/// the snapshots read (`.0`), records the subnets each was read for (`.1`), and counts the cache
+/// drops asked for (`.2`).
 #[derive(Clone, Default)]
-struct EmptyNetwork(Arc<Mutex<u32>>, Arc<Mutex<u32>>);
+struct EmptyNetwork(Arc<Mutex<u32>>, Arc<Mutex<Vec<Vec<String>>>>, Arc<Mutex<u32>>);
 
 impl NetworkReader for EmptyNetwork {
-    fn snapshot<'a>(&'a self, region: &'a str, _spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot> {
+    fn snapshot<'a>(&'a self, region: &'a str, spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot> {
         async move {
             *self.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            let subnets = spec.vpc_config().map(|v| v.subnets.clone()).unwrap_or_default();
+            self.1.lock().unwrap_or_else(|e| e.into_inner()).push(subnets);
             Ok(NetworkSnapshot {
                 region: region.into(),
                 ..Default::default()
@@ -328,7 +331,7 @@ impl NetworkReader for EmptyNetwork {
     }
 
     fn forget(&self, _region: &str) {
-        *self.1.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        *self.2.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 }
 
@@ -486,6 +489,19 @@ impl Harness {
             let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
             obj["metadata"]["generation"] = json!(generation + 1);
         }
+    }
+
+    /// A user's edit of the spec: a new generation.
+    fn edit_spec(&self, name: &str, field: &str, value: Value) {
+        if let Some(obj) = self.api.state().jobs.get_mut(name) {
+            obj["spec"][field] = value;
+            let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
+            obj["metadata"]["generation"] = json!(generation + 1);
+        }
+    }
+
+    fn snapshots_read(&self) -> u32 {
+        *self.ec2.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn annotate(&self, name: &str, key: &str, value: &str) {
@@ -743,7 +759,7 @@ async fn the_revalidate_annotation_reads_the_network_afresh_once_per_value() {
     let h = Harness::new();
     h.apply(manifest("net", with_vpc("Enforce")));
     h.admit("net").await.expect("reconcile");
-    let forgets = || *h.ec2.1.lock().unwrap_or_else(|e| e.into_inner());
+    let forgets = || *h.ec2.2.lock().unwrap_or_else(|e| e.into_inner());
     let reads = || *h.ec2.0.lock().unwrap_or_else(|e| e.into_inner());
     assert_eq!((reads(), forgets()), (1, 0), "a first validation uses the shared cache");
 
@@ -774,6 +790,108 @@ async fn warn_mode_creates_despite_error_findings() {
         ("True".into(), "WarnMode".into())
     );
     assert_eq!(*h.ec2.0.lock().unwrap_or_else(|e| e.into_inner()), 1);
+}
+
+/// The escape hatch (issue #11 item 8): a job the network blocks under Enforce is created once
+/// its mode is switched to Warn, and the status and an Event say why.
+#[tokio::test]
+async fn switching_a_blocked_job_to_warn_creates_it_and_says_so() {
+    let h = Harness::new();
+    h.apply(manifest("hatch", with_vpc("Enforce")));
+    h.admit("hatch").await.expect("reconcile");
+    assert_eq!(h.status("hatch").phase, Some(JobPhase::Blocked));
+    assert!(h.sagemaker.calls().is_empty());
+    h.edit_spec("hatch", "networkValidation", json!({"mode": "Warn"}));
+    h.reconcile("hatch").await.expect("reconcile");
+    assert_eq!(h.sagemaker.calls(), ["CreateProcessingJob"]);
+    let s = h.status("hatch");
+    assert_eq!((s.phase, s.observed_generation), (Some(JobPhase::Created), Some(2)));
+    let validated = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "NetworkValidated")
+        .cloned()
+        .expect("NetworkValidated");
+    assert_eq!(
+        (validated.status.as_str(), validated.reason.as_str()),
+        ("True", "WarnMode")
+    );
+    assert!(
+        validated.message.contains("networkValidation.mode was changed to Warn")
+            && validated.message.contains("SubnetNotFound"),
+        "{}",
+        validated.message
+    );
+    let events = h.api.state().events.clone();
+    let warned = events
+        .iter()
+        .find(|e| e["reason"] == "NetworkValidated")
+        .expect("an Event");
+    assert_eq!(warned["type"], "Warning");
+    assert!(
+        warned["note"].as_str().is_some_and(|n| n.contains("changed to Warn")),
+        "{warned}"
+    );
+    // The findings stay visible while the job runs.
+    assert!(s
+        .network
+        .is_some_and(|n| n.findings.iter().any(|f| f.code == "SubnetNotFound")));
+}
+
+/// Once a job exists, a change of `networkValidation` or `deletionPolicy` is recorded as
+/// observed and nothing else: no validation, no second create, no AWS call at all.
+#[tokio::test]
+async fn changing_the_knobs_of_a_created_job_revalidates_and_recreates_nothing() {
+    let h = Harness::new();
+    h.apply(manifest("knobs", with_vpc("Warn")));
+    h.admit("knobs").await.expect("reconcile");
+    let job = h.status("knobs").processing_job_name.unwrap_or_default();
+    let (snapshots, calls, writes) = (h.snapshots_read(), h.sagemaker.calls().len(), h.status_writes());
+    h.edit_spec("knobs", "networkValidation", json!({"mode": "Enforce"}));
+    h.reconcile("knobs").await.expect("reconcile");
+    h.edit_spec("knobs", "deletionPolicy", json!("Retain"));
+    h.reconcile("knobs").await.expect("reconcile");
+    assert_eq!(h.sagemaker.calls()[calls..], [] as [&str; 0]);
+    assert_eq!(h.snapshots_read(), snapshots, "a created job was validated again");
+    let s = h.status("knobs");
+    assert_eq!((s.phase, s.observed_generation), (Some(JobPhase::Created), Some(3)));
+    assert!(
+        s.conditions.iter().all(|c| c.observed_generation == Some(3)),
+        "{:?}",
+        s.conditions
+    );
+    assert_eq!(
+        h.condition("knobs", "NetworkValidated"),
+        ("True".into(), "WarnMode".into())
+    );
+    assert_eq!(h.status_writes() - writes, 2, "one write per generation");
+    let (calls, writes) = h.quiet_window("knobs", 5).await;
+    assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
+    // Ended jobs too: the generation is recorded, nothing is called.
+    h.sagemaker.set_status(REGION, &job, JobStatus::Completed);
+    h.ctx.tracker.mark_changed(REGION, &job);
+    h.reconcile("knobs").await.expect("reconcile");
+    let calls = h.sagemaker.calls().len();
+    h.edit_spec("knobs", "networkValidation", json!({"mode": "Skip"}));
+    assert_eq!(h.reconcile("knobs").await.ok(), Some(Action::await_change()));
+    assert_eq!(h.sagemaker.calls().len(), calls);
+    assert_eq!(h.status("knobs").observed_generation, Some(4));
+    assert_eq!(h.condition("knobs", "Ready"), ("True".into(), "Completed".into()));
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
+}
+
+/// A stored object with a repeated subnet (the CRD refuses them now, older objects may have
+/// them): EC2 is read once per subnet, so its free IPs are not counted twice.
+#[tokio::test]
+async fn repeated_subnets_are_read_once() {
+    let h = Harness::new();
+    let mut spec = with_vpc("Enforce");
+    spec["networkConfig"]["vpcConfig"]["subnets"] = json!(["subnet-1", "subnet-2", "subnet-1"]);
+    spec["networkConfig"]["vpcConfig"]["securityGroupIDs"] = json!(["sg-1", "sg-1"]);
+    h.apply(manifest("repeated", spec));
+    h.admit("repeated").await.expect("reconcile");
+    let asked = h.ec2.1.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(asked, [["subnet-1", "subnet-2"]]);
 }
 
 #[tokio::test]
@@ -1000,6 +1118,24 @@ async fn retained_jobs_are_released_at_once_and_marked_as_retained() {
     let tags = h.sagemaker.state().jobs[&(REGION.to_string(), job)].1.clone();
     assert!(tags.contains(&(crate::job::TAG_RETAINED.to_string(), "true".to_string())));
     assert!(h.event_reasons().contains(&"JobRetained".to_string()));
+}
+
+/// The deletion policy in force at deletion applies, whatever it was at creation.
+#[tokio::test]
+async fn a_deletion_policy_changed_after_creation_applies_at_deletion() {
+    let h = Harness::new();
+    let job = running(&h, "late-retain").await;
+    h.edit_spec("late-retain", "deletionPolicy", json!("Retain"));
+    h.reconcile("late-retain").await.expect("reconcile");
+    h.delete("late-retain");
+    let calls = h.sagemaker.calls().len();
+    h.reconcile("late-retain").await.expect("released");
+    assert!(h.object("late-retain").is_none());
+    assert_eq!(h.sagemaker.calls()[calls..], ["AddTags"], "the job was not stopped");
+    assert_eq!(
+        h.sagemaker.state().jobs[&(REGION.to_string(), job)].0.status,
+        JobStatus::InProgress
+    );
 }
 
 #[tokio::test]
