@@ -38,11 +38,17 @@ fn crd_is_established_with_names_and_columns() {
         "jsonpath={.spec.names.shortNames} {.spec.names.categories}",
     ]);
     assert_eq!(names.trim(), r#"["smpj"] ["sagemaker"]"#);
-    let explain = s.kubectl_ok(&["explain", "processingjob.spec.networkConfig.vpcConfig"]);
-    assert!(
-        explain.contains("Subnet IDs (1 to 16, no repeats), all in one VPC"),
-        "{explain}"
-    );
+    // The apiserver publishes a changed CRD's OpenAPI a moment after it is Established.
+    let wanted = "Subnet IDs (1 to 16, no repeats), all in one VPC";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let explain = loop {
+        let explain = s.kubectl_ok(&["explain", "processingjob.spec.networkConfig.vpcConfig"]);
+        if explain.contains(wanted) || std::time::Instant::now() > deadline {
+            break explain;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(explain.contains(wanted), "{explain}");
 }
 
 fn manifests(dir: &str) -> Vec<std::path::PathBuf> {
