@@ -112,7 +112,11 @@ fn kubectl_apply(obj: &Value, extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_guard_function_agrees_with_the_table() {
-    for p in table("subnet-0aaa0000000000001", "subnet-0bbb0000000000002", "sg-0aaa0000000000001") {
+    for p in table(
+        "subnet-0aaa0000000000001",
+        "subnet-0bbb0000000000002",
+        "sg-0aaa0000000000001",
+    ) {
         for case in &p.jobs {
             let spec: smpc::api::ProcessingJobSpec =
                 serde_json::from_value(case.spec.clone()).unwrap_or_else(|e| panic!("{}/{}: {e}", p.name, case.name));
@@ -142,7 +146,10 @@ impl InstalledPolicy {
     fn install(release: &str, selector: (&str, &str)) -> Self {
         let s = stack();
         let chart = repo_root().join("charts/sagemaker-processing-controller");
-        let select = format!("admissionPolicy.namespaceSelector.matchLabels.{}={}", selector.0, selector.1);
+        let select = format!(
+            "admissionPolicy.namespaceSelector.matchLabels.{}={}",
+            selector.0, selector.1
+        );
         let out = s.helm(&[
             "template",
             release,
@@ -158,7 +165,10 @@ impl InstalledPolicy {
         ]);
         assert!(out.status.success(), "helm: {}", String::from_utf8_lossy(&out.stderr));
         let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(rendered.contains("kind: ValidatingAdmissionPolicyBinding"), "{rendered}");
+        assert!(
+            rendered.contains("kind: ValidatingAdmissionPolicyBinding"),
+            "{rendered}"
+        );
         let out = s.kubectl_stdin(&["apply", "-f", "-"], &rendered);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         Self {
@@ -193,10 +203,20 @@ fn the_admission_policy_refuses_the_table_at_apply() {
     let s = stack();
     s.install_crd();
     let label = unique_suffix();
-    let profiles = table("subnet-0aaa0000000000001", "subnet-0bbb0000000000002", "sg-0aaa0000000000001");
+    let profiles = table(
+        "subnet-0aaa0000000000001",
+        "subnet-0bbb0000000000002",
+        "sg-0aaa0000000000001",
+    );
     let namespaces: Vec<TestNamespace> = profiles
         .iter()
-        .map(|p| annotated_namespace(&format!("vap-{}", p.name), json!({"smpc-test/vap": label}), &p.annotations))
+        .map(|p| {
+            annotated_namespace(
+                &format!("vap-{}", p.name),
+                json!({"smpc-test/vap": label}),
+                &p.annotations,
+            )
+        })
         .collect();
     let _policy = InstalledPolicy::install(&format!("vap{label}"), ("smpc-test/vap", &label));
     for (p, ns) in profiles.iter().zip(&namespaces) {
@@ -307,7 +327,10 @@ async fn the_controller_refuses_the_table_without_the_policy() {
                         .unwrap_or_default()
                         .to_string();
                     let expected = refusal(ns, problem);
-                    assert!(message.contains(&expected), "{what}: expected {expected:?}, got {message:?}");
+                    assert!(
+                        message.contains(&expected),
+                        "{what}: expected {expected:?}, got {message:?}"
+                    );
                     let name = status_str(&j, "processingJobName").unwrap_or_default();
                     assert_eq!(sim_create_calls(&name), 0, "{what}: never created");
                 }
@@ -350,7 +373,10 @@ async fn a_namespace_change_lets_a_refused_job_proceed_and_never_stops_a_running
     // Revalidation on its timer is an hour away: only the namespace watch can bring the job back.
     controller = ControllerProcess::start(&ns, &["--revalidate-interval", "1h"], &[]);
     let ops = controller.ops_url();
-    apply(&t.manifest("etl", 1, "").replace("namespace: ml", &format!("namespace: {ns}")));
+    apply(
+        &t.manifest("etl", 1, "")
+            .replace("namespace: ml", &format!("namespace: {ns}")),
+    );
     let refused = wait_job(&ns, "etl", "refused by the namespace", T, |j| {
         condition(j, "Stalled").is_some_and(|c| c.1 == "NotAllowedInNamespace")
     });
@@ -360,7 +386,10 @@ async fn a_namespace_change_lets_a_refused_job_proceed_and_never_stops_a_running
     let created = wait_job(&ns, "etl", "created once the namespace allows it", T, |j| {
         condition(j, "Submitted").is_some_and(|c| c.0 == "True")
     });
-    assert_eq!(created["metadata"]["generation"], generation, "the resource was not touched");
+    assert_eq!(
+        created["metadata"]["generation"], generation,
+        "the resource was not touched"
+    );
     assert!(triggers(&ops, "namespace") >= 1, "brought back by the namespace watch");
     let name = status_str(&created, "processingJobName").expect("job name");
 
@@ -372,9 +401,21 @@ async fn a_namespace_change_lets_a_refused_job_proceed_and_never_stops_a_running
     });
     std::thread::sleep(Duration::from_secs(3));
     let j = get_job(&ns, "etl").expect("the resource");
-    assert_eq!(status_str(&j, "processingJobStatus").as_deref(), Some("InProgress"), "{j}");
-    assert_eq!(condition(&j, "Ready").map(|c| c.1).as_deref(), Some("InProgress"), "{j}");
-    assert_eq!(sim_jobs()[&name]["status"], "InProgress", "never stopped by a tightening");
+    assert_eq!(
+        status_str(&j, "processingJobStatus").as_deref(),
+        Some("InProgress"),
+        "{j}"
+    );
+    assert_eq!(
+        condition(&j, "Ready").map(|c| c.1).as_deref(),
+        Some("InProgress"),
+        "{j}"
+    );
+    assert_eq!(
+        sim_jobs()[&name]["status"],
+        "InProgress",
+        "never stopped by a tightening"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,12 +443,7 @@ async fn a_malformed_job_with_a_finalizer_can_be_deleted() {
     // Before the namespace, so that they outlive it (see TestNamespace).
     let mut controllers = Vec::new();
     let (t, ns) = healthy_setup("10.72", "guard-malformed").await;
-    s.kubectl_ok(&[
-        "annotate",
-        "namespace",
-        &ns,
-        &format!("{PREFIX}max-instance-count=1"),
-    ]);
+    s.kubectl_ok(&["annotate", "namespace", &ns, &format!("{PREFIX}max-instance-count=1")]);
     controllers.push(ControllerProcess::start(&ns, &[], &[]));
     let manifest = |name: &str, instances: u32| {
         t.manifest(name, instances, "")
@@ -436,7 +472,9 @@ async fn a_malformed_job_with_a_finalizer_can_be_deleted() {
         s.kubectl_ok(&["-n", &ns, "delete", "processingjob", name, "--wait=false"]);
     }
     // No job was created: the finalizer is released.
-    wait_for("the never-created job to go", T, || get_job(&ns, "never-created").is_none().then_some(()));
+    wait_for("the never-created job to go", T, || {
+        get_job(&ns, "never-created").is_none().then_some(())
+    });
     // A job runs, and the deletion policy cannot be read: it stays, saying how to get out.
     let held = wait_job(&ns, "running", "held with the way out", T, |j| {
         ready_message(j).contains("stop-processing-job")
@@ -446,7 +484,11 @@ async fn a_malformed_job_with_a_finalizer_can_be_deleted() {
         "{}",
         ready_message(&held)
     );
-    assert_eq!(sim_jobs()[&job]["status"], "InProgress", "not stopped: the spec cannot say Stop or Retain");
+    assert_eq!(
+        sim_jobs()[&job]["status"],
+        "InProgress",
+        "not stopped: the spec cannot say Stop or Retain"
+    );
     sim_set_status(&job, r#"{"status":"Stopped"}"#);
     wait_for("the running job's resource to go once its job ended", T, || {
         get_job(&ns, "running").is_none().then_some(())

@@ -172,10 +172,22 @@ impl Stack {
         ));
         let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
             let out = Command::new("curl")
-                .args(["-sS", "-f", "-X", "POST", &format!("{etcd}{path}"), "--data", &body.to_string()])
+                .args([
+                    "-sS",
+                    "-f",
+                    "-X",
+                    "POST",
+                    &format!("{etcd}{path}"),
+                    "--data",
+                    &body.to_string(),
+                ])
                 .output()
                 .expect("run curl");
-            assert!(out.status.success(), "etcd {path}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "etcd {path}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             serde_json::from_slice(&out.stdout).expect("etcd answers JSON")
         };
         let range = post("/v3/kv/range", serde_json::json!({"key": key}));
