@@ -1,5 +1,5 @@
 //! IAM-style wildcard matching, shared by the endpoint policy evaluator
-//! ([`crate::network::policy`]) and the tenant guard ([`crate::controller::guard`]).
+//! ([`crate::network::policy`]) and the tenant guard ([`crate::reconcile::guard`]).
 
 /// IAM wildcard match: `*` any run of characters, `?` one character.
 pub fn wildcard_match(pattern: &str, text: &str, case_insensitive: bool) -> bool {

@@ -208,6 +208,7 @@ fn bad_values_are_rejected_by_the_schema() {
         ("resyncInterval=often", "resyncInterval"),
         ("orphans.sweepInterval=1d", "sweepInterval"),
         ("topologySpreadConstraints=x", "topologySpreadConstraints"),
+        ("admissionPolicy.validationActions={Block}", "validationActions"),
     ] {
         let out = helm(&["template", "smpc", &chart(), "--set", IMAGE, "--set", set]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -349,6 +350,38 @@ fn operational_values_reach_the_deployment() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("requireRegion"));
+}
+
+/// The tenant guard's admission policy is on by default, follows `watchNamespace`, and can be
+/// turned off (clusters older than 1.30, or a policy of the platform's own).
+#[test]
+fn the_admission_policy_is_on_by_default_and_can_be_turned_off() {
+    let chart_path = chart();
+    let render = |sets: &[&str]| {
+        let mut args = vec![
+            "template",
+            "smpc",
+            &chart_path,
+            "--kube-version",
+            "1.33.0",
+            "--set",
+            IMAGE,
+        ];
+        args.extend(sets.iter().flat_map(|s| ["--set", *s]));
+        let out = helm(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let default = render(&[]);
+    assert!(
+        default.contains("kind: ValidatingAdmissionPolicy\n")
+            && default.contains("kind: ValidatingAdmissionPolicyBinding")
+    );
+    assert!(default.contains("validationActions: [\"Deny\"]"), "{default}");
+    let scoped = render(&["watchNamespace=team-a"]);
+    assert!(scoped.contains("kubernetes.io/metadata.name: team-a"), "{scoped}");
+    let off = render(&["admissionPolicy.enabled=false"]);
+    assert!(!off.contains("ValidatingAdmissionPolicy"), "{off}");
 }
 
 /// `help`, `help <command>` and `help --help` print help and succeed, like `--help`.

@@ -3,10 +3,10 @@
 //! with a condition saying why.
 
 use super::act::{observation, owns};
-use super::observe::{JobRef, Progress};
+use super::observe::{self, JobRef, Progress};
 use super::status::{Observation, Phase, Problem};
-use super::{Context, Error};
-use crate::api::{DeletionPolicy, ProcessingJob};
+use super::{Context, Error, FINALIZER};
+use crate::api::{DeletionPolicy, ProcessingJob, ProcessingJobStatus};
 use crate::aws::{AwsError, ErrorClass};
 use crate::job::{JobState, JobStatus, TAG_RETAINED};
 
@@ -176,5 +176,68 @@ fn wait(job: &ProcessingJob, known: Known, problem: Problem, note: Option<Note>,
         observation: Box::new(observation(job, Some(&known.at), None, phase)),
         note,
         until,
+    }
+}
+
+/// What deleting an object whose spec cannot be read (written before a schema tightening, or by
+/// hand) needs. Its status alone decides, as the status is what records a job.
+#[derive(Debug, PartialEq)]
+pub enum Malformed {
+    /// No job of this object runs: the finalizer can go.
+    Release,
+    /// A job may still run. Without a spec the deletion policy is unknown, so the controller
+    /// neither stops the job nor forgets it: it says how to get out, and looks again later.
+    Hold { message: String },
+}
+
+/// Decides for a malformed object being deleted. `status`: its status, or why that cannot be
+/// read either.
+pub async fn malformed(
+    ctx: &Context,
+    status: Result<Option<ProcessingJobStatus>, String>,
+    generation: Option<i64>,
+) -> Malformed {
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            return Malformed::Hold {
+                message: format!(
+                    "its status cannot be read either ({e}), so the controller cannot tell whether a SageMaker job runs for it: once you know none does (or have stopped it), remove the finalizer {FINALIZER} by hand"
+                ),
+            }
+        }
+    };
+    let at = match observe::progress_of(status.as_ref(), generation, || None) {
+        Progress::New | Progress::Blocked | Progress::Refused => return Malformed::Release,
+        Progress::Ended { at } => {
+            ctx.tracker.untrack(&at.region, &at.name);
+            return Malformed::Release;
+        }
+        Progress::Creating(at) | Progress::Active { at, .. } => at,
+    };
+    let how_out = format!(
+        "stop it yourself (aws sagemaker stop-processing-job --processing-job-name {} --region {}) and the controller releases the resource once SageMaker reports it ended",
+        at.name, at.region
+    );
+    match ctx.jobs.describe(&at.region, &at.name).await {
+        Err(e) if e.class == ErrorClass::NotFound => Malformed::Release,
+        Ok(state) if state.status.is_terminal() => {
+            ctx.tracker.untrack(&at.region, &at.name);
+            Malformed::Release
+        }
+        Ok(state) => Malformed::Hold {
+            message: format!(
+                "SageMaker job {} is {} and the spec that says whether to stop or retain it cannot be read: {how_out}",
+                at.name,
+                state.status.as_str()
+            ),
+        },
+        Err(e) => Malformed::Hold {
+            message: format!(
+                "cannot tell whether SageMaker job {} still runs ({}): {e}; if it does, {how_out}",
+                at.name,
+                e.class.reason()
+            ),
+        },
     }
 }

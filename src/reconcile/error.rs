@@ -29,6 +29,10 @@ pub enum Error {
     WaitingForStop(String),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error("cannot read the object: {0}")]
+    ReadObject(#[source] kube::Error),
+    #[error("cannot remove the finalizer: {0}")]
+    ReleaseFinalizer(#[source] kube::Error),
 }
 
 impl Error {
@@ -40,6 +44,8 @@ impl Error {
             Error::Aws(e) => e.class.reason(),
             Error::WaitingForStop(_) => "WaitingForStop",
             Error::Finalizer(_) => "FinalizerError",
+            Error::ReadObject(_) => "ObjectUnreadable",
+            Error::ReleaseFinalizer(_) => "FinalizerReleaseFailed",
         }
     }
 

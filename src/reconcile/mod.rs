@@ -26,6 +26,8 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::error_boundary::InvalidObject;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
@@ -163,8 +165,11 @@ pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Acti
 async fn reconcile_object(obj: &Guarded, ctx: &Context) -> Result<Action, Error> {
     let job = match &obj.0 {
         Ok(job) => job,
+        Err(invalid) if being_deleted_with_finalizer(&invalid.metadata) => {
+            return delete_malformed(ctx, invalid).await;
+        }
         Err(invalid) => {
-            report::invalid_object(ctx, invalid).await;
+            report::invalid_object(ctx, invalid, None).await;
             return Ok(Action::await_change());
         }
     };
@@ -275,6 +280,26 @@ async fn delete(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
             }
             report::report(ctx, job, &observation).await?;
             Err(until)
+        }
+    }
+}
+
+fn being_deleted_with_finalizer(meta: &ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_some() && meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
+}
+
+/// Deletion of an object whose spec cannot be read: the finalizer helper needs a parsed object,
+/// so this path reads the status on its own and releases the finalizer when no job runs.
+async fn delete_malformed(ctx: &Context, invalid: &InvalidObject) -> Result<Action, Error> {
+    let status = report::raw_status(ctx, &invalid.metadata).await?;
+    match cleanup::malformed(ctx, status, invalid.metadata.generation).await {
+        cleanup::Malformed::Release => {
+            report::release_finalizer(ctx, &invalid.metadata).await?;
+            Ok(Action::await_change())
+        }
+        cleanup::Malformed::Hold { message } => {
+            report::invalid_object(ctx, invalid, Some(&message)).await;
+            Ok(Action::requeue(ctx.settings.poll_interval))
         }
     }
 }

@@ -41,13 +41,26 @@ pub enum Progress {
 /// Reads the resource's progress. `default_region` only serves statuses written before the
 /// region was recorded.
 pub fn progress(job: &ProcessingJob, default_region: Option<&str>) -> Progress {
-    let Some(status) = &job.status else {
+    progress_of(job.status.as_ref(), job.metadata.generation, || {
+        job.region(default_region)
+    })
+}
+
+/// The progress a status records, for an object of `generation`; `region` serves statuses
+/// written before the region was recorded. Needs no spec, so it also reads objects whose spec
+/// cannot be parsed any more.
+pub fn progress_of(
+    status: Option<&ProcessingJobStatus>,
+    generation: Option<i64>,
+    region: impl Fn() -> Option<String>,
+) -> Progress {
+    let Some(status) = status else {
         return Progress::New;
     };
-    let current = status.observed_generation == job.metadata.generation;
+    let current = status.observed_generation == generation;
     let at = || {
         let name = status.processing_job_name.clone()?;
-        let region = status.region.clone().or_else(|| job.region(default_region))?;
+        let region = status.region.clone().or_else(&region)?;
         Some(JobRef { name, region })
     };
     match status.phase.or_else(|| legacy_phase(status)) {

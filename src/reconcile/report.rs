@@ -2,6 +2,7 @@
 //! nothing changed) and the Events of the transition. The only other status write is the
 //! write-ahead before a create, also here.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::events::{Event, EventType};
@@ -9,7 +10,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::observe::JobRef;
 use super::status::{self, NetworkOutcome, Observation, Phase};
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error, FIELD_MANAGER, FINALIZER};
 use crate::api::{JobPhase, ProcessingJob, ProcessingJobStatus};
 
 /// Writes the status computed from `obs` when it differs from the stored one, and publishes the
@@ -105,24 +106,78 @@ pub async fn publish(ctx: &Context, job: &ProcessingJob, warning: bool, reason: 
     }
 }
 
-/// A stored object the controller cannot read: say so in its status (when the apiserver lets
-/// us) and in an Event.
-pub async fn invalid_object(ctx: &Context, invalid: &InvalidObject) {
-    let ns = invalid.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let name = invalid.metadata.name.clone().unwrap_or_default();
-    tracing::warn!(namespace = ns, name, error = %invalid.error, "malformed ProcessingJob");
+/// The ProcessingJobs of a namespace, untyped: for objects the typed API cannot read.
+fn untyped_api(ctx: &Context, meta: &ObjectMeta) -> (Api<DynamicObject>, String) {
+    let ns = meta.namespace.clone().unwrap_or_else(|| "default".into());
     let ar = ApiResource::erase::<ProcessingJob>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ar);
+    (Api::namespaced_with(ctx.client.clone(), &ns, &ar), ns)
+}
+
+/// The status of an object whose spec cannot be parsed, read on its own: `Ok(None)` when it has
+/// none, `Err` when it cannot be parsed either.
+pub async fn raw_status(
+    ctx: &Context,
+    meta: &ObjectMeta,
+) -> Result<Result<Option<ProcessingJobStatus>, String>, Error> {
+    let (api, _) = untyped_api(ctx, meta);
+    let obj = api
+        .get(meta.name.as_deref().unwrap_or_default())
+        .await
+        .map_err(Error::ReadObject)?;
+    Ok(match obj.data.get("status") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(status) => serde_json::from_value(status.clone())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    })
+}
+
+/// Removes the controller's finalizer from an object the finalizer helper cannot parse. The
+/// patch carries the resourceVersion read, so it fails rather than drop a finalizer added
+/// meanwhile.
+pub async fn release_finalizer(ctx: &Context, meta: &ObjectMeta) -> Result<(), Error> {
+    let finalizers = meta.finalizers.clone().unwrap_or_default();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let rest: Vec<String> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
+    let (api, ns) = untyped_api(ctx, meta);
+    let name = meta.name.clone().unwrap_or_default();
+    let patch = serde_json::json!({"metadata": {"finalizers": rest, "resourceVersion": meta.resource_version}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::ReleaseFinalizer)?;
+    tracing::info!(
+        namespace = ns,
+        name,
+        "finalizer released from a malformed ProcessingJob: no SageMaker job runs for it"
+    );
+    Ok(())
+}
+
+/// A stored object the controller cannot read: say so in its status (when the apiserver lets
+/// us) and in an Event. `deleting`: why its deletion waits, when it does.
+pub async fn invalid_object(ctx: &Context, invalid: &InvalidObject, deleting: Option<&str>) {
+    let (api, ns) = untyped_api(ctx, &invalid.metadata);
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    tracing::warn!(namespace = ns, name, error = %invalid.error, deleting, "malformed ProcessingJob");
+    let ar = ApiResource::erase::<ProcessingJob>(&());
     let since = invalid
         .metadata
         .creation_timestamp
         .clone()
         .map(|t| t.0.to_string())
         .unwrap_or_default();
-    let message = format!(
-        "the object cannot be read: {}; recreate it with a valid spec",
-        invalid.error
-    );
+    let message = match deleting {
+        None => format!(
+            "the object cannot be read: {}; recreate it with a valid spec",
+            invalid.error
+        ),
+        Some(why) => format!(
+            "the object cannot be read: {}; its deletion waits: {why}",
+            invalid.error
+        ),
+    };
     let condition = |t: &str, s: &str| serde_json::json!({"type": t, "status": s, "reason": "InvalidObject", "message": message, "lastTransitionTime": since});
     let patch = serde_json::json!({"status": {"conditions": [
         condition(status::READY, "False"), condition(status::STALLED, "True"), condition(status::RECONCILING, "False")

@@ -101,10 +101,37 @@ impl FakeApi {
         match (method.as_str(), status) {
             ("GET", _) => {}
             ("PATCH", true) => {
-                obj["status"] = body["status"].clone();
+                // The controller's server-side apply carries the whole status (and its kind); the
+                // report of a malformed object is a merge patch of its conditions.
+                if body.get("kind").is_some() {
+                    obj["status"] = body["status"].clone();
+                } else {
+                    json_patch::merge(&mut obj["status"], &body["status"]);
+                }
                 obj["metadata"]["resourceVersion"] = json!(rv);
                 let obj = obj.clone();
                 s.status_writes += 1;
+                return respond(StatusCode::OK, obj);
+            }
+            ("PATCH", false) if body.is_object() => {
+                // A merge patch of metadata, refused on a stale resourceVersion.
+                let expected = body["metadata"]["resourceVersion"].clone();
+                if !expected.is_null() && expected != obj["metadata"]["resourceVersion"] {
+                    return respond(
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
+                    );
+                }
+                let mut patch = body;
+                patch["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));
+                json_patch::merge(obj, &patch);
+                obj["metadata"]["resourceVersion"] = json!(rv);
+                let obj = obj.clone();
+                if obj["metadata"]["deletionTimestamp"].is_string()
+                    && obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty())
+                {
+                    s.jobs.remove(&name);
+                }
                 return respond(StatusCode::OK, obj);
             }
             ("PATCH", false) => {
@@ -376,7 +403,8 @@ fn manifest(name: &str, spec_extra: Value) -> Value {
     json!({
         "apiVersion": "sagemaker.processing.dev/v1alpha1",
         "kind": "ProcessingJob",
-        "metadata": {"name": name, "namespace": NS, "uid": format!("uid-{name}"), "generation": 1, "resourceVersion": "1"},
+        "metadata": {"name": name, "namespace": NS, "uid": format!("uid-{name}"), "generation": 1, "resourceVersion": "1",
+            "creationTimestamp": "2026-11-28T09:00:00Z"},
         "spec": spec,
     })
 }
@@ -1185,6 +1213,62 @@ async fn a_malformed_object_is_reported_and_never_reaches_aws() {
     assert_eq!(h.reconcile("broken").await.ok(), Some(Action::await_change()));
     assert!(h.sagemaker.calls().is_empty());
     assert!(h.event_reasons().contains(&"InvalidSpec".to_string()));
+}
+
+/// Makes the stored spec unreadable, as a schema tightening does to an object written before
+/// it: a required field gone.
+fn corrupt(h: &Harness, name: &str) {
+    if let Some(obj) = h.api.state().jobs.get_mut(name) {
+        obj["spec"].as_object_mut().map(|s| s.remove("appSpecification"));
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_object_that_created_no_job_is_released_on_delete() {
+    let h = Harness::new();
+    h.apply(manifest("malformed-blocked", with_vpc("Enforce")));
+    h.admit("malformed-blocked").await.expect("reconcile");
+    assert_eq!(h.status("malformed-blocked").phase, Some(JobPhase::Blocked));
+    corrupt(&h, "malformed-blocked");
+    h.delete("malformed-blocked");
+    assert_eq!(
+        h.reconcile("malformed-blocked").await.ok(),
+        Some(Action::await_change())
+    );
+    assert!(h.object("malformed-blocked").is_none(), "the finalizer is released");
+    assert!(h.sagemaker.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_malformed_object_whose_job_runs_keeps_its_finalizer_until_the_job_ends() {
+    let h = Harness::new();
+    let job = running(&h, "malformed-running").await;
+    corrupt(&h, "malformed-running");
+    h.delete("malformed-running");
+    let calls = h.sagemaker.calls().len();
+    h.reconcile("malformed-running").await.expect("held");
+    let held = h.object("malformed-running").expect("still there");
+    assert_eq!(held["metadata"]["finalizers"], json!([FINALIZER]));
+    assert_eq!(
+        h.sagemaker.calls()[calls..].to_vec(),
+        vec!["DescribeProcessingJob"],
+        "never stopped: the deletion policy cannot be read"
+    );
+    let said = h.api.state().events.iter().any(|e| {
+        e["reason"] == "InvalidSpec"
+            && e["note"]
+                .as_str()
+                .is_some_and(|n| n.contains(&format!("stop-processing-job --processing-job-name {job}")))
+    });
+    assert!(said, "the Event says how to get out: {:?}", h.api.state().events);
+    // Stopped by hand: released.
+    h.sagemaker.set_status(REGION, &job, JobStatus::Stopped);
+    h.reconcile("malformed-running").await.expect("released");
+    assert!(
+        h.object("malformed-running").is_none(),
+        "{:?}",
+        h.object("malformed-running")
+    );
 }
 
 #[test]

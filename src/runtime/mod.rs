@@ -1,8 +1,10 @@
-//! The process around the reconciler: wiring of the watch, the tracker and the controller,
-//! readiness and gauges, leader election, the ops server, signals and shutdown.
+//! The process around the reconciler: wiring of the watches (ProcessingJobs, and namespaces for
+//! the tenant guard), the tracker and the controller, readiness and gauges, leader election, the
+//! ops server, signals and shutdown.
 
 mod gauges;
 pub mod lease;
+pub mod namespaces;
 pub mod orphans;
 pub mod server;
 
@@ -89,6 +91,11 @@ pub async fn run_controller(
         let metrics = metrics.clone();
         trigger_rx.inspect(move |_| count(&metrics, "tracker"))
     };
+    let guard_changed = {
+        let metrics = metrics.clone();
+        namespaces::changes(client.clone(), settings.namespace.as_deref(), store.clone())
+            .inspect(move |_| count(&metrics, "namespace"))
+    };
     let gauges = tokio::spawn(gauges::report(
         store.clone(),
         tracker,
@@ -108,6 +115,7 @@ pub async fn run_controller(
     Controller::for_stream(changes, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
         .reconcile_on(tracked)
+        .reconcile_on(guard_changed)
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| {

@@ -24,8 +24,8 @@ pub struct ReasonLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TriggerLabels {
-    /// `watch` (the resource changed), `tracker` (its SageMaker job changed), `requeue` (a
-    /// timer or a backoff), `ignored` (a watch event that changed nothing the controller acts on,
+    /// `watch` (the resource changed), `tracker` (its SageMaker job changed), `namespace` (its
+    /// namespace's tenant guard annotations changed), `requeue` (a timer or a backoff), `ignored` (a watch event that changed nothing the controller acts on,
     /// e.g. its own status write).
     pub trigger: &'static str,
 }
@@ -98,7 +98,7 @@ impl Metrics {
         );
         r.register(
             "reconcile_triggers",
-            "What brought resources to the reconciler: watch, tracker, requeue; ignored counts watch events that changed nothing the controller acts on",
+            "What brought resources to the reconciler: watch, tracker, namespace, requeue; ignored counts watch events that changed nothing the controller acts on",
             self.triggers.clone(),
         );
         r.register(

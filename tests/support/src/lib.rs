@@ -150,6 +150,59 @@ impl Stack {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `helm` from the stack's cache.
+    pub fn helm(&self, args: &[&str]) -> Output {
+        self.command(self.var("HELM")).args(args).output().expect("run helm")
+    }
+
+    /// Rewrites a ProcessingJob as etcd stores it, under the apiserver's feet: how an object
+    /// written before a schema tightening looks to today's controller (the apiserver keeps
+    /// custom resources as JSON under `/registry/<group>/<plural>/<namespace>/<name>` and serves
+    /// what is stored without validating it again). Uses etcd's JSON gateway.
+    pub fn rewrite_stored_job(&self, namespace: &str, name: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let dir = std::env::var("STACK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join(".stack"));
+        let port = std::fs::read_to_string(dir.join("etcd.port")).expect("the stack's etcd.port");
+        let etcd = format!("http://127.0.0.1:{}", port.trim());
+        let key = b64.encode(format!(
+            "/registry/sagemaker.processing.dev/processingjobs/{namespace}/{name}"
+        ));
+        let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+            let out = Command::new("curl")
+                .args([
+                    "-sS",
+                    "-f",
+                    "-X",
+                    "POST",
+                    &format!("{etcd}{path}"),
+                    "--data",
+                    &body.to_string(),
+                ])
+                .output()
+                .expect("run curl");
+            assert!(
+                out.status.success(),
+                "etcd {path}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).expect("etcd answers JSON")
+        };
+        let range = post("/v3/kv/range", serde_json::json!({"key": key}));
+        let value = range["kvs"][0]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{namespace}/{name} is not in etcd: {range}"));
+        let mut obj: serde_json::Value =
+            serde_json::from_slice(&b64.decode(value).expect("base64")).expect("a stored JSON object");
+        edit(&mut obj);
+        post(
+            "/v3/kv/put",
+            serde_json::json!({"key": key, "value": b64.encode(obj.to_string())}),
+        );
+    }
+
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(self.var("AWS_REGION").to_string()))
