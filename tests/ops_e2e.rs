@@ -279,8 +279,11 @@ async fn the_tenant_guard_refuses_other_teams_roles_subnets_and_groups() {
         );
         let message = job["status"]["conditions"].to_string();
         assert!(message.contains(needle), "{name}: {message}");
-        let job_name = status_str(&job, "processingJobName").expect("name");
-        assert_eq!(sim_create_calls(&job_name), 0, "{name} must never be created");
+        // Never created: no job name, and no job of this resource in SageMaker.
+        assert_eq!(status_str(&job, "processingJobName"), None, "{name}");
+        let prefix = format!("{name}-");
+        let jobs = sim_jobs().to_string();
+        assert!(!jobs.contains(&format!("\"{prefix}")), "{name} must never be created: {jobs}");
         let reasons: Vec<String> = events(&ns, name).into_iter().map(|e| e.1).collect();
         assert!(
             reasons.contains(&"NotAllowedInNamespace".to_string()),
