@@ -189,6 +189,27 @@ pub fn sim_jobs() -> Value {
     serde_json::from_str(&stack().sim_admin("GET", "/_sim/jobs", None)).unwrap_or(Value::Null)
 }
 
+/// The simulator's jobs created for one resource (tagged with its UID), by name: a resource the
+/// controller refused has none, whatever the job would have been called.
+pub fn sim_jobs_of(resource: &Value) -> Vec<String> {
+    let uid = resource["metadata"]["uid"].as_str().unwrap_or_default();
+    let tagged = |job: &Value| {
+        job["tags"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|t| t["Key"] == "sagemaker.processing.dev/uid" && t["Value"] == uid)
+        })
+    };
+    match sim_jobs() {
+        Value::Object(jobs) => jobs.iter().filter(|(_, j)| tagged(j)).map(|(n, _)| n.clone()).collect(),
+        Value::Array(jobs) => jobs
+            .iter()
+            .filter(|e| tagged(&e[1]))
+            .filter_map(|e| e[0].as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// CreateProcessingJob requests the simulator received for a job name.
 pub fn sim_create_calls(job_name: &str) -> u64 {
     let creates: Value = serde_json::from_str(&stack().sim_admin("GET", "/_sim/creates", None)).unwrap_or(Value::Null);
