@@ -251,6 +251,26 @@ fn the_admission_policy_refuses_the_table_at_apply() {
         .find(|(p, _)| p.name == "enforce-only")
         .expect("the enforce-only namespace");
     let accepted = p.jobs.iter().find(|c| c.refused.is_none()).expect("an allowed job");
+    // networkValidation may change after creation: an update that leaves the namespace's modes
+    // is refused as a create would be.
+    let out = s.kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "processingjob",
+        &accepted.name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"networkValidation":{"mode":"Skip"}}}"#,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "switching to Skip was accepted");
+    assert!(
+        err.contains(
+            "spec.networkValidation.mode Skip is not in sagemaker.processing.dev/allowed-validation-modes (Enforce)"
+        ),
+        "{err}"
+    );
     s.kubectl_ok(&[
         "annotate",
         "namespace",
