@@ -45,6 +45,20 @@ pub fn acts_on(obj: &Guarded) -> Option<u64> {
     Some(h.finish())
 }
 
+/// The annotation `kubectl apply` (client-side) keeps a second copy of the whole object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what reconcile never reads before an object enters the cache: the managed fields and
+/// kubectl's copy of the last applied object, which together are most of a small resource's
+/// size. The cache is most of the controller's memory (see docs/performance.md).
+fn slim(obj: &mut Guarded) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
 fn count(metrics: &Metrics, trigger: &'static str) {
     metrics.triggers.get_or_create(&TriggerLabels { trigger }).inc();
 }
@@ -82,6 +96,7 @@ pub async fn run_controller(
     let (seen, acted) = (metrics.clone(), metrics.clone());
     let changes = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(slim)
         .reflect(writer)
         .applied_objects()
         .inspect_ok(move |_| count(&seen, "watch_event"))
@@ -224,5 +239,34 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_no_managed_fields_nor_kubectls_copy_of_the_object() {
+        let obj: Guarded = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sagemaker.processing.dev/v1alpha1",
+            "kind": "ProcessingJob",
+            "metadata": {
+                "name": "j", "namespace": "n", "generation": 1,
+                "annotations": {LAST_APPLIED: "{\"a copy\": true}", "team": "a"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {}}]
+            },
+            "spec": {}
+        }))
+        .expect("guarded");
+        let mut slimmed = obj.clone();
+        slim(&mut slimmed);
+        let meta = slimmed.meta();
+        assert!(meta.managed_fields.is_none());
+        let annotations = meta.annotations.clone().unwrap_or_default();
+        assert!(!annotations.contains_key(LAST_APPLIED));
+        assert_eq!(annotations.get("team").map(String::as_str), Some("a"));
+        // Nothing the controller acts on changed.
+        assert_eq!(slimmed.meta().generation, obj.meta().generation);
     }
 }
