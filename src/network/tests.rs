@@ -87,6 +87,7 @@ fn allow_all_acl() -> NetworkAcl {
         protocol: "-1".into(),
         allow,
         cidr: Some("0.0.0.0/0".into()),
+        ipv6_cidr: None,
         port_from: None,
         port_to: None,
     };
@@ -146,6 +147,7 @@ fn topology() -> VpcTopology {
             route_table_ids: vec!["rtb-main".into()],
             subnet_ids: vec![],
             private_dns_enabled: false,
+            ..Default::default()
         }],
         nat_gateways: vec![NatGateway {
             id: "nat-1".into(),
@@ -156,6 +158,16 @@ fn topology() -> VpcTopology {
         internet_gateways: vec!["igw-1".into()],
         network_acls: vec![allow_all_acl()],
         flow_logs: true,
+        ..Default::default()
+    }
+}
+
+/// S3's AWS-managed prefix list in us-east-1, as moto and the fixtures know it.
+fn s3_prefix_list() -> PrefixList {
+    PrefixList {
+        id: "pl-63a5400a".into(),
+        name: "com.amazonaws.us-east-1.s3".into(),
+        cidrs: vec!["52.216.0.0/15".into(), "3.5.0.0/19".into(), "54.231.0.0/16".into()],
     }
 }
 
@@ -165,6 +177,7 @@ struct Case {
     subnets: Vec<Subnet>,
     groups: Vec<SecurityGroup>,
     vpc: VpcTopology,
+    prefix_lists: Vec<PrefixList>,
 }
 
 impl Case {
@@ -174,17 +187,26 @@ impl Case {
             subnets: vec![subnet("subnet-a", "10.0.1.0/24"), subnet("subnet-b", "10.0.2.0/24")],
             groups: vec![group("sg-1")],
             vpc: topology(),
+            prefix_lists: vec![s3_prefix_list()],
         }
     }
 
-    fn codes(&self) -> Vec<String> {
-        let snap = NetworkSnapshot {
+    fn snapshot(&self) -> NetworkSnapshot {
+        NetworkSnapshot {
             region: "us-east-1".into(),
             subnets: self.subnets.clone(),
             security_groups: self.groups.clone(),
             vpc: Some(Arc::new(self.vpc.clone())),
-        };
-        validate(&self.spec, &snap).into_iter().map(|f| f.code).collect()
+            prefix_lists: self.prefix_lists.clone(),
+        }
+    }
+
+    fn findings(&self) -> Vec<crate::api::Finding> {
+        validate(&self.spec, &self.snapshot())
+    }
+
+    fn codes(&self) -> Vec<String> {
+        self.findings().into_iter().map(|f| f.code).collect()
     }
 
     fn with(mut self, f: impl FnOnce(&mut Self)) -> Self {
@@ -199,6 +221,79 @@ fn validation(spec: &mut ProcessingJobSpec) -> &mut NetworkValidation {
 
 fn set_default_route(vpc: &mut VpcTopology, gateway: Option<&str>, nat: Option<&str>) {
     vpc.route_tables[0].routes.push(route("0.0.0.0/0", gateway, nat));
+}
+
+/// An interface endpoint for `service` in both job subnets, its group admitting TCP 443 from
+/// the VPC's CIDR; private DNS as given.
+fn add_interface_endpoint(vpc: &mut VpcTopology, service: &str, private_dns: bool) {
+    vpc.endpoints.push(VpcEndpoint {
+        id: format!("vpce-{service}"),
+        service_name: format!("com.amazonaws.us-east-1.{service}"),
+        endpoint_type: EndpointType::Interface,
+        state: "available".into(),
+        subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
+        private_dns_enabled: private_dns,
+        group_ids: vec!["sg-vpce".into()],
+        ..Default::default()
+    });
+    if !vpc.endpoint_groups.iter().any(|g| g.id == "sg-vpce") {
+        vpc.endpoint_groups.push(SecurityGroup {
+            id: "sg-vpce".into(),
+            vpc_id: "vpc-1".into(),
+            name: "endpoints".into(),
+            ingress: vec![tcp(443, &["10.0.0.0/16"])],
+            egress: vec![],
+        });
+        vpc.endpoint_subnets = vec![subnet("subnet-a", "10.0.1.0/24"), subnet("subnet-b", "10.0.2.0/24")];
+    }
+}
+
+/// A rule allowing one TCP port to CIDRs (IPv4 or IPv6).
+fn tcp(port: i32, cidrs: &[&str]) -> SgRule {
+    let (v6, v4): (Vec<&str>, Vec<&str>) = cidrs.iter().partition(|c| c.contains(':'));
+    SgRule {
+        protocol: "tcp".into(),
+        from_port: Some(port),
+        to_port: Some(port),
+        cidrs: v4.into_iter().map(Into::into).collect(),
+        ipv6_cidrs: v6.into_iter().map(Into::into).collect(),
+        ..Default::default()
+    }
+}
+
+/// A route of the main table to a target beyond the VPC (`other_target`, or a `gateway_id`
+/// such as `vgw-…` and `vpce-…`).
+fn route_beyond(destination: &str, target: &str) -> Route {
+    let gateway = target.starts_with("vgw-") || target.starts_with("vpce-");
+    Route {
+        destination_cidr: (!destination.starts_with("pl-")).then(|| destination.into()),
+        destination_prefix_list_id: destination.starts_with("pl-").then(|| destination.into()),
+        gateway_id: gateway.then(|| target.into()),
+        other_target: (!gateway).then(|| target.into()),
+        active: true,
+        ..Default::default()
+    }
+}
+
+fn acl_entry(n: i32, egress: bool, allow: bool, cidr: &str, ports: Option<(i32, i32)>) -> AclEntry {
+    AclEntry {
+        rule_number: n,
+        egress,
+        protocol: if ports.is_some() { "6" } else { "-1" }.into(),
+        allow,
+        cidr: (!cidr.contains(':')).then(|| cidr.into()),
+        ipv6_cidr: cidr.contains(':').then(|| cidr.into()),
+        port_from: ports.map(|p| p.0),
+        port_to: ports.map(|p| p.1),
+    }
+}
+
+/// Deletes the S3 gateway endpoint, and with it (as AWS does) its routes.
+fn remove_s3_endpoint(vpc: &mut VpcTopology) {
+    vpc.endpoints.clear();
+    for rt in &mut vpc.route_tables {
+        rt.routes.retain(|r| r.gateway_id.as_deref() != Some("vpce-s3"));
+    }
 }
 
 fn policy(vpc: &mut VpcTopology, doc: Option<&str>) {
@@ -268,6 +363,11 @@ fn table() -> Vec<(Code, Case, Case)> {
             }),
         ),
         (
+            Code::MissingSelfReferencingEgress,
+            Case::new().with(|c| c.groups[0].egress = vec![tcp(443, &["0.0.0.0/0"])]),
+            Case::new().with(|c| c.groups[0].egress = vec![tcp(443, &["0.0.0.0/0"]), all_traffic_from("sg-1")]),
+        ),
+        (
             Code::NoS3Egress,
             Case::new().with(|c| {
                 c.groups[0].egress = vec![SgRule {
@@ -290,9 +390,9 @@ fn table() -> Vec<(Code, Case, Case)> {
         ),
         (
             Code::NoS3Route,
-            Case::new().with(|c| c.vpc.endpoints.clear()),
+            Case::new().with(|c| remove_s3_endpoint(&mut c.vpc)),
             Case::new().with(|c| {
-                c.vpc.endpoints.clear();
+                remove_s3_endpoint(&mut c.vpc);
                 set_default_route(&mut c.vpc, None, Some("nat-1"));
             }),
         ),
@@ -341,6 +441,7 @@ fn table() -> Vec<(Code, Case, Case)> {
                     protocol: "6".into(),
                     allow: false,
                     cidr: Some("0.0.0.0/0".into()),
+                    ipv6_cidr: None,
                     port_from: Some(443),
                     port_to: Some(443),
                 })
@@ -352,6 +453,7 @@ fn table() -> Vec<(Code, Case, Case)> {
                     protocol: "6".into(),
                     allow: false,
                     cidr: Some("0.0.0.0/0".into()),
+                    ipv6_cidr: None,
                     port_from: Some(22),
                     port_to: Some(22),
                 })
@@ -381,15 +483,29 @@ fn table() -> Vec<(Code, Case, Case)> {
             Case::new().with(|c| validation(&mut c.spec).required_services = Some(vec!["sts".into()])),
             Case::new().with(|c| {
                 validation(&mut c.spec).required_services = Some(vec!["sts".into()]);
-                c.vpc.endpoints.push(VpcEndpoint {
-                    id: "vpce-sts".into(),
-                    service_name: "com.amazonaws.us-east-1.sts".into(),
-                    endpoint_type: EndpointType::Interface,
-                    state: "available".into(),
-                    subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
-                    private_dns_enabled: true,
-                    ..Default::default()
-                });
+                add_interface_endpoint(&mut c.vpc, "sts", true);
+            }),
+        ),
+        (
+            Code::InterfaceEndpointUnusable,
+            Case::new().with(|c| {
+                validation(&mut c.spec).required_services = Some(vec!["sts".into()]);
+                add_interface_endpoint(&mut c.vpc, "sts", false);
+            }),
+            Case::new().with(|c| {
+                validation(&mut c.spec).required_services = Some(vec!["sts".into()]);
+                add_interface_endpoint(&mut c.vpc, "sts", true);
+            }),
+        ),
+        (
+            Code::EgressNotVerifiable,
+            Case::new().with(|c| {
+                remove_s3_endpoint(&mut c.vpc);
+                c.vpc.route_tables[0].routes.push(route_beyond("0.0.0.0/0", "tgw-1"));
+            }),
+            Case::new().with(|c| {
+                remove_s3_endpoint(&mut c.vpc);
+                set_default_route(&mut c.vpc, None, Some("nat-1"));
             }),
         ),
         (
@@ -520,12 +636,14 @@ fn arb_rule() -> impl Strategy<Value = SgRule> {
         ),
         prop::collection::vec(prop::sample::select(vec!["pl-63a5400a", "pl-other"]), 0..2),
         prop::collection::vec(prop::sample::select(vec!["sg-1", "sg-2", "sg-3"]), 0..2),
+        prop::collection::vec(prop::sample::select(vec!["::/0", "2600:1f18::/56"]), 0..2),
     )
-        .prop_map(|(p, from, to, cidrs, pls, groups)| SgRule {
+        .prop_map(|(p, from, to, cidrs, pls, groups, v6)| SgRule {
             protocol: p.into(),
             from_port: from,
             to_port: to,
             cidrs: cidrs.into_iter().map(Into::into).collect(),
+            ipv6_cidrs: v6.into_iter().map(Into::into).collect(),
             prefix_list_ids: pls.into_iter().map(Into::into).collect(),
             group_ids: groups.into_iter().map(Into::into).collect(),
         })
@@ -587,14 +705,14 @@ prop_compose! {
                 Some((target, false)) => set_default_route(&mut c.vpc, Some(target), None),
                 None => {}
             }
-            if !keep_endpoint { c.vpc.endpoints.clear(); }
+            if !keep_endpoint { remove_s3_endpoint(&mut c.vpc); }
             c.spec.network_config.as_mut().map(|n| n.enable_network_isolation = Some(isolation)).unwrap_or(());
             validation(&mut c.spec).requires_internet = Some(internet);
             c.vpc.dns_support = dns.0;
             c.vpc.dns_hostnames = dns.1;
             if let Some((n, egress, port)) = acl_deny {
                 c.vpc.network_acls[0].entries.push(AclEntry { rule_number: n, egress, protocol: "6".into(), allow: false,
-                    cidr: Some("0.0.0.0/0".into()), port_from: Some(port), port_to: Some(port) });
+                    cidr: Some("0.0.0.0/0".into()), ipv6_cidr: None, port_from: Some(port), port_to: Some(port) });
             }
         })
     }
@@ -603,13 +721,7 @@ prop_compose! {
 proptest! {
     #[test]
     fn random_snapshots_never_panic_and_findings_are_well_formed(case in arb_case()) {
-        let snap = NetworkSnapshot {
-            region: "us-east-1".into(),
-            subnets: case.subnets.clone(),
-            security_groups: case.groups.clone(),
-            vpc: Some(Arc::new(case.vpc.clone())),
-        };
-        for f in validate(&case.spec, &snap) {
+        for f in case.findings() {
             let code = Code::ALL.iter().find(|c| c.as_str() == f.code);
             prop_assert!(code.is_some(), "unknown code {}", f.code);
             prop_assert_eq!(code.map(|c| c.severity()), Some(f.severity));
