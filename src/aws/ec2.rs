@@ -22,15 +22,18 @@ const SERVICE: &str = "ec2";
 
 type Cached<T> = (T, Instant);
 
+/// A value read once for all concurrent callers.
+type Shared<T> = Arc<OnceCell<T>>;
+
 #[derive(Default)]
 struct Cache {
     subnets: HashMap<String, Cached<Subnet>>,
     groups: HashMap<String, Cached<SecurityGroup>>,
     vpcs: HashMap<String, Cached<Arc<OnceCell<Arc<VpcTopology>>>>>,
     /// The region's S3 prefix list by name, read once per TTL (`None` inside: no such list).
-    s3_list: Option<Cached<Arc<OnceCell<Option<String>>>>>,
+    s3_list: Option<Cached<Shared<Option<String>>>>,
     /// Prefix lists' CIDRs by ID (`None` inside: the list cannot be read from this account).
-    prefix_lists: HashMap<String, Cached<Arc<OnceCell<Option<Vec<String>>>>>>,
+    prefix_lists: HashMap<String, Cached<Shared<Option<Vec<String>>>>>,
 }
 
 /// Reads network snapshots for one region.

@@ -804,7 +804,8 @@ fn interface_endpoints_must_be_available_answer_the_vpc_and_admit_the_job() {
         add_interface_endpoint(&mut c.vpc, "sts", true);
     };
     assert!(Case::new().with(sts).codes().is_empty());
-    let broken: Vec<(&str, Box<dyn Fn(&mut Case)>)> = vec![
+    type Breaks = Box<dyn Fn(&mut Case)>;
+    let broken: Vec<(&str, Breaks)> = vec![
         (
             "pending",
             Box::new(|c: &mut Case| c.vpc.endpoints[1].state = "pending".into()),

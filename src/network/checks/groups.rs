@@ -117,12 +117,8 @@ pub(super) fn s3_egress(scope: &Scope<'_>, paths: &[(&Subnet, S3Path<'_>)], f: &
     let mut s3_checked = false;
     for (_, path) in paths {
         match path {
-            S3Path::InterfaceEndpoint(e) => {
-                if interface_checked.insert(e.id.as_str()) {
-                    if let Some(why) = job_cannot_reach(scope, e) {
-                        problems.push(why);
-                    }
-                }
+            S3Path::InterfaceEndpoint(e) if interface_checked.insert(e.id.as_str()) => {
+                problems.extend(job_cannot_reach(scope, e));
             }
             S3Path::GatewayEndpoint(_) | S3Path::Nat(_) | S3Path::Beyond(_) if !s3_checked => {
                 s3_checked = true;

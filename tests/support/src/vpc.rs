@@ -134,6 +134,9 @@ pub async fn route_table(ec2: &aws_sdk_ec2::Client, vpc: &str, subnets: &[&str])
     id
 }
 
+/// A network ACL entry: rule number, egress, allow, CIDR, and TCP ports (`None`: all traffic).
+pub type AclRule<'a> = (i32, bool, bool, &'a str, Option<(i32, i32)>);
+
 /// A security-group permission: `protocol` (`tcp`, `udp`, `-1`, `50`), ports, and peers given
 /// as CIDRs (`10.0.0.0/16`), group IDs (`sg-…`) or prefix list IDs (`pl-…`).
 pub fn permission(protocol: &str, ports: Option<(i32, i32)>, peers: &[&str]) -> IpPermission {
@@ -273,11 +276,7 @@ impl Topology {
 
     /// A network ACL with these entries `(rule, egress, allow, cidr, ports)` (TCP with ports,
     /// all traffic without), associated with `subnets` instead of their current ACL.
-    pub async fn network_acl(
-        &self,
-        subnets: &[&str],
-        entries: &[(i32, bool, bool, &str, Option<(i32, i32)>)],
-    ) -> String {
+    pub async fn network_acl(&self, subnets: &[&str], entries: &[AclRule<'_>]) -> String {
         let acl = self
             .ec2
             .create_network_acl()
