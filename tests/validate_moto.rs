@@ -670,3 +670,364 @@ async fn policies_in_the_china_partition_name_aws_cn_resources() {
         3
     );
 }
+
+// ---------- issue #11: verdicts you can trust, in both directions ----------
+
+use support::vpc::permission;
+
+impl Outcome {
+    /// The findings of the first job with this code.
+    fn findings(&self, code: &str) -> Vec<Value> {
+        self.json["jobs"][0]["findings"]
+            .as_array()
+            .map(|f| f.iter().filter(|x| x["code"] == code).cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+const NEEDS_EVERYTHING: &str = "  networkValidation: {requiresInternet: true, requiredServices: [sts]}\n";
+
+#[tokio::test]
+async fn egress_through_a_target_beyond_the_vpc_is_one_warning_not_an_error() {
+    let peer = topology("10.30", true).await;
+    for (i, kind) in ["tgw", "pcx", "eni", "vgw", "gwlbe"].into_iter().enumerate() {
+        let t = topology(&format!("10.{}", 31 + i), true).await;
+        let target = t.route_beyond("0.0.0.0/0", kind, Some(&peer.vpc)).await;
+        let out = validate(&t.manifest("hub", 2, NEEDS_EVERYTHING), &[]);
+        assert_eq!(out.code, 0, "{kind}: {} {}", out.stderr, out.json);
+        assert_eq!(out.codes(0), ["EgressNotVerifiable", "FlowLogsDisabled"], "{kind}");
+        let warning = &out.findings("EgressNotVerifiable")[0];
+        assert_eq!(warning["severity"], "Warning");
+        assert_eq!(warning["resource"], Value::String(t.private_rtb.clone()));
+        let message = warning["message"].as_str().unwrap_or_default();
+        for part in [
+            t.private_rtb.as_str(),
+            "0.0.0.0/0",
+            target.as_str(),
+            "S3",
+            "the internet",
+            "sts",
+        ] {
+            assert!(message.contains(part), "{kind}: {part} not in {message}");
+        }
+    }
+    // The other direction: through a transit gateway, but the job's group lets nothing out to
+    // S3 — what the VPC shows is still checked.
+    let t = topology("10.36", true).await;
+    t.route_beyond("0.0.0.0/0", "tgw", None).await;
+    let closed = t
+        .security_group(
+            "closed",
+            &[],
+            Some(&[permission("tcp", Some((443, 443)), &["10.0.0.0/8"])]),
+        )
+        .await;
+    let out = validate(&job_manifest("hub-closed", 1, &t.private, &[&closed], ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    assert_eq!(out.codes(0), ["EgressNotVerifiable", "FlowLogsDisabled", "NoS3Egress"]);
+}
+
+#[tokio::test]
+async fn an_s3_prefix_list_route_to_a_hub_wins_over_the_nat_default_route() {
+    // (moto drops the destination of a prefix-list route to a network interface, so the hub is
+    // a transit gateway here; the unit tests cover the appliance's interface.)
+    let t = topology("10.37", true).await;
+    t.nat_gateway_route().await;
+    let s3 = t.s3_prefix_list().await;
+    let eni = t.route_beyond(&s3, "tgw", None).await;
+    let out = validate(&t.manifest("firewall", 1, ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert_eq!(out.codes(0), ["EgressNotVerifiable", "FlowLogsDisabled"]);
+    let message = out.findings("EgressNotVerifiable")[0]["message"].to_string();
+    assert!(message.contains(&s3) && message.contains(&eni), "{message}");
+}
+
+#[tokio::test]
+async fn egress_to_prefix_lists_counts_for_the_addresses_in_them() {
+    let t = topology("10.38", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let s3 = t.s3_prefix_list().await;
+    let https_to = |peer: &str| vec![permission("tcp", Some((443, 443)), &[peer])];
+    // S3's AWS-managed list through the gateway endpoint.
+    let sg = t.security_group("s3-list", &[], Some(&https_to(&s3))).await;
+    let out = validate(&job_manifest("pl-s3", 1, &t.private, &[&sg], ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    // A customer list that covers all of S3's ranges, and one that covers a part.
+    let all = t
+        .prefix_list("s3-ranges", &["52.216.0.0/15", "3.5.0.0/19", "54.231.0.0/16"])
+        .await;
+    let sg = t.security_group("corp-list", &[], Some(&https_to(&all))).await;
+    let out = validate(&job_manifest("pl-corp", 1, &t.private, &[&sg], ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    let part = t.prefix_list("s3-part", &["52.216.0.0/15"]).await;
+    let sg = t.security_group("part-list", &[], Some(&https_to(&part))).await;
+    let out = validate(&job_manifest("pl-part", 1, &t.private, &[&sg], ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    assert_eq!(
+        out.codes(0),
+        ["FlowLogsDisabled", "NoS3Egress", "PackageRepositoriesReachable"]
+    );
+    // S3's list through a NAT gateway counts too.
+    let nat = topology("10.39", true).await;
+    nat.nat_gateway_route().await;
+    let s3 = nat.s3_prefix_list().await;
+    let sg = nat.security_group("s3-list", &[], Some(&https_to(&s3))).await;
+    let out = validate(&job_manifest("pl-nat", 1, &nat.private, &[&sg], ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+}
+
+#[tokio::test]
+async fn with_an_s3_interface_endpoint_only_egress_to_its_interfaces_counts() {
+    let t = topology("10.40", true).await;
+    let endpoint_sg = t
+        .security_group("s3-endpoint", &[permission("tcp", Some((443, 443)), &[&t.cidr])], None)
+        .await;
+    let other = t.security_group("other", &[], None).await;
+    t.interface_endpoint_with("s3", true, &[&endpoint_sg]).await;
+    let to_other = t
+        .security_group("to-other", &[], Some(&[permission("tcp", Some((443, 443)), &[&other])]))
+        .await;
+    let out = validate(&job_manifest("s3-if-other", 1, &t.private, &[&to_other], ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    assert!(out.codes(0).contains(&"NoS3Egress".to_string()), "{:?}", out.codes(0));
+    let to_endpoint = t
+        .security_group(
+            "to-endpoint",
+            &[],
+            Some(&[permission("tcp", Some((443, 443)), &[&endpoint_sg])]),
+        )
+        .await;
+    let out = validate(&job_manifest("s3-if-endpoint", 1, &t.private, &[&to_endpoint], ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert!(!out.codes(0).contains(&"NoS3Egress".to_string()));
+}
+
+#[tokio::test]
+async fn encrypted_inter_container_traffic_needs_ipsec_between_members() {
+    let t = topology("10.41", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let tcp_only = t
+        .security_group(
+            "tcp-only",
+            &[],
+            Some(&[permission("tcp", Some((443, 443)), &["0.0.0.0/0"])]),
+        )
+        .await;
+    let self_tcp = permission("tcp", Some((0, 65535)), &[&tcp_only]);
+    t.ec2
+        .authorize_security_group_ingress()
+        .group_id(&tcp_only)
+        .ip_permissions(self_tcp.clone())
+        .send()
+        .await
+        .expect("self ingress");
+    t.ec2
+        .authorize_security_group_egress()
+        .group_id(&tcp_only)
+        .ip_permissions(self_tcp)
+        .send()
+        .await
+        .expect("self egress");
+    let manifest = |name: &str| {
+        job_manifest(name, 2, &t.private, &[&tcp_only], "").replace(
+            "    vpcConfig:\n",
+            "    enableInterContainerTrafficEncryption: true\n    vpcConfig:\n",
+        )
+    };
+    // Without encryption TCP among members is all the job needs.
+    let out = validate(&job_manifest("plain", 2, &t.private, &[&tcp_only], ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    let out = validate(&manifest("ipsec-missing"), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    assert_eq!(
+        out.codes(0),
+        [
+            "FlowLogsDisabled",
+            "MissingSelfReferencingEgress",
+            "MissingSelfReferencingIngress",
+            "PackageRepositoriesReachable"
+        ]
+    );
+    let message = out.findings("MissingSelfReferencingIngress")[0]["message"].to_string();
+    assert!(message.contains("UDP 500 and IP protocol 50 (ESP)"), "{message}");
+    let ipsec = [
+        permission("udp", Some((500, 500)), &[&tcp_only]),
+        permission("50", Some((-1, -1)), &[&tcp_only]),
+    ];
+    t.ec2
+        .authorize_security_group_ingress()
+        .group_id(&tcp_only)
+        .set_ip_permissions(Some(ipsec.to_vec()))
+        .send()
+        .await
+        .expect("ipsec ingress");
+    t.ec2
+        .authorize_security_group_egress()
+        .group_id(&tcp_only)
+        .set_ip_permissions(Some(ipsec.to_vec()))
+        .send()
+        .await
+        .expect("ipsec egress");
+    let out = validate(&manifest("ipsec"), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+}
+
+#[tokio::test]
+async fn interface_endpoints_must_answer_the_vpc_and_admit_the_job() {
+    let t = topology("10.42", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let services = "  networkValidation: {requiredServices: [sts, logs]}\n";
+    // sts without private DNS; logs with a group that admits only another network.
+    let open = t
+        .security_group("sts-endpoint", &[permission("tcp", Some((443, 443)), &[&t.cidr])], None)
+        .await;
+    let sts = t.interface_endpoint_with("sts", false, &[&open]).await;
+    let elsewhere = t
+        .security_group(
+            "logs-endpoint",
+            &[permission("tcp", Some((443, 443)), &["192.168.0.0/16"])],
+            None,
+        )
+        .await;
+    let logs = t.interface_endpoint_with("logs", true, &[&elsewhere]).await;
+    let out = validate(&t.manifest("endpoints", 1, services), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    let unusable = out.findings("InterfaceEndpointUnusable");
+    let by = |id: &str| {
+        unusable
+            .iter()
+            .find(|f| f["resource"] == id)
+            .map(|f| f["message"].to_string())
+            .unwrap_or_default()
+    };
+    assert!(by(&sts).contains("private DNS is off"), "{}", out.json);
+    assert!(
+        by(&logs).contains("admit no inbound TCP 443") && by(&logs).contains(&elsewhere),
+        "{}",
+        out.json
+    );
+    assert!(!out.codes(0).contains(&"MissingInterfaceEndpoint".to_string()));
+    // Endpoints set up as they should be serve the job.
+    let good = topology("10.43", true).await;
+    good.s3_gateway_endpoint(None).await;
+    good.interface_endpoint("sts").await;
+    good.interface_endpoint("logs").await;
+    let out = validate(&good.manifest("endpoints-ok", 1, services), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+    assert_eq!(out.codes(0), INFO_ONLY);
+}
+
+#[tokio::test]
+async fn network_acls_are_evaluated_exactly_against_s3s_ranges() {
+    let t = topology("10.44", true).await;
+    t.s3_gateway_endpoint(None).await;
+    let [a, b] = [t.private[0].as_str(), t.private[1].as_str()];
+    // Only S3's ranges, 443 out and the hosts' ephemeral ports back in: enough.
+    let s3 = ["52.216.0.0/15", "3.5.0.0/19", "54.231.0.0/16"];
+    let mut tight = Vec::new();
+    for (i, c) in s3.iter().enumerate() {
+        let n = 100 + i as i32;
+        tight.push((n, true, true, *c, Some((443, 443))));
+        tight.push((n, false, true, *c, Some((32768, 61000))));
+    }
+    t.network_acl(&[a], &tight).await;
+    // A deny of 443 to a part of S3 before an allow of everything blocks, naming the rule.
+    t.network_acl(
+        &[b],
+        &[
+            (90, true, false, "52.217.0.0/16", Some((443, 443))),
+            (100, true, true, "0.0.0.0/0", None),
+            (100, false, true, "0.0.0.0/0", None),
+        ],
+    )
+    .await;
+    let out = validate(&t.manifest("acl-exact", 1, ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    let blocked = out.findings("NetworkAclBlocksS3");
+    assert_eq!(blocked.len(), 1, "{}", out.json);
+    assert_eq!(blocked[0]["resource"], b);
+    let message = blocked[0]["message"].to_string();
+    assert!(
+        message.contains("rule 90 denies outbound TCP 443 to 52.217.0.0/16"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_nat_path_needs_the_nat_subnets_acl_to_forward() {
+    let t = topology("10.45", true).await;
+    t.nat_gateway_route().await;
+    // The public subnet admits replies only on the hosts' range: the NAT gateway uses 1024-65535.
+    t.network_acl(
+        &[&t.public],
+        &[
+            (100, true, true, "0.0.0.0/0", None),
+            (100, false, true, "0.0.0.0/0", Some((32768, 61000))),
+            (110, false, true, &t.cidr, Some((443, 443))),
+        ],
+    )
+    .await;
+    let out = validate(&t.manifest("nat-acl", 1, ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.json);
+    let blocked = out.findings("NetworkAclBlocksS3");
+    assert_eq!(blocked.len(), 2, "{}", out.json);
+    assert!(blocked[0]["message"].to_string().contains(&t.public), "{}", out.json);
+    // Opening 1024-65535 from anywhere on the public subnet makes the path whole.
+    let fixed = topology("10.46", true).await;
+    fixed.nat_gateway_route().await;
+    fixed
+        .network_acl(
+            &[&fixed.public],
+            &[
+                (100, true, true, "0.0.0.0/0", None),
+                (100, false, true, "0.0.0.0/0", Some((1024, 65535))),
+                (110, false, true, &fixed.cidr, Some((443, 443))),
+            ],
+        )
+        .await;
+    let out = validate(&fixed.manifest("nat-acl-ok", 1, ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.json);
+}
+
+#[tokio::test]
+async fn prefix_lists_and_endpoint_groups_are_read_once_for_many_jobs() {
+    let t = topology("10.47", true).await;
+    t.s3_gateway_endpoint(None).await;
+    t.interface_endpoint("sts").await;
+    let corp = t
+        .prefix_list("s3-ranges", &["52.216.0.0/15", "3.5.0.0/19", "54.231.0.0/16"])
+        .await;
+    let sg = t
+        .security_group(
+            "corp",
+            &[],
+            Some(&[permission("tcp", Some((443, 443)), &[&corp, &t.cidr])]),
+        )
+        .await;
+    let services = "  networkValidation: {requiredServices: [sts]}\n";
+    let stats = |o: &Outcome| -> Value {
+        let line = o
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .expect("call stats line");
+        serde_json::from_str(line).expect("stats json")
+    };
+    let one = validate(&job_manifest("one", 1, &t.private, &[&sg], services), &["--call-stats"]);
+    assert_eq!(one.code, 0, "{} {}", one.stderr, one.json);
+    let many: String = (0..50)
+        .map(|i| job_manifest(&format!("job-{i}"), 1, &t.private, &[&sg], services))
+        .collect();
+    let fifty = validate(&many, &["--call-stats"]);
+    assert_eq!(fifty.code, 0, "{}", fifty.stderr);
+    eprintln!("1 job: {}\n50 jobs: {}", stats(&one), stats(&fifty));
+    assert_eq!(
+        stats(&fifty)["ec2"],
+        stats(&one)["ec2"],
+        "50 jobs cost more EC2 calls than one"
+    );
+    let ops = &stats(&one)["ec2"]["byOperation"];
+    assert_eq!(ops["DescribeManagedPrefixLists"], 1);
+    assert_eq!(ops["GetManagedPrefixListEntries"], 2, "S3's list and the customer list");
+}

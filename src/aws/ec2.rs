@@ -14,19 +14,26 @@ use tokio::sync::{Mutex, OnceCell};
 use super::{Adapter, AwsError, CallCounter};
 use crate::api::ProcessingJobSpec;
 use crate::network::snapshot::{
-    AclEntry, EndpointType, NatGateway, NetworkAcl, NetworkSnapshot, Route, RouteTable, SecurityGroup, SgRule, Subnet,
-    VpcEndpoint, VpcTopology,
+    AclEntry, EndpointType, NatGateway, NetworkAcl, NetworkSnapshot, PrefixList, Route, RouteTable, SecurityGroup,
+    SgRule, Subnet, VpcEndpoint, VpcTopology,
 };
 
 const SERVICE: &str = "ec2";
 
 type Cached<T> = (T, Instant);
 
+/// A value read once for all concurrent callers.
+type Shared<T> = Arc<OnceCell<T>>;
+
 #[derive(Default)]
 struct Cache {
     subnets: HashMap<String, Cached<Subnet>>,
     groups: HashMap<String, Cached<SecurityGroup>>,
     vpcs: HashMap<String, Cached<Arc<OnceCell<Arc<VpcTopology>>>>>,
+    /// The region's S3 prefix list by name, read once per TTL (`None` inside: no such list).
+    s3_list: Option<Cached<Shared<Option<String>>>>,
+    /// Prefix lists' CIDRs by ID (`None` inside: the list cannot be read from this account).
+    prefix_lists: HashMap<String, Cached<Shared<Option<Vec<String>>>>>,
 }
 
 /// Reads network snapshots for one region.
@@ -110,12 +117,100 @@ impl Ec2Resolver {
             Some(s) => Some(self.topology(&s.vpc_id).await?),
             None => None,
         };
+        let prefix_lists = match &vpc {
+            Some(vpc) => self.prefix_lists(&groups, vpc).await?,
+            None => Vec::new(),
+        };
         Ok(NetworkSnapshot {
             region: self.region.clone(),
             subnets,
             security_groups: groups,
             vpc,
+            prefix_lists,
         })
+    }
+
+    /// S3's prefix list and every list the job's groups, the endpoints' groups and the VPC's
+    /// routes name, with their CIDRs. Cached per region: a list is read once per TTL whatever
+    /// the number of jobs and VPCs.
+    async fn prefix_lists(&self, groups: &[SecurityGroup], vpc: &VpcTopology) -> Result<Vec<PrefixList>, AwsError> {
+        let s3_name = format!("com.amazonaws.{}.s3", self.region);
+        let s3_id = self.s3_prefix_list_id(&s3_name).await?;
+        let rules = groups
+            .iter()
+            .chain(vpc.endpoint_groups.iter())
+            .flat_map(|g| g.ingress.iter().chain(g.egress.iter()));
+        let mut ids: std::collections::BTreeSet<String> =
+            rules.flat_map(|r| r.prefix_list_ids.iter().cloned()).collect();
+        ids.extend(
+            vpc.route_tables
+                .iter()
+                .flat_map(|rt| rt.routes.iter())
+                .filter_map(|r| r.destination_prefix_list_id.clone()),
+        );
+        ids.extend(s3_id.clone());
+        let mut lists = Vec::new();
+        for id in ids {
+            if let Some(cidrs) = self.prefix_list_cidrs(&id).await? {
+                let name = if s3_id.as_deref() == Some(id.as_str()) {
+                    s3_name.clone()
+                } else {
+                    String::new()
+                };
+                lists.push(PrefixList { id, name, cidrs });
+            }
+        }
+        Ok(lists)
+    }
+
+    async fn s3_prefix_list_id(&self, name: &str) -> Result<Option<String>, AwsError> {
+        let cell = {
+            let mut cache = self.cache.lock().map_err(|_| poisoned())?;
+            match self.fresh(cache.s3_list.as_ref()) {
+                Some(cell) => cell,
+                None => {
+                    let cell = Arc::new(OnceCell::new());
+                    cache.s3_list = Some((cell.clone(), Instant::now()));
+                    cell
+                }
+            }
+        };
+        let read = || async {
+            let request = self
+                .client
+                .describe_managed_prefix_lists()
+                .filters(filter("prefix-list-name", [name]));
+            let found = self.paginate("DescribeManagedPrefixLists", request).await?;
+            Ok::<_, AwsError>(found.into_iter().next())
+        };
+        Ok(cell.get_or_try_init(read).await?.clone())
+    }
+
+    /// A prefix list's CIDRs; `None` when the list does not exist for this account (a list of
+    /// another account that is not shared), so that rules naming it reach nothing.
+    async fn prefix_list_cidrs(&self, id: &str) -> Result<Option<Vec<String>>, AwsError> {
+        let cell = {
+            let mut cache = self.cache.lock().map_err(|_| poisoned())?;
+            match self.fresh(cache.prefix_lists.get(id)) {
+                Some(cell) => cell,
+                None => {
+                    let cell = Arc::new(OnceCell::new());
+                    cache
+                        .prefix_lists
+                        .insert(id.to_string(), (cell.clone(), Instant::now()));
+                    cell
+                }
+            }
+        };
+        let read = || async {
+            let request = self.client.get_managed_prefix_list_entries().prefix_list_id(id);
+            match self.paginate("GetManagedPrefixListEntries", request).await {
+                Ok(cidrs) => Ok(Some(cidrs)),
+                Err(e) if matches!(e.class, super::ErrorClass::NotFound | super::ErrorClass::Invalid) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        Ok(cell.get_or_try_init(read).await?.clone())
     }
 
     /// Looks up the subnets and groups the cache does not know (or knows from too long ago).
@@ -218,6 +313,7 @@ impl Ec2Resolver {
                 ec2.describe_flow_logs().filter(filter("resource-id", [vpc_id]))
             ),
         )?;
+        let (endpoint_groups, endpoint_subnets) = self.endpoint_network(&endpoints).await?;
         let cidr_blocks = vpcs
             .vpcs()
             .iter()
@@ -250,7 +346,38 @@ impl Ec2Resolver {
             internet_gateways: igws,
             network_acls: acls,
             flow_logs: flow_logs.iter().any(|r| r == vpc_id),
+            endpoint_groups,
+            endpoint_subnets,
         }))
+    }
+
+    /// The security groups and subnets of the VPC's interface endpoints: one Describe each, by
+    /// ID, read with the VPC and cached with it; none when the VPC has no interface endpoint.
+    async fn endpoint_network(&self, endpoints: &[VpcEndpoint]) -> Result<(Vec<SecurityGroup>, Vec<Subnet>), AwsError> {
+        let interface = || endpoints.iter().filter(|e| e.endpoint_type == EndpointType::Interface);
+        let group_ids: std::collections::BTreeSet<&String> = interface().flat_map(|e| e.group_ids.iter()).collect();
+        let subnet_ids: std::collections::BTreeSet<&String> = interface().flat_map(|e| e.subnet_ids.iter()).collect();
+        let groups = async {
+            if group_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let request = self
+                .client
+                .describe_security_groups()
+                .filters(filter("group-id", group_ids.iter().map(|g| g.to_string())));
+            self.paginate("DescribeSecurityGroups", request).await
+        };
+        let subnets = async {
+            if subnet_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let request = self
+                .client
+                .describe_subnets()
+                .filters(filter("subnet-id", subnet_ids.iter().map(|s| s.to_string())));
+            self.paginate("DescribeSubnets", request).await
+        };
+        futures::try_join!(groups, subnets)
     }
 
     /// Sends a paginated Describe until the last page, collecting the items of every page.
@@ -316,6 +443,18 @@ describe! {
         => internet_gateways.filter_map(internet_gateway_id) -> String;
     describe_network_acls::DescribeNetworkAclsFluentBuilder => network_acls.map(network_acl) -> NetworkAcl;
     describe_flow_logs::DescribeFlowLogsFluentBuilder => flow_logs.filter_map(active_flow_log_resource) -> String;
+    describe_managed_prefix_lists::DescribeManagedPrefixListsFluentBuilder
+        => prefix_lists.filter_map(prefix_list_id) -> String;
+    get_managed_prefix_list_entries::GetManagedPrefixListEntriesFluentBuilder
+        => entries.filter_map(prefix_list_entry_cidr) -> String;
+}
+
+fn prefix_list_id(p: &sdk::ManagedPrefixList) -> Option<String> {
+    p.prefix_list_id().map(str::to_string)
+}
+
+fn prefix_list_entry_cidr(e: &sdk::PrefixListEntry) -> Option<String> {
+    e.cidr().map(str::to_string)
 }
 
 fn subnet(s: &sdk::Subnet) -> Subnet {
@@ -344,6 +483,7 @@ fn sg_rule(p: &sdk::IpPermission) -> SgRule {
         from_port: p.from_port(),
         to_port: p.to_port(),
         cidrs: values(p.ip_ranges(), |r| r.cidr_ip()),
+        ipv6_cidrs: values(p.ipv6_ranges(), |r| r.cidr_ipv6()),
         prefix_list_ids: values(p.prefix_list_ids(), |r| r.prefix_list_id()),
         group_ids: values(p.user_id_group_pairs(), |r| r.group_id()),
     }
@@ -365,11 +505,15 @@ fn route(r: &sdk::Route) -> Route {
         destination_prefix_list_id: r.destination_prefix_list_id().map(str::to_string),
         gateway_id: r.gateway_id().map(str::to_string),
         nat_gateway_id: r.nat_gateway_id().map(str::to_string),
+        destination_ipv6_cidr: r.destination_ipv6_cidr_block().map(str::to_string),
         other_target: r
             .transit_gateway_id()
             .or(r.vpc_peering_connection_id())
             .or(r.instance_id())
             .or(r.network_interface_id())
+            .or(r.core_network_arn())
+            .or(r.local_gateway_id())
+            .or(r.carrier_gateway_id())
             .map(str::to_string),
         active: r.state().is_none_or(|s| s.as_str() != "blackhole"),
     }
@@ -390,6 +534,11 @@ fn vpc_endpoint(e: &sdk::VpcEndpoint) -> VpcEndpoint {
         route_table_ids: e.route_table_ids().to_vec(),
         subnet_ids: e.subnet_ids().to_vec(),
         private_dns_enabled: e.private_dns_enabled().unwrap_or(false),
+        private_dns_only_for_inbound_resolver: e
+            .dns_options()
+            .and_then(|d| d.private_dns_only_for_inbound_resolver_endpoint())
+            .unwrap_or(false),
+        group_ids: values(e.groups(), |g| g.group_id()),
     }
 }
 
@@ -425,6 +574,7 @@ fn acl_entry(e: &sdk::NetworkAclEntry) -> AclEntry {
         protocol: e.protocol().unwrap_or("-1").to_string(),
         allow: e.rule_action().is_some_and(|r| r.as_str() == "allow"),
         cidr: e.cidr_block().map(str::to_string),
+        ipv6_cidr: e.ipv6_cidr_block().map(str::to_string),
         port_from: e.port_range().and_then(|p| p.from()),
         port_to: e.port_range().and_then(|p| p.to()),
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
+use super::policy;
 use super::snapshot::*;
 use super::{validate, Code};
 use crate::api::{NetworkConfig, NetworkValidation, ProcessingJobSpec, VpcConfig};
@@ -87,6 +88,7 @@ fn allow_all_acl() -> NetworkAcl {
         protocol: "-1".into(),
         allow,
         cidr: Some("0.0.0.0/0".into()),
+        ipv6_cidr: None,
         port_from: None,
         port_to: None,
     };
@@ -146,6 +148,7 @@ fn topology() -> VpcTopology {
             route_table_ids: vec!["rtb-main".into()],
             subnet_ids: vec![],
             private_dns_enabled: false,
+            ..Default::default()
         }],
         nat_gateways: vec![NatGateway {
             id: "nat-1".into(),
@@ -156,6 +159,16 @@ fn topology() -> VpcTopology {
         internet_gateways: vec!["igw-1".into()],
         network_acls: vec![allow_all_acl()],
         flow_logs: true,
+        ..Default::default()
+    }
+}
+
+/// S3's AWS-managed prefix list in us-east-1, as moto and the fixtures know it.
+fn s3_prefix_list() -> PrefixList {
+    PrefixList {
+        id: "pl-63a5400a".into(),
+        name: "com.amazonaws.us-east-1.s3".into(),
+        cidrs: vec!["52.216.0.0/15".into(), "3.5.0.0/19".into(), "54.231.0.0/16".into()],
     }
 }
 
@@ -165,6 +178,7 @@ struct Case {
     subnets: Vec<Subnet>,
     groups: Vec<SecurityGroup>,
     vpc: VpcTopology,
+    prefix_lists: Vec<PrefixList>,
 }
 
 impl Case {
@@ -174,7 +188,26 @@ impl Case {
             subnets: vec![subnet("subnet-a", "10.0.1.0/24"), subnet("subnet-b", "10.0.2.0/24")],
             groups: vec![group("sg-1")],
             vpc: topology(),
+            prefix_lists: vec![s3_prefix_list()],
         }
+    }
+
+    fn snapshot_in(&self, region: &str) -> NetworkSnapshot {
+        NetworkSnapshot {
+            region: region.into(),
+            subnets: self.subnets.clone(),
+            security_groups: self.groups.clone(),
+            vpc: Some(Arc::new(self.vpc.clone())),
+            prefix_lists: self.prefix_lists.clone(),
+        }
+    }
+
+    fn snapshot(&self) -> NetworkSnapshot {
+        self.snapshot_in("us-east-1")
+    }
+
+    fn findings(&self) -> Vec<crate::api::Finding> {
+        validate(&self.spec, &self.snapshot())
     }
 
     fn codes(&self) -> Vec<String> {
@@ -186,13 +219,7 @@ impl Case {
     }
 
     fn findings_in(&self, region: &str) -> Vec<crate::api::Finding> {
-        let snap = NetworkSnapshot {
-            region: region.into(),
-            subnets: self.subnets.clone(),
-            security_groups: self.groups.clone(),
-            vpc: Some(Arc::new(self.vpc.clone())),
-        };
-        validate(&self.spec, &snap)
+        validate(&self.spec, &self.snapshot_in(region))
     }
 
     fn with(mut self, f: impl FnOnce(&mut Self)) -> Self {
@@ -207,6 +234,80 @@ fn validation(spec: &mut ProcessingJobSpec) -> &mut NetworkValidation {
 
 fn set_default_route(vpc: &mut VpcTopology, gateway: Option<&str>, nat: Option<&str>) {
     vpc.route_tables[0].routes.push(route("0.0.0.0/0", gateway, nat));
+}
+
+/// An interface endpoint for `service` in both job subnets, its group admitting TCP 443 from
+/// the VPC's CIDR; private DNS as given.
+fn add_interface_endpoint(vpc: &mut VpcTopology, service: &str, private_dns: bool) {
+    vpc.endpoints.push(VpcEndpoint {
+        id: format!("vpce-{service}"),
+        service_name: format!("com.amazonaws.us-east-1.{service}"),
+        endpoint_type: EndpointType::Interface,
+        state: "available".into(),
+        subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
+        private_dns_enabled: private_dns,
+        group_ids: vec!["sg-vpce".into()],
+        policy_document: Some(GOOD_POLICY.into()),
+        ..Default::default()
+    });
+    if !vpc.endpoint_groups.iter().any(|g| g.id == "sg-vpce") {
+        vpc.endpoint_groups.push(SecurityGroup {
+            id: "sg-vpce".into(),
+            vpc_id: "vpc-1".into(),
+            name: "endpoints".into(),
+            ingress: vec![tcp(443, &["10.0.0.0/16"])],
+            egress: vec![],
+        });
+        vpc.endpoint_subnets = vec![subnet("subnet-a", "10.0.1.0/24"), subnet("subnet-b", "10.0.2.0/24")];
+    }
+}
+
+/// A rule allowing one TCP port to CIDRs (IPv4 or IPv6).
+fn tcp(port: i32, cidrs: &[&str]) -> SgRule {
+    let (v6, v4): (Vec<&str>, Vec<&str>) = cidrs.iter().partition(|c| c.contains(':'));
+    SgRule {
+        protocol: "tcp".into(),
+        from_port: Some(port),
+        to_port: Some(port),
+        cidrs: v4.into_iter().map(Into::into).collect(),
+        ipv6_cidrs: v6.into_iter().map(Into::into).collect(),
+        ..Default::default()
+    }
+}
+
+/// A route of the main table to a target beyond the VPC (`other_target`, or a `gateway_id`
+/// such as `vgw-…` and `vpce-…`).
+fn route_beyond(destination: &str, target: &str) -> Route {
+    let gateway = target.starts_with("vgw-") || target.starts_with("vpce-");
+    Route {
+        destination_cidr: (!destination.starts_with("pl-")).then(|| destination.into()),
+        destination_prefix_list_id: destination.starts_with("pl-").then(|| destination.into()),
+        gateway_id: gateway.then(|| target.into()),
+        other_target: (!gateway).then(|| target.into()),
+        active: true,
+        ..Default::default()
+    }
+}
+
+fn acl_entry(n: i32, egress: bool, allow: bool, cidr: &str, ports: Option<(i32, i32)>) -> AclEntry {
+    AclEntry {
+        rule_number: n,
+        egress,
+        protocol: if ports.is_some() { "6" } else { "-1" }.into(),
+        allow,
+        cidr: (!cidr.contains(':')).then(|| cidr.into()),
+        ipv6_cidr: cidr.contains(':').then(|| cidr.into()),
+        port_from: ports.map(|p| p.0),
+        port_to: ports.map(|p| p.1),
+    }
+}
+
+/// Deletes the S3 gateway endpoint, and with it (as AWS does) its routes.
+fn remove_s3_endpoint(vpc: &mut VpcTopology) {
+    vpc.endpoints.clear();
+    for rt in &mut vpc.route_tables {
+        rt.routes.retain(|r| r.gateway_id.as_deref() != Some("vpce-s3"));
+    }
 }
 
 fn policy(vpc: &mut VpcTopology, doc: Option<&str>) {
@@ -276,6 +377,11 @@ fn table() -> Vec<(Code, Case, Case)> {
             }),
         ),
         (
+            Code::MissingSelfReferencingEgress,
+            Case::new().with(|c| c.groups[0].egress = vec![tcp(443, &["0.0.0.0/0"])]),
+            Case::new().with(|c| c.groups[0].egress = vec![tcp(443, &["0.0.0.0/0"]), all_traffic_from("sg-1")]),
+        ),
+        (
             Code::NoS3Egress,
             Case::new().with(|c| {
                 c.groups[0].egress = vec![SgRule {
@@ -298,9 +404,9 @@ fn table() -> Vec<(Code, Case, Case)> {
         ),
         (
             Code::NoS3Route,
-            Case::new().with(|c| c.vpc.endpoints.clear()),
+            Case::new().with(|c| remove_s3_endpoint(&mut c.vpc)),
             Case::new().with(|c| {
-                c.vpc.endpoints.clear();
+                remove_s3_endpoint(&mut c.vpc);
                 set_default_route(&mut c.vpc, None, Some("nat-1"));
             }),
         ),
@@ -349,6 +455,7 @@ fn table() -> Vec<(Code, Case, Case)> {
                     protocol: "6".into(),
                     allow: false,
                     cidr: Some("0.0.0.0/0".into()),
+                    ipv6_cidr: None,
                     port_from: Some(443),
                     port_to: Some(443),
                 })
@@ -360,6 +467,7 @@ fn table() -> Vec<(Code, Case, Case)> {
                     protocol: "6".into(),
                     allow: false,
                     cidr: Some("0.0.0.0/0".into()),
+                    ipv6_cidr: None,
                     port_from: Some(22),
                     port_to: Some(22),
                 })
@@ -389,15 +497,29 @@ fn table() -> Vec<(Code, Case, Case)> {
             Case::new().with(|c| validation(&mut c.spec).required_services = Some(vec!["sts".into()])),
             Case::new().with(|c| {
                 validation(&mut c.spec).required_services = Some(vec!["sts".into()]);
-                c.vpc.endpoints.push(VpcEndpoint {
-                    id: "vpce-sts".into(),
-                    service_name: "com.amazonaws.us-east-1.sts".into(),
-                    endpoint_type: EndpointType::Interface,
-                    state: "available".into(),
-                    subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
-                    private_dns_enabled: true,
-                    ..Default::default()
-                });
+                add_interface_endpoint(&mut c.vpc, "sts", true);
+            }),
+        ),
+        (
+            Code::InterfaceEndpointUnusable,
+            Case::new().with(|c| {
+                validation(&mut c.spec).required_services = Some(vec!["sts".into()]);
+                add_interface_endpoint(&mut c.vpc, "sts", false);
+            }),
+            Case::new().with(|c| {
+                validation(&mut c.spec).required_services = Some(vec!["sts".into()]);
+                add_interface_endpoint(&mut c.vpc, "sts", true);
+            }),
+        ),
+        (
+            Code::EgressNotVerifiable,
+            Case::new().with(|c| {
+                remove_s3_endpoint(&mut c.vpc);
+                c.vpc.route_tables[0].routes.push(route_beyond("0.0.0.0/0", "tgw-1"));
+            }),
+            Case::new().with(|c| {
+                remove_s3_endpoint(&mut c.vpc);
+                set_default_route(&mut c.vpc, None, Some("nat-1"));
             }),
         ),
         (
@@ -705,6 +827,437 @@ fn manifests_and_query_results_are_checked_like_inputs() {
     }
 }
 
+// ---------- issue #11: verdicts at the VPC's boundary, prefix lists, endpoints, exact ACLs ----------
+
+fn count(codes: &[String], code: &str) -> usize {
+    codes.iter().filter(|c| *c == code).count()
+}
+
+#[test]
+fn every_target_beyond_the_vpc_is_one_warning_never_an_error() {
+    for target in ["tgw-1", "pcx-1", "i-0abc", "eni-0abc", "vgw-1", "vpce-gwlb"] {
+        let case = Case::new().with(|c| {
+            remove_s3_endpoint(&mut c.vpc);
+            c.vpc.endpoints.push(VpcEndpoint {
+                id: "vpce-gwlb".into(),
+                service_name: "com.amazonaws.vpce.us-east-1.vpce-svc-1".into(),
+                endpoint_type: EndpointType::Other,
+                state: "available".into(),
+                ..Default::default()
+            });
+            c.vpc.route_tables[0].routes.push(route_beyond("0.0.0.0/0", target));
+            validation(&mut c.spec).requires_internet = Some(true);
+            validation(&mut c.spec).required_services = Some(vec!["sts".into()]);
+        });
+        let findings = case.findings();
+        let codes: Vec<String> = findings.iter().map(|f| f.code.clone()).collect();
+        assert_eq!(codes, ["EgressNotVerifiable"], "{target}");
+        let message = &findings[0].message;
+        assert_eq!(findings[0].resource, "rtb-main");
+        for part in [
+            "rtb-main",
+            "0.0.0.0/0",
+            target,
+            "S3",
+            "the internet",
+            "sts",
+            "subnet-a, subnet-b",
+        ] {
+            assert!(message.contains(part), "{target}: {part} not in {message}");
+        }
+    }
+}
+
+#[test]
+fn an_s3_route_beyond_the_vpc_wins_over_the_default_route_by_longest_prefix() {
+    // S3's prefix list to a firewall appliance, everything else to the NAT gateway.
+    let case = Case::new().with(|c| {
+        remove_s3_endpoint(&mut c.vpc);
+        set_default_route(&mut c.vpc, None, Some("nat-1"));
+        c.vpc.route_tables[0]
+            .routes
+            .push(route_beyond("pl-63a5400a", "eni-firewall"));
+    });
+    let findings = case.findings();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        findings[0].message.contains("pl-63a5400a") && findings[0].message.contains("network interface eni-firewall")
+    );
+    // A blackhole route for S3's list drops S3 whatever the default route says.
+    let case = case.with(|c| {
+        if let Some(r) = c.vpc.route_tables[0].routes.last_mut() {
+            r.active = false;
+        }
+    });
+    assert_eq!(case.codes(), ["NoS3Route", "NoS3Route"]);
+}
+
+#[test]
+fn a_private_nat_gateway_into_a_transit_gateway_is_a_boundary() {
+    let case = Case::new().with(|c| {
+        remove_s3_endpoint(&mut c.vpc);
+        set_default_route(&mut c.vpc, None, Some("nat-1"));
+        c.vpc.nat_gateways[0].connectivity = "private".into();
+        c.vpc.route_tables[1]
+            .routes
+            .retain(|r| r.gateway_id.as_deref() != Some("igw-1"));
+        c.vpc.route_tables[1].routes.push(route_beyond("0.0.0.0/0", "tgw-hub"));
+    });
+    let findings = case.findings();
+    assert_eq!(
+        findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(),
+        ["EgressNotVerifiable"]
+    );
+    assert_eq!(findings[0].resource, "rtb-public");
+}
+
+#[test]
+fn egress_to_prefix_lists_counts_for_the_addresses_in_them() {
+    let egress = |pls: &[&str]| {
+        let pls: Vec<String> = pls.iter().map(|p| p.to_string()).collect();
+        move |c: &mut Case| {
+            c.spec.processing_resources.cluster_config.instance_count = 1;
+            c.groups[0].egress = vec![SgRule {
+                protocol: "tcp".into(),
+                from_port: Some(443),
+                to_port: Some(443),
+                prefix_list_ids: pls.clone(),
+                ..Default::default()
+            }];
+            c.prefix_lists.push(PrefixList {
+                id: "pl-corp".into(),
+                name: String::new(),
+                cidrs: vec![
+                    "52.216.0.0/15".into(),
+                    "3.5.0.0/19".into(),
+                    "54.231.0.0/17".into(),
+                    "54.231.128.0/17".into(),
+                ],
+            });
+            c.prefix_lists.push(PrefixList {
+                id: "pl-partial".into(),
+                name: String::new(),
+                cidrs: vec!["52.216.0.0/15".into()],
+            });
+        }
+    };
+    // S3's own list, through the gateway endpoint and through a NAT gateway.
+    assert!(Case::new().with(egress(&["pl-63a5400a"])).codes().is_empty());
+    let nat = |c: &mut Case| {
+        remove_s3_endpoint(&mut c.vpc);
+        set_default_route(&mut c.vpc, None, Some("nat-1"));
+    };
+    assert!(Case::new().with(egress(&["pl-63a5400a"])).with(nat).codes().is_empty());
+    // A customer list covering S3's ranges (in pieces) counts; one covering a part does not.
+    assert!(Case::new().with(egress(&["pl-corp"])).codes().is_empty());
+    assert_eq!(Case::new().with(egress(&["pl-partial"])).codes(), ["NoS3Egress"]);
+    // IPv6 egress does not carry the job's IPv4 S3 traffic.
+    let v6 = Case::new().with(|c| {
+        c.spec.processing_resources.cluster_config.instance_count = 1;
+        c.groups[0].egress = vec![tcp(443, &["::/0"])];
+    });
+    assert_eq!(v6.codes(), ["NoS3Egress"]);
+}
+
+#[test]
+fn with_an_s3_interface_endpoint_only_egress_reaching_its_interfaces_counts() {
+    let base = |c: &mut Case| {
+        remove_s3_endpoint(&mut c.vpc);
+        add_interface_endpoint(&mut c.vpc, "s3", true);
+        c.spec.processing_resources.cluster_config.instance_count = 1;
+    };
+    let to_group = |g: &str| SgRule {
+        protocol: "tcp".into(),
+        from_port: Some(443),
+        to_port: Some(443),
+        group_ids: vec![g.into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        Case::new()
+            .with(base)
+            .with(|c| c.groups[0].egress = vec![to_group("sg-other")])
+            .codes(),
+        ["NoS3Egress"]
+    );
+    assert!(Case::new()
+        .with(base)
+        .with(|c| c.groups[0].egress = vec![to_group("sg-vpce")])
+        .codes()
+        .is_empty());
+    assert!(Case::new()
+        .with(base)
+        .with(|c| c.groups[0].egress = vec![tcp(443, &["10.0.0.0/16"])])
+        .codes()
+        .is_empty());
+    assert_eq!(
+        Case::new()
+            .with(base)
+            .with(|c| c.groups[0].egress = vec![tcp(443, &["10.0.1.0/24"])])
+            .codes(),
+        ["NoS3Egress"],
+        "one of the endpoint's two subnets is not reached"
+    );
+}
+
+#[test]
+fn interface_endpoints_must_be_available_answer_the_vpc_and_admit_the_job() {
+    let sts = |c: &mut Case| {
+        validation(&mut c.spec).required_services = Some(vec!["sts".into()]);
+        add_interface_endpoint(&mut c.vpc, "sts", true);
+    };
+    assert!(Case::new().with(sts).codes().is_empty());
+    type Breaks = Box<dyn Fn(&mut Case)>;
+    let broken: Vec<(&str, Breaks)> = vec![
+        (
+            "pending",
+            Box::new(|c: &mut Case| c.vpc.endpoints[1].state = "pending".into()),
+        ),
+        (
+            "private DNS is off",
+            Box::new(|c: &mut Case| c.vpc.endpoints[1].private_dns_enabled = false),
+        ),
+        (
+            "inbound Resolver",
+            Box::new(|c: &mut Case| c.vpc.endpoints[1].private_dns_only_for_inbound_resolver = true),
+        ),
+        (
+            "admit no inbound TCP 443",
+            Box::new(|c: &mut Case| c.vpc.endpoint_groups[0].ingress = vec![tcp(443, &["10.0.1.0/24"])]),
+        ),
+        (
+            "admit no inbound TCP 443",
+            Box::new(|c: &mut Case| c.vpc.endpoint_groups[0].ingress = vec![tcp(80, &["10.0.0.0/16"])]),
+        ),
+        (
+            "outbound TCP 443 to endpoint",
+            Box::new(|c: &mut Case| {
+                c.groups[0].egress = vec![
+                    tcp(443, &["52.216.0.0/15", "3.5.0.0/19", "54.231.0.0/16"]),
+                    all_traffic_from("sg-1"),
+                ]
+            }),
+        ),
+    ];
+    for (why, breaks) in broken {
+        let findings = Case::new().with(sts).with(|c| breaks(c)).findings();
+        let unusable: Vec<_> = findings
+            .iter()
+            .filter(|f| f.code == "InterfaceEndpointUnusable")
+            .collect();
+        assert_eq!(unusable.len(), 1, "{why}: {findings:?}");
+        assert_eq!(unusable[0].resource, "vpce-sts");
+        assert!(unusable[0].message.contains(why), "{why}: {}", unusable[0].message);
+        assert!(!findings.iter().any(|f| f.code == "MissingInterfaceEndpoint"));
+    }
+    // Admitted by the job's group instead of a CIDR.
+    let by_group = Case::new().with(sts).with(|c| {
+        c.vpc.endpoint_groups[0].ingress = vec![SgRule {
+            protocol: "tcp".into(),
+            from_port: Some(443),
+            to_port: Some(443),
+            group_ids: vec!["sg-1".into()],
+            ..Default::default()
+        }]
+    });
+    assert!(by_group.codes().is_empty());
+    // Private DNS off but a NAT path: the SDKs go through the NAT gateway, nothing to report.
+    let nat = Case::new().with(sts).with(|c| {
+        c.vpc.endpoints[1].private_dns_enabled = false;
+        set_default_route(&mut c.vpc, None, Some("nat-1"));
+    });
+    assert!(nat.codes().is_empty(), "{:?}", nat.codes());
+}
+
+#[test]
+fn an_s3_interface_endpoint_that_does_not_serve_is_named_instead_of_no_route() {
+    let case = Case::new().with(|c| {
+        remove_s3_endpoint(&mut c.vpc);
+        add_interface_endpoint(&mut c.vpc, "s3", false);
+        c.spec.processing_resources.cluster_config.instance_count = 1;
+    });
+    let findings = case.findings();
+    assert_eq!(
+        findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(),
+        ["InterfaceEndpointUnusable"]
+    );
+    assert!(findings[0].message.contains("private DNS is off") && findings[0].message.contains("subnet-a, subnet-b"));
+    // Private DNS on, the endpoint's group admits only another group: blocked, even with a NAT.
+    let closed = case.with(|c| {
+        c.vpc.endpoints[0].private_dns_enabled = true;
+        c.vpc.endpoint_groups[0].ingress = vec![tcp(443, &["192.168.0.0/16"])];
+        set_default_route(&mut c.vpc, None, Some("nat-1"));
+    });
+    assert_eq!(closed.codes(), ["InterfaceEndpointUnusable"]);
+}
+
+#[test]
+fn distributed_jobs_need_ingress_and_egress_among_members_and_ipsec_with_encryption() {
+    let encrypted = |c: &mut Case| {
+        c.spec
+            .network_config
+            .as_mut()
+            .map(|n| n.enable_inter_container_traffic_encryption = Some(true))
+            .unwrap_or(());
+    };
+    let all_tcp_self = SgRule {
+        protocol: "tcp".into(),
+        from_port: Some(0),
+        to_port: Some(65535),
+        group_ids: vec!["sg-1".into()],
+        ..Default::default()
+    };
+    // All protocols to and from the group: fine with encryption.
+    assert!(Case::new().with(encrypted).codes().is_empty());
+    // TCP only: fine without encryption, both directions missing IPsec with it.
+    let tcp_only = |c: &mut Case| {
+        c.groups[0].ingress = vec![all_tcp_self.clone()];
+        c.groups[0].egress = vec![all_tcp_self.clone(), tcp(443, &["0.0.0.0/0"])];
+    };
+    assert!(Case::new().with(tcp_only).codes().is_empty());
+    let findings = Case::new().with(tcp_only).with(encrypted).findings();
+    let codes: Vec<&str> = findings.iter().map(|f| f.code.as_str()).collect();
+    assert_eq!(codes, ["MissingSelfReferencingIngress", "MissingSelfReferencingEgress"]);
+    assert!(
+        findings[0].message.contains("UDP 500 and IP protocol 50 (ESP)"),
+        "{}",
+        findings[0].message
+    );
+    // Adding UDP 500 and ESP both ways fixes it.
+    let ipsec = |c: &mut Case| {
+        let g = &mut c.groups[0];
+        for rules in [&mut g.ingress, &mut g.egress] {
+            rules.push(SgRule {
+                protocol: "udp".into(),
+                from_port: Some(500),
+                to_port: Some(500),
+                group_ids: vec!["sg-1".into()],
+                ..Default::default()
+            });
+            rules.push(SgRule {
+                protocol: "50".into(),
+                group_ids: vec!["sg-1".into()],
+                ..Default::default()
+            });
+        }
+    };
+    assert!(Case::new()
+        .with(tcp_only)
+        .with(encrypted)
+        .with(ipsec)
+        .codes()
+        .is_empty());
+    // Ingress from the subnets' CIDRs counts like ingress from the group; IPv6 CIDRs do not.
+    let cidr = Case::new().with(|c| {
+        c.groups[0].ingress = vec![SgRule {
+            protocol: "-1".into(),
+            cidrs: vec!["10.0.0.0/16".into()],
+            ..Default::default()
+        }]
+    });
+    assert!(cidr.codes().is_empty());
+    let v6 = Case::new().with(|c| {
+        c.groups[0].ingress = vec![SgRule {
+            protocol: "-1".into(),
+            ipv6_cidrs: vec!["::/0".into()],
+            ..Default::default()
+        }]
+    });
+    assert_eq!(v6.codes(), ["MissingSelfReferencingIngress"]);
+}
+
+fn acl_case(entries: Vec<AclEntry>) -> Case {
+    Case::new().with(|c| c.vpc.network_acls[0].entries = entries)
+}
+
+#[test]
+fn network_acls_are_evaluated_exactly_against_s3s_ranges() {
+    let s3 = ["52.216.0.0/15", "3.5.0.0/19", "54.231.0.0/16"];
+    // Only S3's ranges out on 443, only the hosts' ephemeral range back in: enough.
+    let mut tight = Vec::new();
+    for (i, c) in s3.iter().enumerate() {
+        let n = 100 + i as i32;
+        tight.push(acl_entry(n, true, true, c, Some((443, 443))));
+        tight.push(acl_entry(n, false, true, c, Some((32768, 61000))));
+    }
+    assert!(
+        acl_case(tight.clone()).codes().is_empty(),
+        "{:?}",
+        acl_case(tight.clone()).codes()
+    );
+    // One S3 range missing outbound: blocked, naming the range.
+    let findings = acl_case(tight[1..].to_vec()).findings();
+    assert_eq!(findings.iter().filter(|f| f.code == "NetworkAclBlocksS3").count(), 2);
+    assert!(findings[0].message.contains("52.216.0.0/15"), "{}", findings[0].message);
+    // Return traffic only on 1024-32767: blocked; 1024-65535 is not demanded.
+    let narrow = vec![
+        acl_entry(100, true, true, "0.0.0.0/0", Some((443, 443))),
+        acl_entry(100, false, true, "0.0.0.0/0", Some((1024, 32767))),
+    ];
+    assert_eq!(count(&acl_case(narrow).codes(), "NetworkAclBlocksS3"), 2);
+    // A deny of 443 to part of S3 before the allow blocks, naming the rule.
+    let deny = vec![
+        acl_entry(90, true, false, "52.217.0.0/16", Some((443, 443))),
+        acl_entry(100, true, true, "0.0.0.0/0", None),
+        acl_entry(100, false, true, "0.0.0.0/0", None),
+    ];
+    let findings = acl_case(deny.clone()).findings();
+    assert!(
+        findings[0]
+            .message
+            .contains("rule 90 denies outbound TCP 443 to 52.217.0.0/16"),
+        "{}",
+        findings[0].message
+    );
+    // A deny elsewhere, a deny of other ports, a deny after the allow, an IPv6 deny: no effect.
+    for harmless in [
+        acl_entry(90, true, false, "10.9.0.0/16", Some((443, 443))),
+        acl_entry(90, true, false, "0.0.0.0/0", Some((22, 22))),
+        acl_entry(110, true, false, "0.0.0.0/0", Some((443, 443))),
+        acl_entry(90, true, false, "::/0", None),
+        acl_entry(90, false, false, "0.0.0.0/0", Some((1024, 32767))),
+    ] {
+        let mut entries = deny[1..].to_vec();
+        entries.push(harmless.clone());
+        assert!(acl_case(entries).codes().is_empty(), "{harmless:?}");
+    }
+}
+
+#[test]
+fn the_nat_path_needs_the_nat_subnets_acl_to_forward() {
+    let nat_acl = |entries: Vec<AclEntry>| {
+        Case::new().with(move |c| {
+            remove_s3_endpoint(&mut c.vpc);
+            set_default_route(&mut c.vpc, None, Some("nat-1"));
+            c.vpc.network_acls.push(NetworkAcl {
+                id: "acl-public".into(),
+                default: false,
+                subnet_ids: vec!["subnet-public".into()],
+                entries,
+            });
+        })
+    };
+    let open = vec![
+        acl_entry(100, true, true, "0.0.0.0/0", None),
+        acl_entry(100, false, true, "0.0.0.0/0", None),
+    ];
+    assert!(nat_acl(open).codes().is_empty());
+    // The public subnet's ACL admits replies only on the hosts' range, but the NAT gateway uses 1024-65535.
+    let hosts_only = vec![
+        acl_entry(100, true, true, "0.0.0.0/0", None),
+        acl_entry(100, false, true, "0.0.0.0/0", Some((32768, 61000))),
+        acl_entry(110, false, true, "10.0.0.0/16", Some((443, 443))),
+    ];
+    let findings = nat_acl(hosts_only).findings();
+    let blocked: Vec<_> = findings.iter().filter(|f| f.code == "NetworkAclBlocksS3").collect();
+    assert_eq!(blocked.len(), 2, "{findings:?}");
+    assert!(
+        blocked[0].message.contains("acl-public") && blocked[0].message.contains("subnet-public"),
+        "{}",
+        blocked[0].message
+    );
+}
+
 // ---------- property tests ----------
 
 fn arb_rule() -> impl Strategy<Value = SgRule> {
@@ -718,12 +1271,14 @@ fn arb_rule() -> impl Strategy<Value = SgRule> {
         ),
         prop::collection::vec(prop::sample::select(vec!["pl-63a5400a", "pl-other"]), 0..2),
         prop::collection::vec(prop::sample::select(vec!["sg-1", "sg-2", "sg-3"]), 0..2),
+        prop::collection::vec(prop::sample::select(vec!["::/0", "2600:1f18::/56"]), 0..2),
     )
-        .prop_map(|(p, from, to, cidrs, pls, groups)| SgRule {
+        .prop_map(|(p, from, to, cidrs, pls, groups, v6)| SgRule {
             protocol: p.into(),
             from_port: from,
             to_port: to,
             cidrs: cidrs.into_iter().map(Into::into).collect(),
+            ipv6_cidrs: v6.into_iter().map(Into::into).collect(),
             prefix_list_ids: pls.into_iter().map(Into::into).collect(),
             group_ids: groups.into_iter().map(Into::into).collect(),
         })
@@ -785,14 +1340,14 @@ prop_compose! {
                 Some((target, false)) => set_default_route(&mut c.vpc, Some(target), None),
                 None => {}
             }
-            if !keep_endpoint { c.vpc.endpoints.clear(); }
+            if !keep_endpoint { remove_s3_endpoint(&mut c.vpc); }
             c.spec.network_config.as_mut().map(|n| n.enable_network_isolation = Some(isolation)).unwrap_or(());
             validation(&mut c.spec).requires_internet = Some(internet);
             c.vpc.dns_support = dns.0;
             c.vpc.dns_hostnames = dns.1;
             if let Some((n, egress, port)) = acl_deny {
                 c.vpc.network_acls[0].entries.push(AclEntry { rule_number: n, egress, protocol: "6".into(), allow: false,
-                    cidr: Some("0.0.0.0/0".into()), port_from: Some(port), port_to: Some(port) });
+                    cidr: Some("0.0.0.0/0".into()), ipv6_cidr: None, port_from: Some(port), port_to: Some(port) });
             }
         })
     }
@@ -801,13 +1356,7 @@ prop_compose! {
 proptest! {
     #[test]
     fn random_snapshots_never_panic_and_findings_are_well_formed(case in arb_case()) {
-        let snap = NetworkSnapshot {
-            region: "us-east-1".into(),
-            subnets: case.subnets.clone(),
-            security_groups: case.groups.clone(),
-            vpc: Some(Arc::new(case.vpc.clone())),
-        };
-        for f in validate(&case.spec, &snap) {
+        for f in case.findings() {
             let code = Code::ALL.iter().find(|c| c.as_str() == f.code);
             prop_assert!(code.is_some(), "unknown code {}", f.code);
             prop_assert_eq!(code.map(|c| c.severity()), Some(f.severity));
@@ -855,5 +1404,3 @@ proptest! {
         prop_assert!(codes.contains(&"S3EndpointPolicyDenies".to_string()), "{:?} for {}", codes, value);
     }
 }
-
-use super::policy;

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use crate::api::{Finding, ProcessingJobSpec};
 
 use super::codes::Code;
-use super::snapshot::{NetworkSnapshot, SecurityGroup, Subnet, VpcTopology};
+use super::snapshot::{cidr, NetworkSnapshot, SecurityGroup, Subnet, VpcTopology};
 
 pub use endpoint_policy::parse_s3_uri;
 
@@ -38,6 +38,7 @@ impl Findings {
 /// that are in it.
 struct Scope<'a> {
     spec: &'a ProcessingJobSpec,
+    snap: &'a NetworkSnapshot,
     region: &'a str,
     vpc: &'a VpcTopology,
     subnets: Vec<&'a Subnet>,
@@ -47,6 +48,11 @@ struct Scope<'a> {
     instances: i64,
     /// `enableNetworkIsolation`: the container has no network of its own.
     isolation: bool,
+    /// S3's address ranges, from its prefix list; `None` when the list was not read.
+    s3_ranges: Option<Vec<cidr::Range>>,
+    /// The prefix lists the VPC routes to S3 gateway endpoints (what S3 egress may name when
+    /// S3's ranges are unknown).
+    s3_route_lists: BTreeSet<&'a str>,
 }
 
 impl<'a> Scope<'a> {
@@ -54,8 +60,25 @@ impl<'a> Scope<'a> {
         let subnets: Vec<&Subnet> = snap.subnets.iter().filter(|s| s.vpc_id == vpc.vpc_id).collect();
         let groups: Vec<&SecurityGroup> = snap.security_groups.iter().filter(|g| g.vpc_id == vpc.vpc_id).collect();
         let group_ids = groups.iter().map(|g| g.id.as_str()).collect();
+        let s3 = routes::s3_service(&snap.region);
+        let s3_route_lists = vpc
+            .route_tables
+            .iter()
+            .flat_map(|rt| rt.routes.iter())
+            .filter(|r| {
+                r.gateway_id
+                    .as_deref()
+                    .is_some_and(|g| vpc.endpoints.iter().any(|e| e.id == g && e.service_name == s3))
+            })
+            .filter_map(|r| r.destination_prefix_list_id.as_deref())
+            .collect();
         Self {
             spec,
+            snap,
+            s3_ranges: snap
+                .s3_prefix_list()
+                .map(|pl| pl.cidrs.iter().filter_map(|c| cidr::range(c)).collect()),
+            s3_route_lists,
             region: &snap.region,
             vpc,
             subnets,
@@ -64,6 +87,15 @@ impl<'a> Scope<'a> {
             instances: i64::from(spec.instance_count().max(1)),
             isolation: spec.network_isolation(),
         }
+    }
+
+    /// `enableInterContainerTrafficEncryption`: members talk through IPsec.
+    fn inter_container_encryption(&self) -> bool {
+        self.spec
+            .network_config
+            .as_ref()
+            .and_then(|n| n.enable_inter_container_traffic_encryption)
+            .unwrap_or(false)
     }
 
     /// The IDs of the job's security groups in the VPC, sorted, joined by `separator`.
@@ -88,15 +120,17 @@ pub fn validate(spec: &ProcessingJobSpec, snap: &NetworkSnapshot) -> Vec<Finding
 
     let scope = Scope::new(spec, snap, vpc);
     capacity::free_ips(&scope, &mut f); // N3
-    groups::self_referencing_ingress(&scope, &mut f); // N4
+    groups::members(&scope, &mut f); // N4
     let paths = routes::s3_paths(&scope);
+    let mut unverifiable = routes::Unverifiable::default();
     groups::s3_egress(&scope, &paths, &mut f); // N5
-    routes::s3_routes(&scope, &paths, &mut f); // N6
+    routes::s3_routes(&scope, &paths, &mut unverifiable, &mut f); // N6
     endpoint_policy::endpoint_policies(&scope, &paths, &mut f); // N7, N13
     advisories::dns(vpc, &mut f); // N8
-    acls::network_acls(&scope, &mut f); // N9
-    routes::internet(&scope, &mut f); // N10
-    routes::interface_endpoints(&scope, &mut f); // N11
+    acls::network_acls(&scope, &paths, &mut f); // N9
+    routes::internet(&scope, &mut unverifiable, &mut f); // N10
+    routes::interface_endpoints(&scope, &mut unverifiable, &mut f); // N11
+    unverifiable.report(&mut f); // N6, N10, N11 beyond the VPC
     advisories::flow_logs(vpc, &mut f); // N12
     f.0
 }

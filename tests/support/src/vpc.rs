@@ -1,6 +1,9 @@
 //! VPC topologies built in moto with `aws-sdk-ec2`, as SageMaker jobs meet them.
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, DomainType, IpPermission, UserIdGroupPair, VpcEndpointType};
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, DomainType, Filter, IpPermission, IpRange, PortRange, PrefixListId, RuleAction,
+    UserIdGroupPair, VpcEndpointType,
+};
 
 use super::stack;
 
@@ -12,6 +15,8 @@ pub struct Topology {
     pub region: String,
     pub ec2: aws_sdk_ec2::Client,
     pub vpc: String,
+    /// The VPC's CIDR, `<prefix>.0.0/16`.
+    pub cidr: String,
     pub private: Vec<String>,
     pub public: String,
     pub private_rtb: String,
@@ -102,6 +107,7 @@ pub async fn topology_in(region: &str, cidr_prefix: &str, dns_hostnames: bool) -
         region: region.to_string(),
         ec2,
         vpc,
+        cidr: format!("{cidr_prefix}.0.0/16"),
         private: vec![a, b],
         public,
         private_rtb,
@@ -128,9 +134,41 @@ pub async fn route_table(ec2: &aws_sdk_ec2::Client, vpc: &str, subnets: &[&str])
     id
 }
 
+/// A network ACL entry: rule number, egress, allow, CIDR, and TCP ports (`None`: all traffic).
+pub type AclRule<'a> = (i32, bool, bool, &'a str, Option<(i32, i32)>);
+
+/// A security-group permission: `protocol` (`tcp`, `udp`, `-1`, `50`), ports, and peers given
+/// as CIDRs (`10.0.0.0/16`), group IDs (`sg-…`) or prefix list IDs (`pl-…`).
+pub fn permission(protocol: &str, ports: Option<(i32, i32)>, peers: &[&str]) -> IpPermission {
+    let mut p = IpPermission::builder().ip_protocol(protocol);
+    if let Some((from, to)) = ports {
+        p = p.from_port(from).to_port(to);
+    }
+    for peer in peers {
+        p = if peer.starts_with("sg-") {
+            p.user_id_group_pairs(UserIdGroupPair::builder().group_id(*peer).build())
+        } else if peer.starts_with("pl-") {
+            p.prefix_list_ids(PrefixListId::builder().prefix_list_id(*peer).build())
+        } else {
+            p.ip_ranges(IpRange::builder().cidr_ip(*peer).build())
+        };
+    }
+    p.build()
+}
+
 impl Topology {
-    /// An interface endpoint for `service` (e.g. `sts`) in the private subnets.
+    /// An interface endpoint for `service` (e.g. `sts`) in the private subnets, with private
+    /// DNS and a security group admitting TCP 443 from the VPC, as one is set up for jobs.
     pub async fn interface_endpoint(&self, service: &str) -> String {
+        let sg = self
+            .security_group("endpoints", &[permission("tcp", Some((443, 443)), &[&self.cidr])], None)
+            .await;
+        self.interface_endpoint_with(service, true, &[&sg]).await
+    }
+
+    /// An interface endpoint for `service` in the private subnets, with private DNS as given
+    /// and these security groups.
+    pub async fn interface_endpoint_with(&self, service: &str, private_dns: bool, groups: &[&str]) -> String {
         let out = self
             .ec2
             .create_vpc_endpoint()
@@ -138,7 +176,8 @@ impl Topology {
             .vpc_endpoint_type(VpcEndpointType::Interface)
             .service_name(format!("com.amazonaws.{}.{service}", self.region))
             .set_subnet_ids(Some(self.private.clone()))
-            .private_dns_enabled(true)
+            .set_security_group_ids(Some(groups.iter().map(|g| g.to_string()).collect()))
+            .private_dns_enabled(private_dns)
             .send()
             .await
             .expect("interface endpoint");
@@ -146,6 +185,242 @@ impl Topology {
             .and_then(|e| e.vpc_endpoint_id())
             .expect("endpoint id")
             .to_string()
+    }
+
+    /// A security group in the VPC with these inbound rules, and these outbound rules instead
+    /// of the default allow-all (`None` keeps it).
+    pub async fn security_group(
+        &self,
+        name: &str,
+        ingress: &[IpPermission],
+        egress: Option<&[IpPermission]>,
+    ) -> String {
+        let sg = self
+            .ec2
+            .create_security_group()
+            .group_name(format!("{name}-{}", super::unique_suffix()))
+            .description(name)
+            .vpc_id(&self.vpc)
+            .send()
+            .await
+            .expect("sg");
+        let sg = sg.group_id().expect("sg id").to_string();
+        if !ingress.is_empty() {
+            self.ec2
+                .authorize_security_group_ingress()
+                .group_id(&sg)
+                .set_ip_permissions(Some(ingress.to_vec()))
+                .send()
+                .await
+                .expect("ingress");
+        }
+        if let Some(egress) = egress {
+            self.ec2
+                .revoke_security_group_egress()
+                .group_id(&sg)
+                .ip_permissions(permission("-1", None, &["0.0.0.0/0"]))
+                .send()
+                .await
+                .expect("revoke default egress");
+            if !egress.is_empty() {
+                self.ec2
+                    .authorize_security_group_egress()
+                    .group_id(&sg)
+                    .set_ip_permissions(Some(egress.to_vec()))
+                    .send()
+                    .await
+                    .expect("egress");
+            }
+        }
+        sg
+    }
+
+    /// The ID of S3's AWS-managed prefix list in the topology's region.
+    pub async fn s3_prefix_list(&self) -> String {
+        let out = self
+            .ec2
+            .describe_managed_prefix_lists()
+            .filters(
+                Filter::builder()
+                    .name("prefix-list-name")
+                    .values(format!("com.amazonaws.{}.s3", self.region))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("describe prefix lists");
+        out.prefix_lists()
+            .first()
+            .and_then(|p| p.prefix_list_id())
+            .expect("S3 prefix list")
+            .to_string()
+    }
+
+    /// A customer-managed prefix list with these CIDRs.
+    pub async fn prefix_list(&self, name: &str, cidrs: &[&str]) -> String {
+        let mut req = self
+            .ec2
+            .create_managed_prefix_list()
+            .prefix_list_name(format!("{name}-{}", super::unique_suffix()))
+            .address_family("IPv4")
+            .max_entries(20);
+        for c in cidrs {
+            req = req.entries(aws_sdk_ec2::types::AddPrefixListEntry::builder().cidr(*c).build());
+        }
+        let out = req.send().await.expect("prefix list");
+        out.prefix_list()
+            .and_then(|p| p.prefix_list_id())
+            .expect("prefix list id")
+            .to_string()
+    }
+
+    /// A network ACL with these entries `(rule, egress, allow, cidr, ports)` (TCP with ports,
+    /// all traffic without), associated with `subnets` instead of their current ACL.
+    pub async fn network_acl(&self, subnets: &[&str], entries: &[AclRule<'_>]) -> String {
+        let acl = self
+            .ec2
+            .create_network_acl()
+            .vpc_id(&self.vpc)
+            .send()
+            .await
+            .expect("acl");
+        let acl = acl
+            .network_acl()
+            .and_then(|a| a.network_acl_id())
+            .expect("acl id")
+            .to_string();
+        for (n, egress, allow, cidr, ports) in entries {
+            let mut req = self
+                .ec2
+                .create_network_acl_entry()
+                .network_acl_id(&acl)
+                .rule_number(*n)
+                .egress(*egress)
+                .rule_action(if *allow { RuleAction::Allow } else { RuleAction::Deny })
+                .protocol(if ports.is_some() { "6" } else { "-1" })
+                .cidr_block(*cidr);
+            if let Some((from, to)) = ports {
+                req = req.port_range(PortRange::builder().from(*from).to(*to).build());
+            }
+            req.send().await.expect("acl entry");
+        }
+        for subnet in subnets {
+            let current = self
+                .ec2
+                .describe_network_acls()
+                .filters(Filter::builder().name("association.subnet-id").values(*subnet).build())
+                .send()
+                .await
+                .expect("describe acls");
+            let association = current
+                .network_acls()
+                .iter()
+                .flat_map(|a| a.associations())
+                .find(|x| x.subnet_id() == Some(*subnet))
+                .and_then(|x| x.network_acl_association_id())
+                .expect("association")
+                .to_string();
+            self.ec2
+                .replace_network_acl_association()
+                .association_id(association)
+                .network_acl_id(&acl)
+                .send()
+                .await
+                .expect("replace acl association");
+        }
+        acl
+    }
+
+    /// A route of the private subnets' table for `destination` (a CIDR or a prefix list ID) to
+    /// a target beyond the VPC, created for the kind asked: `tgw`, `pcx` (to `peer_vpc`),
+    /// `eni`, `vgw` or `gwlbe`. Returns the target's ID.
+    pub async fn route_beyond(&self, destination: &str, kind: &str, peer_vpc: Option<&str>) -> String {
+        let ec2 = &self.ec2;
+        let target = match kind {
+            "tgw" => {
+                let t = ec2.create_transit_gateway().send().await.expect("tgw");
+                t.transit_gateway()
+                    .and_then(|t| t.transit_gateway_id())
+                    .expect("tgw id")
+                    .to_string()
+            }
+            "pcx" => {
+                let p = ec2
+                    .create_vpc_peering_connection()
+                    .vpc_id(&self.vpc)
+                    .peer_vpc_id(peer_vpc.expect("peer vpc"))
+                    .send()
+                    .await
+                    .expect("peering");
+                p.vpc_peering_connection()
+                    .and_then(|p| p.vpc_peering_connection_id())
+                    .expect("pcx id")
+                    .to_string()
+            }
+            "eni" => {
+                let e = ec2
+                    .create_network_interface()
+                    .subnet_id(&self.public)
+                    .send()
+                    .await
+                    .expect("eni");
+                e.network_interface()
+                    .and_then(|e| e.network_interface_id())
+                    .expect("eni id")
+                    .to_string()
+            }
+            "vgw" => {
+                let g = ec2
+                    .create_vpn_gateway()
+                    .r#type(aws_sdk_ec2::types::GatewayType::Ipsec1)
+                    .send()
+                    .await
+                    .expect("vgw");
+                let id = g
+                    .vpn_gateway()
+                    .and_then(|g| g.vpn_gateway_id())
+                    .expect("vgw id")
+                    .to_string();
+                ec2.attach_vpn_gateway()
+                    .vpn_gateway_id(&id)
+                    .vpc_id(&self.vpc)
+                    .send()
+                    .await
+                    .expect("attach vgw");
+                id
+            }
+            "gwlbe" => {
+                let e = ec2
+                    .create_vpc_endpoint()
+                    .vpc_id(&self.vpc)
+                    .vpc_endpoint_type(VpcEndpointType::GatewayLoadBalancer)
+                    .service_name(format!("com.amazonaws.vpce.{}.vpce-svc-0firewall", self.region))
+                    .subnet_ids(&self.public)
+                    .send()
+                    .await
+                    .expect("gwlb endpoint");
+                e.vpc_endpoint()
+                    .and_then(|e| e.vpc_endpoint_id())
+                    .expect("endpoint id")
+                    .to_string()
+            }
+            other => panic!("unknown route target kind {other}"),
+        };
+        let mut req = ec2.create_route().route_table_id(&self.private_rtb);
+        req = if destination.starts_with("pl-") {
+            req.destination_prefix_list_id(destination)
+        } else {
+            req.destination_cidr_block(destination)
+        };
+        req = match kind {
+            "tgw" => req.transit_gateway_id(&target),
+            "pcx" => req.vpc_peering_connection_id(&target),
+            "eni" => req.network_interface_id(&target),
+            "vgw" => req.gateway_id(&target),
+            _ => req.vpc_endpoint_id(&target),
+        };
+        req.send().await.expect("route beyond the VPC");
+        target
     }
 
     /// An example manifest with its placeholder network IDs replaced by this topology's.
