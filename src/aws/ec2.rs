@@ -135,7 +135,11 @@ impl Ec2Resolver {
     /// the number of jobs and VPCs.
     async fn prefix_lists(&self, groups: &[SecurityGroup], vpc: &VpcTopology) -> Result<Vec<PrefixList>, AwsError> {
         let s3_name = format!("com.amazonaws.{}.s3", self.region);
-        let s3_id = self.s3_prefix_list_id(&s3_name).await?;
+        // An S3 gateway endpoint's routes already name S3's list: no lookup by name then.
+        let s3_id = match s3_list_of_gateway_endpoint(vpc, &s3_name) {
+            Some(id) => Some(id),
+            None => self.s3_prefix_list_id(&s3_name).await?,
+        };
         let rules = groups
             .iter()
             .chain(vpc.endpoint_groups.iter())
@@ -603,4 +607,19 @@ fn poisoned() -> AwsError {
         code: None,
         message: "the EC2 cache lock was poisoned by a panic".into(),
     }
+}
+
+/// S3's prefix list as the VPC's S3 gateway endpoint routes to it (AWS adds the route with the
+/// list as its destination when the endpoint is associated with a route table).
+fn s3_list_of_gateway_endpoint(vpc: &VpcTopology, s3_name: &str) -> Option<String> {
+    vpc.endpoints
+        .iter()
+        .filter(|e| e.service_name == s3_name && e.endpoint_type == EndpointType::Gateway)
+        .find_map(|e| {
+            vpc.route_tables
+                .iter()
+                .flat_map(|rt| rt.routes.iter())
+                .find(|r| r.gateway_id.as_deref() == Some(e.id.as_str()))
+                .and_then(|r| r.destination_prefix_list_id.clone())
+        })
 }
