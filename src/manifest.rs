@@ -87,7 +87,10 @@ impl ManifestError {
         match self {
             ManifestError::Read { error, .. } => format!("cannot read: {error}"),
             ManifestError::Yaml { error, .. } => format!("not valid YAML: {error}"),
-            ManifestError::DuplicateKey { key, .. } => duplicate_key_message(key),
+            ManifestError::DuplicateKey { key: Some(key), .. } => {
+                format!("{key}: {}", duplicate_key_message(Some(key)))
+            }
+            ManifestError::DuplicateKey { key: None, .. } => duplicate_key_message(None),
             ManifestError::NotAnObject { problem, .. } => format!("not a Kubernetes object: {problem}"),
             ManifestError::UnknownVersion { api_version, .. } => format!(
                 "a ProcessingJob of apiVersion {api_version:?}, which this validator does not know; \
@@ -132,15 +135,13 @@ impl std::error::Error for ManifestError {
 /// Top-level keys that, repeated, mean two manifests were run together.
 const OBJECT_KEYS: [&str; 4] = ["apiVersion", "kind", "metadata", "spec"];
 
-fn duplicate_key_message(key: &Option<String>) -> String {
-    match key.as_deref() {
-        Some(k) if OBJECT_KEYS.contains(&k) => format!(
-            "duplicate key {k:?}: two manifests concatenated without a `---` line between them? \
-             (kubectl apply refuses duplicate keys too)"
-        ),
-        Some(k) => format!("duplicate key {k:?} (kubectl apply refuses duplicate keys too)"),
-        None => "duplicate mapping key (kubectl apply refuses duplicate keys too)".to_string(),
-    }
+/// Why a duplicate key is refused; the key itself is said by the caller.
+pub fn duplicate_key_message(key: Option<&str>) -> String {
+    let hint = match key {
+        Some(k) if OBJECT_KEYS.contains(&k) => ": two manifests concatenated without a `---` line between them?",
+        _ => "",
+    };
+    format!("duplicate key{hint} (kubectl apply refuses duplicate keys too)")
 }
 
 /// One reason the schema or a rule refuses an object: the field (`spec.tags[1].key`), the
@@ -870,7 +871,7 @@ spec:
         let text = e.to_string();
         assert!(
             text.starts_with("two.yaml: document 1: line ")
-                && text.contains("duplicate key \"apiVersion\"")
+                && text.contains("apiVersion: duplicate key: ")
                 && text.contains("without a `---`"),
             "{text}"
         );
@@ -879,7 +880,7 @@ spec:
         let found = parse_documents("n.yaml", &nested);
         let text = found.errors.iter().map(ToString::to_string).collect::<String>();
         assert!(
-            text.contains("duplicate key \"roleARN\"") && !text.contains("concatenated"),
+            text.contains("line 7: roleARN: duplicate key (kubectl") && !text.contains("concatenated"),
             "{text}"
         );
     }

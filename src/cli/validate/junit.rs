@@ -5,8 +5,9 @@
 //! class the manifest file; a `<failure>` per Error finding that blocks the job (Enforce mode),
 //! with code, resource, message and remediation; the other findings (warnings, info, errors not
 //! blocking in Warn mode) in `<system-out>`; a job in Skip mode `<skipped/>`; a job whose network
-//! could not be read, and each bad document, a test case with `<error>`s. The suite's counts are
-//! of test cases, as JUnit counts them.
+//! could not be read, and each bad document, a test case with `<error>`s (a bad document's case
+//! is named `document <n>`, with the job's name when it has one). The suite's counts are of test
+//! cases, as JUnit counts them.
 
 use std::fmt::Write;
 
@@ -101,9 +102,11 @@ fn finding_text(j: &JobReport, f: &LocatedFinding, note: &str) -> String {
 fn input_cases(errors: &[InputError]) -> Vec<Case> {
     let mut cases: Vec<Case> = Vec::new();
     for e in errors {
+        // The class is the file already.
+        let place = e.document.map_or_else(|| e.file.clone(), |d| format!("document {d}"));
         let name = match &e.job {
-            Some(job) => format!("{} ({job})", e.place()),
-            None => e.place(),
+            Some(job) => format!("{place} ({job})"),
+            None => place,
         };
         let problem = match &e.field {
             Some(field) => format!("{field}: {}", e.message),

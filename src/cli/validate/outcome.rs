@@ -117,8 +117,9 @@ impl InputError {
                     ..base.clone()
                 })
                 .collect(),
-            ManifestError::DuplicateKey { key, .. } => vec![InputError {
-                field: key.clone(),
+            ManifestError::DuplicateKey { key: Some(key), .. } => vec![InputError {
+                field: Some(key.clone()),
+                message: crate::manifest::duplicate_key_message(Some(key)),
                 ..base
             }],
             _ => vec![base],
