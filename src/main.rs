@@ -20,7 +20,9 @@ enum Command {
     /// Run the controller.
     Run(Box<smpc::cli::run::RunArgs>),
     /// Validate the VPC network of ProcessingJob manifests, without a cluster.
-    /// Exit 0: no Error finding; 1: Error findings; 2: bad input; 3: AWS could not be read.
+    /// Exit 0: no Error finding blocks a job; 1: Error findings block a job (networkValidation
+    /// mode Enforce; Warn-mode errors do not, Skip-mode jobs are skipped); 2: bad input; 3: EC2
+    /// could not be read. A run with several outcomes exits with the worst: 3 > 2 > 1 > 0.
     Validate(smpc::cli::validate::ValidateArgs),
     /// Print the ProcessingJob CustomResourceDefinition as YAML.
     Crd,

@@ -72,7 +72,8 @@ async fn private_subnets_with_an_s3_gateway_endpoint_pass() {
         .expect("finding")
         .keys()
         .collect();
-    assert_eq!(keys, ["code", "message", "remediation", "resource", "severity"]);
+    // A finding as in the resource's status, plus the manifest line it points at.
+    assert_eq!(keys, ["code", "line", "message", "remediation", "resource", "severity"]);
 }
 
 #[tokio::test]

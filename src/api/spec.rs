@@ -521,7 +521,13 @@ pub enum S3UploadMode {
     EndOfJob,
 }
 
-/// What happens to the SageMaker job when the resource is deleted.
+/// What happens to the SageMaker job when this resource is deleted. `Stop` (the default): a
+/// job still running is stopped (StopProcessingJob), and the resource goes once the job has
+/// ended. `Retain`: the job is left as it is and the resource goes at once. Without this field,
+/// ACK's annotation `services.k8s.aws/deletion-policy: retain` is honoured. May be changed at any
+/// time: the policy in force when the resource is deleted applies.
+// This text, not the field's, is what `kubectl explain` shows: the CRD's schema of an optional
+// enum takes the enum's description (tests/admission.rs checks the explain output).
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum DeletionPolicy {
     /// Stop the job if it is still running, then release the resource.
@@ -552,7 +558,15 @@ pub struct NetworkValidation {
     pub required_services: Option<Vec<String>>,
 }
 
-/// Network validation mode.
+/// What an Error finding of the network validation does. `Enforce` (the default): it stops the
+/// job from being created; the resource waits (Stalled, reason NetworkInvalid) and is validated
+/// again every revalidation interval (5 minutes by default) or at once when the annotation
+/// `sagemaker.processing.dev/revalidate` gets a new value. `Warn`: the job is created
+/// anyway and the findings are kept in status and Events. `Skip`: the network is not validated
+/// and EC2 is not read. May be changed at any time until the job is created; `validate` judges a
+/// job by this mode too (only Enforce makes it exit 1).
+// This text, not the field's, is what `kubectl explain` shows: the CRD's schema of an optional
+// enum takes the enum's description (tests/admission.rs checks the explain output).
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum ValidationMode {
     /// Error findings block the job.

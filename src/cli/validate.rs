@@ -2,27 +2,42 @@
 //!
 //! A GitOps stream (`kustomize build`, a directory of manifests) mixes kinds: every
 //! ProcessingJob (ours and ACK's) is validated, other objects are skipped and listed on standard
-//! error. Exit codes: 0 no Error finding (also when there is no ProcessingJob at all), 1 Error
-//! findings, 2 bad input, 3 AWS could not be read.
+//! error. A bad document is reported and the others are still checked. Each job is judged as the
+//! controller would judge it, by its `networkValidation.mode`. The exit code is the worst outcome
+//! ([`Report::exit_code`]): 3 a network could not be read, 2 bad input, 1 an Error finding
+//! blocks a job, 0 otherwise. Output: text, JSON, JUnit XML or GitHub workflow commands.
+
+mod github;
+mod junit;
+mod outcome;
+mod text;
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
-use crate::api::{Finding, ACK_REGION_ANNOTATION};
+use crate::api::{ValidationMode, ACK_REGION_ANNOTATION};
 use crate::aws::ec2::Ec2Resolver;
 use crate::aws::CallCounter;
-use crate::manifest::{self, Manifests};
-use crate::network;
+use crate::manifest::{self, LoadedJob, Manifests};
+use crate::network::{self, NetworkSnapshot};
+
+pub use outcome::{InputError, JobReport, LocatedFinding, Report, Verdict};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// A readable report per job.
     Text,
+    /// The report as one JSON document (jobs, errors, skipped).
     Json,
+    /// JUnit XML: a test case per ProcessingJob, a failure per blocking Error finding (GitLab,
+    /// Jenkins, Azure DevOps and other CI systems show them natively).
+    Junit,
+    /// GitHub Actions workflow commands (`::error file=…,line=…::…`), shown as annotations on
+    /// the manifest's lines.
+    Github,
 }
 
 /// Arguments of `validate`.
@@ -43,22 +58,6 @@ pub struct ValidateArgs {
     /// Print the number of EC2 calls made to standard error, as JSON.
     #[arg(long)]
     pub call_stats: bool,
-}
-
-#[derive(Serialize)]
-struct Report {
-    jobs: Vec<JobReport>,
-    /// Objects of other kinds, skipped: `<source>: document <n>: <kind> <name> (<apiVersion>)`.
-    skipped: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct JobReport {
-    namespace: String,
-    name: String,
-    #[serde(rename = "vpcID")]
-    vpc_id: Option<String>,
-    findings: Vec<Finding>,
 }
 
 fn read_error(name: &std::path::Path) -> impl FnOnce(std::io::Error) -> manifest::ManifestError + '_ {
@@ -90,39 +89,43 @@ fn manifest_files(name: &str) -> Result<Vec<std::path::PathBuf>, manifest::Manif
     Ok(files)
 }
 
-/// Everything the `-f` arguments name.
-fn read_all(names: &[String]) -> Result<Manifests, manifest::ManifestError> {
+/// Everything the `-f` arguments name; a source that cannot be read is an error of its own and
+/// the others are still read.
+fn read_all(names: &[String]) -> Manifests {
     let mut all = Manifests::default();
     for name in names {
         if name == "-" {
             let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(read_error(std::path::Path::new("<stdin>")))?;
-            all.extend(manifest::parse_documents("<stdin>", &text)?);
+            match std::io::stdin().read_to_string(&mut text) {
+                Ok(_) => all.extend(manifest::parse_documents("<stdin>", &text)),
+                Err(e) => all.errors.push(read_error(std::path::Path::new("<stdin>"))(e)),
+            }
             continue;
         }
-        for file in manifest_files(name)? {
-            let text = std::fs::read_to_string(&file).map_err(read_error(&file))?;
-            all.extend(manifest::parse_documents(&file.display().to_string(), &text)?);
+        let files = match manifest_files(name) {
+            Ok(files) => files,
+            Err(e) => {
+                all.errors.push(e);
+                continue;
+            }
+        };
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => all.extend(manifest::parse_documents(&file.display().to_string(), &text)),
+                Err(e) => all.errors.push(read_error(&file)(e)),
+            }
         }
     }
-    Ok(all)
+    all
 }
 
 /// Runs `validate`; returns the process exit code.
 pub async fn run(args: ValidateArgs) -> u8 {
-    let Manifests { jobs, skipped } = match read_all(&args.files) {
-        Ok(found) => found,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+    let Manifests { jobs, skipped, errors } = read_all(&args.files);
     for s in &skipped {
         eprintln!("skipped: {s}: not a ProcessingJob");
     }
-    if jobs.is_empty() {
+    if jobs.is_empty() && errors.is_empty() {
         // A GitOps stream without jobs is nothing to refuse: the pipeline goes on.
         eprintln!(
             "no ProcessingJob found in {} ({} other object(s) skipped): nothing to validate",
@@ -134,128 +137,156 @@ pub async fn run(args: ValidateArgs) -> u8 {
             skipped.len()
         );
     }
+    let mut report = Report {
+        errors: errors.iter().flat_map(InputError::from_manifest).collect(),
+        skipped: skipped.iter().map(ToString::to_string).collect(),
+        ..Report::default()
+    };
+    let mut ec2 = Ec2Readers::default();
     for j in &jobs {
-        if j.job.spec.vpc_config().is_some() && j.job.region(args.region.as_deref()).is_none() {
-            eprintln!(
-                "error: {}: document {}: no region for job {}: set spec.region, the {ACK_REGION_ANNOTATION} annotation, --region or AWS_REGION",
-                j.source_name,
-                j.document,
-                j.job.metadata.name.as_deref().unwrap_or_default()
-            );
-            return 2;
+        match check_job(j, args.region.as_deref(), &mut ec2).await {
+            Ok(job) => report.jobs.push(job),
+            Err(e) => report.errors.push(e),
         }
     }
-
-    // Loaded on first need: a stream of jobs without a VPC needs no AWS configuration.
-    let sdk_config = tokio::sync::OnceCell::new();
-    let calls = Arc::new(CallCounter::default());
-    let mut resolvers: BTreeMap<String, Ec2Resolver> = BTreeMap::new();
-    let mut reports = Vec::with_capacity(jobs.len());
-    for j in &jobs {
-        let spec = &j.job.spec;
-        let mut report = JobReport {
-            namespace: j.job.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
-            name: j.job.metadata.name.clone().unwrap_or_default(),
-            vpc_id: None,
-            findings: Vec::new(),
-        };
-        if let Some(region) = j
-            .job
-            .region(args.region.as_deref())
-            .filter(|_| spec.vpc_config().is_some())
-        {
-            let sdk_config = sdk_config
-                .get_or_init(|| aws_config::defaults(aws_config::BehaviorVersion::latest()).load())
-                .await;
-            let resolver = resolvers.entry(region.clone()).or_insert_with(|| {
-                let conf = aws_sdk_ec2::config::Builder::from(sdk_config)
-                    .region(aws_config::Region::new(region.clone()))
-                    .build();
-                Ec2Resolver::new(
-                    aws_sdk_ec2::Client::from_conf(conf),
-                    region.clone(),
-                    Duration::from_secs(60),
-                    calls.clone(),
-                )
-            });
-            match resolver.snapshot(spec).await {
-                Ok(snapshot) => {
-                    report.vpc_id = snapshot.vpc.as_ref().map(|v| v.vpc_id.clone());
-                    report.findings = network::validate(spec, &snapshot);
-                }
-                Err(e) => {
-                    eprintln!(
-                        "error: {}: cannot read the network of job {}/{}: {e}{}",
-                        j.source_name,
-                        report.namespace,
-                        report.name,
-                        unreachable_hint(&e, &region)
-                    );
-                    return 3;
-                }
-            }
-        }
-        reports.push(report);
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    for j in report.jobs.iter().filter(|j| j.verdict == Verdict::NotChecked) {
+        eprintln!(
+            "error: {}: cannot read the network of job {}/{}: {}",
+            j.file,
+            j.namespace,
+            j.name,
+            j.error.as_deref().unwrap_or_default()
+        );
     }
 
-    let any_error = reports.iter().any(|r| network::has_errors(&r.findings));
     match args.output {
-        Format::Json => match serde_json::to_string_pretty(&Report {
-            jobs: reports,
-            skipped: skipped.iter().map(ToString::to_string).collect(),
-        }) {
+        Format::Json => match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("error: cannot render JSON: {e}");
                 return 3;
             }
         },
-        Format::Text => print!("{}", render_text(&reports)),
+        Format::Text => print!("{}", text::render(&report)),
+        Format::Junit => print!("{}", junit::render(&report)),
+        Format::Github => print!("{}", github::render(&report)),
     }
     if args.call_stats {
-        let by_op = calls.by_operation("ec2");
+        let by_op = ec2.calls.by_operation("ec2");
         eprintln!(
             "{}",
-            serde_json::json!({"ec2": {"total": calls.total("ec2"), "byOperation": by_op}})
+            serde_json::json!({"ec2": {"total": ec2.calls.total("ec2"), "byOperation": by_op}})
         );
     }
-    u8::from(any_error)
+    if !report.jobs.is_empty() || !report.errors.is_empty() {
+        eprintln!("{}", report.summary());
+    }
+    report.exit_code()
 }
 
-fn render_text(reports: &[JobReport]) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    for r in reports {
-        let vpc = r.vpc_id.as_deref().unwrap_or("no VPC");
-        let errors = r
-            .findings
-            .iter()
-            .filter(|f| f.severity == crate::api::Severity::Error)
-            .count();
-        let verdict = if errors > 0 {
-            format!("{errors} error(s)")
-        } else {
-            "ok".to_string()
-        };
-        let _ = writeln!(out, "{}/{} ({vpc}): {verdict}", r.namespace, r.name);
-        if r.findings.is_empty() {
-            let _ = writeln!(out, "  no findings");
-        }
-        let width = r.findings.iter().map(|f| f.code.len()).max().unwrap_or(0);
-        for f in &r.findings {
-            let _ = writeln!(
-                out,
-                "  {:<7} {:<width$}  {}",
-                f.severity.to_string(),
-                f.code,
-                f.resource
-            );
-            let _ = writeln!(out, "          {}", f.message);
-            let _ = writeln!(out, "          fix: {}", f.remediation);
-        }
-        out.push('\n');
+/// Judges one job as the controller would: by its validation mode, on its network as read from
+/// EC2. A job in a VPC without any region is bad input.
+async fn check_job(j: &LoadedJob, default_region: Option<&str>, ec2: &mut Ec2Readers) -> Result<JobReport, InputError> {
+    let spec = &j.job.spec;
+    let mode = spec.validation_mode();
+    let mut report = JobReport {
+        namespace: j.job.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: j.job.metadata.name.clone().unwrap_or_default(),
+        file: j.source_name.clone(),
+        document: j.document,
+        line: j.line,
+        mode,
+        verdict: Verdict::Passed,
+        vpc_id: None,
+        findings: Vec::new(),
+        error: None,
+    };
+    if mode == ValidationMode::Skip {
+        report.verdict = Verdict::Skipped;
+        return Ok(report);
     }
-    out
+    if spec.vpc_config().is_none() {
+        return Ok(report); // runs outside any VPC: nothing to validate
+    }
+    let Some(region) = j.job.region(default_region) else {
+        return Err(InputError {
+            file: j.source_name.clone(),
+            document: Some(j.document),
+            line: Some(j.line_of_field("spec").unwrap_or(j.line)),
+            job: Some(report.name),
+            field: Some("spec.region".into()),
+            message: format!(
+                "no region for the job: set spec.region, the {ACK_REGION_ANNOTATION} annotation, --region or AWS_REGION"
+            ),
+        });
+    };
+    match ec2.snapshot(&region, spec).await {
+        Ok(snapshot) => {
+            report.vpc_id = snapshot.vpc.as_ref().map(|v| v.vpc_id.clone());
+            let vpc_line = j.line_of_field("spec.networkConfig.vpcConfig").unwrap_or(j.line);
+            report.findings = network::validate(spec, &snapshot)
+                .into_iter()
+                .map(|finding| LocatedFinding {
+                    line: j.line_mentioning(&finding.resource).unwrap_or(vpc_line),
+                    finding,
+                })
+                .collect();
+            let findings: Vec<_> = report.findings.iter().map(|f| f.finding.clone()).collect();
+            report.verdict = Verdict::of(mode, &findings);
+        }
+        Err(e) => {
+            report.verdict = Verdict::NotChecked;
+            report.error = Some(e);
+        }
+    }
+    Ok(report)
+}
+
+/// EC2 readers, one per region, sharing one call counter. The AWS configuration is loaded on
+/// first need: a stream of jobs without a VPC needs none. A region that could not be read is
+/// not asked again in this run (credentials, endpoint and region errors hold for every job).
+#[derive(Default)]
+struct Ec2Readers {
+    sdk_config: Option<aws_config::SdkConfig>,
+    resolvers: BTreeMap<String, Ec2Resolver>,
+    unreadable: BTreeMap<String, String>,
+    calls: Arc<CallCounter>,
+}
+
+impl Ec2Readers {
+    async fn snapshot(
+        &mut self,
+        region: &str,
+        spec: &crate::api::ProcessingJobSpec,
+    ) -> Result<NetworkSnapshot, String> {
+        if let Some(e) = self.unreadable.get(region) {
+            return Err(e.clone());
+        }
+        if self.sdk_config.is_none() {
+            self.sdk_config = Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await);
+        }
+        let sdk_config = self.sdk_config.as_ref().ok_or("no AWS configuration")?;
+        let calls = self.calls.clone();
+        let resolver = self.resolvers.entry(region.to_string()).or_insert_with(|| {
+            let conf = aws_sdk_ec2::config::Builder::from(sdk_config)
+                .region(aws_config::Region::new(region.to_string()))
+                .build();
+            Ec2Resolver::new(
+                aws_sdk_ec2::Client::from_conf(conf),
+                region.to_string(),
+                Duration::from_secs(60),
+                calls,
+            )
+        });
+        resolver.snapshot(spec).await.map_err(|e| {
+            let message = format!("{e}{}", unreachable_hint(&e, region));
+            self.unreadable.insert(region.to_string(), message.clone());
+            message
+        })
+    }
 }
 
 /// For an error that is not AWS's answer (no error code): which region and endpoint were tried,
