@@ -385,6 +385,7 @@ fn settings() -> Settings {
         instance: None,
         orphan_sweep_interval: Duration::from_secs(600),
         stop_orphans: false,
+        max_active_jobs_per_region: None,
     }
 }
 
