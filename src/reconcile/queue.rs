@@ -199,8 +199,9 @@ impl Queue {
                 };
             }
         }
+        let known = self.lanes.contains_key(lane);
         let state = self.lanes.entry(lane.clone()).or_default();
-        if resumed && !state.full && state.probe_at.is_none() {
+        if resumed && !known {
             // Queued before a restart: the quota was reached a moment ago; probe after the backoff.
             state.full = true;
             state.refusals = 1;
@@ -252,9 +253,7 @@ impl Queue {
     /// A job of `lane` in `namespace` ended: capacity is free. Returns the jobs to wake: the
     /// lane's head, and the oldest job held by the namespace's or the region's cap.
     pub fn released(&mut self, lane: &Lane, namespace: &str) -> Vec<Place> {
-        if let Some(state) = self.lanes.get_mut(lane) {
-            *state = LaneState::default();
-        }
+        self.lanes.insert(lane.clone(), LaneState::default());
         let mut wake: Vec<Place> = self.head(lane).into_iter().collect();
         let capped = |w: &Waiting, p: &Place| match w.hold {
             Hold::NamespaceCap { .. } => p.namespace == namespace,
