@@ -97,6 +97,9 @@ struct LaneState {
     refusals: u32,
     /// SageMaker's message of the last refusal.
     message: String,
+    /// The job of the line whose create is in flight: younger jobs wait for its answer, so that
+    /// the line is created in order.
+    probing: Option<Place>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,7 +159,13 @@ impl Queue {
     /// The create of `place` is being sent: it leaves the line and counts against the caps until
     /// [`Queue::created`], [`Queue::refused`] or [`Queue::forget`].
     pub fn begin(&mut self, place: &Place, lane: &Lane) {
-        self.waiting.remove(place);
+        let from_line = self
+            .waiting
+            .remove(place)
+            .is_some_and(|w| matches!(w.hold, Hold::Quota { .. }));
+        if from_line {
+            self.lanes.entry(lane.clone()).or_default().probing = Some(place.clone());
+        }
         self.creating.insert(place.clone(), lane.clone());
     }
 
@@ -201,6 +210,14 @@ impl Queue {
         }
         let known = self.lanes.contains_key(lane);
         let state = self.lanes.entry(lane.clone()).or_default();
+        if state.probing.as_ref().is_some_and(|p| p < place) {
+            return Verdict::Wait {
+                hold: Hold::Quota {
+                    message: state.message.clone(),
+                },
+                retry: WAITING_BACKSTOP,
+            };
+        }
         if resumed && !known {
             // Queued before a restart: the quota was reached a moment ago; probe after the backoff.
             state.full = true;
@@ -234,6 +251,7 @@ impl Queue {
         self.creating.remove(place);
         let state = self.lanes.entry(lane.clone()).or_default();
         state.full = true;
+        state.probing = None;
         state.refusals = state.refusals.saturating_add(1);
         let delay = probe_delay(state.refusals);
         state.probe_at = Some(now + delay);
@@ -253,7 +271,12 @@ impl Queue {
     /// A job of `lane` in `namespace` ended: capacity is free. Returns the jobs to wake: the
     /// lane's head, and the oldest job held by the namespace's or the region's cap.
     pub fn released(&mut self, lane: &Lane, namespace: &str) -> Vec<Place> {
-        self.lanes.insert(lane.clone(), LaneState::default());
+        let state = self.lanes.entry(lane.clone()).or_default();
+        // The head's create in flight, if any, keeps its turn.
+        *state = LaneState {
+            probing: state.probing.take(),
+            ..LaneState::default()
+        };
         let mut wake: Vec<Place> = self.head(lane).into_iter().collect();
         let capped = |w: &Waiting, p: &Place| match w.hold {
             Hold::NamespaceCap { .. } => p.namespace == namespace,
@@ -275,7 +298,11 @@ impl Queue {
             .creating
             .remove(place)
             .or_else(|| self.waiting.remove(place).map(|w| w.lane))?;
-        let full = self.lanes.get(&lane).is_some_and(|s| s.full);
+        let state = self.lanes.entry(lane.clone()).or_default();
+        if state.probing.as_ref() == Some(place) {
+            state.probing = None;
+        }
+        let full = state.full;
         (!full).then(|| self.head(&lane)).flatten()
     }
 
@@ -426,6 +453,25 @@ mod tests {
         q.refused(&jobs[1], &m5, "limit", now);
         assert!(!go(&mut q, &jobs[2], &m5, now));
         assert_eq!(q.released(&m5, "team-a"), [jobs[1].clone()]);
+    }
+
+    #[test]
+    fn younger_jobs_wait_for_the_answer_to_the_heads_create() {
+        let mut q = Queue::default();
+        let now = Instant::now();
+        let m5 = lane("ml.m5.xlarge");
+        let (a, b) = (place(1, "a"), place(2, "b"));
+        for p in [&a, &b] {
+            go(&mut q, p, &m5, now);
+            q.refused(p, &m5, "limit", now);
+        }
+        q.released(&m5, "team-a");
+        assert!(go(&mut q, &a, &m5, now));
+        // a's create is in flight: b (its backstop timer fired) must not pass it.
+        assert!(!go(&mut q, &b, &m5, now));
+        assert!(!go(&mut q, &place(3, "new"), &m5, now));
+        assert_eq!(q.created(&a), Some(b.clone()));
+        assert!(go(&mut q, &b, &m5, now));
     }
 
     #[test]
