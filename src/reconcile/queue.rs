@@ -490,7 +490,7 @@ mod tests {
         q.refused(&b, &m5, "limit", now);
         let c = place(3, "c");
         go(&mut q, &c, &m5, now);
-        assert_eq!(q.released(&m5, "team-a"), [b.clone()]);
+        assert_eq!(q.released(&m5, "team-a"), std::slice::from_ref(&b));
         assert_eq!(q.forget(&b), Some(c.clone()), "an open lane's next job takes the turn");
     }
 
@@ -527,7 +527,7 @@ mod tests {
             region: 1,
         };
         assert_eq!(admit(&mut q, &d, &m5, one, caps, false, now), capped);
-        assert_eq!(q.released(&m5, "team-a"), [c.clone()]);
+        assert_eq!(q.released(&m5, "team-a"), std::slice::from_ref(&c));
         assert_eq!(admit(&mut q, &c, &m5, one, caps, false, now), Verdict::Go);
         // Another namespace is not held by team-a's cap.
         let elsewhere = Place {
