@@ -52,15 +52,29 @@ impl Drop for RestoreConfig {
     }
 }
 
+fn tag(j: &Value, key: &str) -> Option<String> {
+    j["tags"].as_array().and_then(|t| {
+        t.iter()
+            .find(|t| t["Key"] == key)
+            .and_then(|t| t["Value"].as_str().map(str::to_string))
+    })
+}
+
+/// Ends the jobs an earlier run of this test left running (its controller killed by a failure
+/// before it stopped them): they would hold the quota this run measures.
+fn end_leftovers() {
+    if let Value::Object(jobs) = sim_jobs() {
+        for (name, j) in jobs {
+            let ours = tag(&j, "sagemaker.processing.dev/namespace").is_some_and(|n| n.starts_with("quotas-"));
+            if ours && matches!(j["status"].as_str(), Some("InProgress" | "Stopping")) {
+                sim_set_status(&name, r#"{"status":"Stopped"}"#);
+            }
+        }
+    }
+}
+
 /// The simulator's jobs of the namespace: resource name → (status, createdAt).
 fn sim_jobs_in(ns: &str) -> BTreeMap<String, (String, f64)> {
-    let tag = |j: &Value, key: &str| {
-        j["tags"].as_array().and_then(|t| {
-            t.iter()
-                .find(|t| t["Key"] == key)
-                .and_then(|t| t["Value"].as_str().map(str::to_string))
-        })
-    };
     let mut out = BTreeMap::new();
     if let Value::Object(jobs) = sim_jobs() {
         for j in jobs.values() {
@@ -81,6 +95,7 @@ async fn more_jobs_than_the_quota_all_complete_in_creation_order_without_a_creat
     s.install_crd();
     let _c;
     let ns = s.namespace("quotas");
+    end_leftovers();
     let saved = s.sim_admin("GET", "/_sim/config", None);
     let mut config: Value = serde_json::from_str(&saved).expect("the simulator's configuration");
     config["instanceQuota"][INSTANCE_TYPE] = QUOTA.into();
