@@ -296,6 +296,13 @@ fn operational_values_reach_the_deployment() {
     assert!(custom.contains("topologyKey: topology.kubernetes.io/zone"));
     assert!(custom.contains("value: \"3m\""));
     assert!(custom.contains("name: smpc-ctl\n"), "{custom}");
+    // The cap per region: off by default, an environment variable when set.
+    assert!(!defaults.contains("SMPC_MAX_ACTIVE_JOBS_PER_REGION"));
+    let capped = render(&["maxActiveJobsPerRegion=20"]);
+    assert!(
+        capped.contains("name: SMPC_MAX_ACTIVE_JOBS_PER_REGION\n              value: \"20\""),
+        "{capped}"
+    );
     let renamed = render(&["nameOverride=processing"]);
     assert!(renamed.contains("name: smpc-processing\n"), "{renamed}");
 

@@ -33,7 +33,7 @@ pub const JOB_NAME_PATTERN: &str = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
         name = "Phase",
         type_ = "string",
         json_path = ".status.phase",
-        description = "Where the controller stands: Pending, Blocked, Creating, Created, Adopted, Refused"
+        description = "Where the controller stands: Pending, Queued, Blocked, Creating, Created, Adopted, Refused"
     ),
     printcolumn(
         name = "Status",
@@ -45,7 +45,7 @@ pub const JOB_NAME_PATTERN: &str = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
         name = "Reason",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
-        description = "Why the job is or is not running: the Ready condition's reason (NetworkInvalid, NotAllowedInNamespace, RegionMissing, InvalidSpec, JobNameInUse, InProgress, Completed, Failed, ...)"
+        description = "Why the job is or is not running: the Ready condition's reason (NetworkInvalid, NotAllowedInNamespace, RegionMissing, QuotaExceeded, ActiveJobLimit, InvalidSpec, JobNameInUse, InProgress, Completed, Failed, ...)"
     ),
     printcolumn(
         name = "Network",

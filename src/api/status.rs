@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct ProcessingJobStatus {
     /// Where the controller stands with this resource: Pending (not created yet: checking, or
-    /// waiting for credentials, a region or quota), Blocked (refused by the network or the
+    /// waiting for credentials or a region), Queued (not created yet: waiting in creation order
+    /// for SageMaker capacity or under a cap on active jobs), Blocked (refused by the network or the
     /// namespace; checked again periodically and on changes), Creating (a create was sent or is
     /// about to be), Created / Adopted (the SageMaker job exists), Refused (final for this
     /// generation: SageMaker rejected the spec or the name belongs to another job; create a new
@@ -74,8 +75,11 @@ pub struct ProcessingJobStatus {
 /// this field (never from condition reasons).
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum JobPhase {
-    /// Not created yet: being checked, or waiting for credentials, a region or quota.
+    /// Not created yet: being checked, or waiting for credentials or a region.
     Pending,
+    /// Not created yet: waiting in creation order for SageMaker capacity (reason QuotaExceeded)
+    /// or under a cap on active jobs (reason ActiveJobLimit). Nothing exists in SageMaker.
+    Queued,
     /// Refused by the network or the namespace; checked again periodically and on changes.
     Blocked,
     /// The job name and region are recorded and a create was sent or is about to be: the job may

@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Stop the orphans found (StopProcessingJob), not only report them.
     #[arg(long, env = "SMPC_STOP_ORPHANS", default_value_t = false)]
     pub stop_orphans: bool,
+    /// At most this many active jobs (created and not ended) per region; more wait `Queued`
+    /// (reason ActiveJobLimit) in creation order. Unset: no cap (SageMaker's quota still applies).
+    #[arg(long, env = "SMPC_MAX_ACTIVE_JOBS_PER_REGION", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_active_jobs_per_region: Option<u32>,
     /// How often a job is retried while AWS refuses the credentials or configuration.
     #[arg(long, env = "SMPC_CREDENTIALS_RETRY_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub credentials_retry_interval: Duration,
@@ -135,6 +139,7 @@ pub async fn run(args: RunArgs) -> u8 {
         instance: args.instance.clone().or_else(|| std::env::var("HOSTNAME").ok()),
         orphan_sweep_interval: args.orphan_sweep_interval,
         stop_orphans: args.stop_orphans,
+        max_active_jobs_per_region: args.max_active_jobs_per_region,
     };
     tracing::info!(?settings, "starting controller");
     let election = args.leader_election.then(|| Election {

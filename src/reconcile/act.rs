@@ -1,15 +1,18 @@
 //! Act: create, adopt, mirror. Each step returns an [`Outcome`] — what to report and when to come
 //! back — and writes nothing itself, except the write-ahead status before a create.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 
 use super::observe::JobRef;
 use super::ports::NewJob;
+use super::queue::{Active, Caps, Hold, Lane, Place, Queue, Verdict};
 use super::report;
-use super::status::{NetworkOutcome, Observation, Phase, Problem};
+use super::status::{NetworkOutcome, Observation, Phase, Problem, ACTIVE_JOB_LIMIT, QUOTA_EXCEEDED};
 use super::tracker;
 use super::validate::Validated;
 use super::{object_ref, Context, Error};
@@ -19,6 +22,10 @@ use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_UID};
 
 /// ACK's annotation asking to adopt an existing AWS resource instead of creating one.
 pub const ACK_ADOPTION_POLICY_ANNOTATION: &str = "services.k8s.aws/adoption-policy";
+
+/// The namespace annotation capping the namespace's active jobs (created and not ended): jobs
+/// over it wait `Queued` (reason `ActiveJobLimit`) in creation order.
+pub const MAX_ACTIVE_JOBS_ANNOTATION: &str = "sagemaker.processing.dev/max-active-jobs";
 
 /// Transient AWS errors are retried quietly this many times before the status says so.
 const QUIET_RETRIES: u32 = 2;
@@ -177,8 +184,26 @@ pub fn not_created(
 
 /// Creates the validated job: records name and region first (a crash after the create then
 /// finds the job instead of creating a second one), then CreateProcessingJob.
-pub async fn create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: Validated) -> Result<Outcome, Error> {
-    let written = report::write_ahead(ctx, job, &at, validated.network()).await?;
+/// The queue decides first: a job in line or over a cap waits `Queued` without any AWS call.
+pub async fn create(
+    ctx: &Context,
+    job: &ProcessingJob,
+    at: JobRef,
+    validated: Validated,
+    caps: Caps,
+) -> Result<Outcome, Error> {
+    if let Some(waiting) = wait_in_line(ctx, job, &at.region, caps, Some(validated.network().clone())) {
+        return Ok(waiting);
+    }
+    let (place, lane) = ticket(job, &at.region);
+    queue(ctx).begin(&place, &lane);
+    let written = match report::write_ahead(ctx, job, &at, validated.network()).await {
+        Ok(written) => written,
+        Err(e) => {
+            leave_queue(ctx, job);
+            return Err(e);
+        }
+    };
     let mut outcome = send_create(ctx, job, at, validated).await?;
     outcome.written = written.map(Box::new);
     Ok(outcome)
@@ -193,7 +218,24 @@ async fn send_create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: 
         spec: &job.spec,
         tags: &tags,
     };
-    match ctx.jobs.create(&at.region, new).await {
+    let answer = ctx.jobs.create(&at.region, new).await;
+    let (place, lane) = ticket(job, &at.region);
+    match &answer {
+        // SageMaker's quota: nothing was created; the job waits in line.
+        Err(e) if e.class == ErrorClass::LimitExceeded => {
+            let retry = queue(ctx).refused(&place, &lane, &e.message, Instant::now());
+            let hold = Hold::Quota {
+                message: e.message.clone(),
+            };
+            return Ok(queued(job, &at.region, network, hold, retry));
+        }
+        Ok(_) => {
+            let next = queue(ctx).created(&place);
+            wake(ctx, next);
+        }
+        Err(_) => leave_queue(ctx, job),
+    }
+    match answer {
         Ok(arn) => {
             failpoint("abort-after-create");
             let state = JobState {
@@ -236,9 +278,7 @@ async fn send_create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: 
             Next::Requeue(Action::await_change()),
         )),
         // Refused before anything was created: nothing may exist.
-        Err(e) if matches!(e.class, ErrorClass::Credentials | ErrorClass::LimitExceeded) => {
-            Ok(not_created(ctx, job, &at, network, e, "creating the job"))
-        }
+        Err(e) if e.class == ErrorClass::Credentials => Ok(not_created(ctx, job, &at, network, e, "creating the job")),
         // Timeouts, 5xx, anything unknown: the job may exist; the next attempt looks first.
         Err(e) => Ok(creating_problem(ctx, job, &at, network, e)),
     }
@@ -355,7 +395,12 @@ pub async fn mirror(ctx: &Context, job: &ProcessingJob, at: JobRef, last: JobSta
         return acknowledge(job, &at, Next::Requeue(Action::requeue(ctx.settings.resync_interval)));
     }
     match ctx.jobs.describe(&at.region, &at.name).await {
-        Ok(state) => observed(ctx, job, at, state, adopted, None),
+        Ok(state) => {
+            if state.status.is_terminal() {
+                capacity_freed(ctx, job, &at.region);
+            }
+            observed(ctx, job, at, state, adopted, None)
+        }
         Err(e) if e.class == ErrorClass::NotFound => {
             ctx.tracker.untrack(&at.region, &at.name);
             let problem = Problem {
@@ -419,6 +464,133 @@ pub fn beside(job: &ProcessingJob, at: JobRef, last: JobState, adopted: bool, pr
         },
         next,
     )
+}
+
+/// The job's place in line (creationTimestamp, name, namespace) and its lane (region, instance
+/// type).
+fn ticket(job: &ProcessingJob, region: &str) -> (Place, Lane) {
+    let place = Place {
+        created: job
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or(i64::MAX),
+        name: job.name_any(),
+        namespace: job.namespace().unwrap_or_default(),
+    };
+    let lane = Lane {
+        region: region.to_string(),
+        instance_type: job.spec.processing_resources.cluster_config.instance_type.clone(),
+    };
+    (place, lane)
+}
+
+fn queue(ctx: &Context) -> std::sync::MutexGuard<'_, Queue> {
+    ctx.queue.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Brings the jobs whose turn it is to the reconciler.
+fn wake(ctx: &Context, places: impl IntoIterator<Item = Place>) {
+    for p in places {
+        ctx.tracker.wake(ObjectRef::new(&p.name).within(&p.namespace));
+    }
+}
+
+/// The caps that apply to a job of the namespace with these annotations; `Err` says why the
+/// namespace's cap cannot be read (a cap that is not a number holds its jobs rather than let
+/// them all through).
+pub fn caps(ctx: &Context, annotations: &BTreeMap<String, String>) -> Result<Caps, String> {
+    let namespace = match annotations.get(MAX_ACTIVE_JOBS_ANNOTATION) {
+        None => None,
+        Some(v) => Some(v.trim().parse::<u32>().map_err(|_| {
+            format!("the namespace annotation {MAX_ACTIVE_JOBS_ANNOTATION} ({v:?}) is not a whole number, so its jobs are held: fix the annotation")
+        })?),
+    };
+    Ok(Caps {
+        namespace,
+        region: ctx.settings.max_active_jobs_per_region,
+    })
+}
+
+/// The queue's decision for the job: `Some` (a `Queued` outcome) when it waits, `None` when it
+/// may be created now. No AWS call either way.
+pub fn wait_in_line(
+    ctx: &Context,
+    job: &ProcessingJob,
+    region: &str,
+    caps: Caps,
+    network: Option<NetworkOutcome>,
+) -> Option<Outcome> {
+    let (place, lane) = ticket(job, region);
+    let (namespace, in_region) = ctx.tracker.active_jobs(region, &place.namespace);
+    let active = Active {
+        namespace,
+        region: in_region,
+    };
+    // A pacing hint only: after a restart, a job that waited for quota lets its lane rest for the
+    // backoff instead of every queued job probing at once.
+    let resumed = job.status.as_ref().is_some_and(|s| {
+        s.phase == Some(crate::api::JobPhase::Queued)
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == super::status::RECONCILING && c.reason == QUOTA_EXCEEDED)
+    });
+    match queue(ctx).decide(&place, &lane, active, caps, resumed, Instant::now()) {
+        Verdict::Go => None,
+        Verdict::Wait { hold, retry } => Some(queued(job, region, network, hold, retry)),
+    }
+}
+
+/// The `Queued` status of a job held by `hold`, looked at again after `retry` (or when woken).
+fn queued(job: &ProcessingJob, region: &str, network: Option<NetworkOutcome>, hold: Hold, retry: Duration) -> Outcome {
+    let (place, lane) = ticket(job, region);
+    let then = "the job waits in creation order and is created when capacity frees";
+    let (reason, message) = match hold {
+        Hold::Quota { message } if message.is_empty() => (
+            QUOTA_EXCEEDED,
+            format!("SageMaker's quota for {} in {region} was reached (before the controller restarted); {then}", lane.instance_type),
+        ),
+        Hold::Quota { message } => (
+            QUOTA_EXCEEDED,
+            format!("SageMaker's quota for {} in {region} is reached: {message}; {then} (a job of this instance type ending, or a retry with backoff)", lane.instance_type),
+        ),
+        Hold::NamespaceCap { limit } => (
+            ACTIVE_JOB_LIMIT,
+            format!("namespace {} has {limit} active job(s), the limit its annotation {MAX_ACTIVE_JOBS_ANNOTATION} sets; {then} (one of them ending)", place.namespace),
+        ),
+        Hold::RegionCap { limit } => (
+            ACTIVE_JOB_LIMIT,
+            format!("the controller has {limit} active job(s) in {region}, the limit --max-active-jobs-per-region sets; {then} (one of them ending)"),
+        ),
+    };
+    let at = JobRef {
+        name: super::observe::job_name(job),
+        region: region.to_string(),
+    };
+    Outcome::report(
+        job,
+        Some(&at),
+        network,
+        Phase::Queued { reason, message },
+        Next::Requeue(Action::requeue(retry)),
+    )
+}
+
+/// The job leaves the queue (deleted, refused, or its create failed otherwise); the next in line
+/// takes its turn.
+pub fn leave_queue(ctx: &Context, job: &ProcessingJob) {
+    let (place, _) = ticket(job, "");
+    let next = queue(ctx).forget(&place);
+    wake(ctx, next);
+}
+
+/// A job of this resource ended: capacity of its lane, its namespace and its region is free, and
+/// the jobs waiting for it are woken at once (not only on their timers).
+pub fn capacity_freed(ctx: &Context, job: &ProcessingJob, region: &str) {
+    let (place, lane) = ticket(job, region);
+    let next = queue(ctx).released(&lane, &place.namespace);
+    wake(ctx, next);
 }
 
 /// Fault injection for the crash tests (debug builds only): `SMPC_FAILPOINT=abort-after-create`

@@ -2,7 +2,7 @@
 //! to be ended, stopped, gone, not ours, or retained. While AWS cannot answer, deletion waits
 //! with a condition saying why.
 
-use super::act::{observation, owns};
+use super::act::{self, observation, owns};
 use super::observe::{self, JobRef, Progress};
 use super::status::{Observation, Phase, Problem};
 use super::{Context, Error, FINALIZER};
@@ -39,6 +39,11 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
     let known = match progress {
         // Nothing of ours can exist: never created, refused, or the name is another job's.
         Progress::New | Progress::Blocked | Progress::Refused => return Cleanup::Release { note: None },
+        // Queued: a create refused for quota created nothing; its place in line goes.
+        Progress::Queued => {
+            act::leave_queue(ctx, job);
+            return Cleanup::Release { note: None };
+        }
         Progress::Ended { at } => return released(ctx, &at, None),
         Progress::Creating(at) => Known {
             at,
@@ -131,7 +136,11 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
             }
         }
         JobStatus::Stopping => stopping_wait(job, known, None),
-        JobStatus::Completed | JobStatus::Failed | JobStatus::Stopped => released(ctx, &at, None),
+        JobStatus::Completed | JobStatus::Failed | JobStatus::Stopped => {
+            // An active job ended (stopped for this deletion, most often): capacity is free.
+            act::capacity_freed(ctx, job, &at.region);
+            released(ctx, &at, None)
+        }
     }
 }
 
@@ -208,7 +217,7 @@ pub async fn malformed(
         }
     };
     let at = match observe::progress_of(status.as_ref(), generation, || None) {
-        Progress::New | Progress::Blocked | Progress::Refused => return Malformed::Release,
+        Progress::New | Progress::Blocked | Progress::Queued | Progress::Refused => return Malformed::Release,
         Progress::Ended { at } => {
             ctx.tracker.untrack(&at.region, &at.name);
             return Malformed::Release;

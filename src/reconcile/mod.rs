@@ -14,6 +14,7 @@ pub mod guard;
 pub mod naming;
 mod observe;
 mod ports;
+pub mod queue;
 mod report;
 mod resolve;
 pub mod status;
@@ -80,6 +81,8 @@ pub struct Settings {
     pub orphan_sweep_interval: Duration,
     /// Stop the orphans found, not only report them.
     pub stop_orphans: bool,
+    /// At most this many active jobs (created, not ended) per region; more wait `Queued`.
+    pub max_active_jobs_per_region: Option<u32>,
 }
 
 /// Everything a reconcile needs.
@@ -92,6 +95,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
     recorder: Recorder,
+    /// Who may be created now (SageMaker's quota, the caps on active jobs).
+    queue: std::sync::Mutex<queue::Queue>,
 }
 
 impl Context {
@@ -116,6 +121,7 @@ impl Context {
             settings,
             metrics,
             backoff: Backoff::default(),
+            queue: Default::default(),
         }
     }
 }
@@ -198,6 +204,10 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
             Some(outcome) => outcome,
             None => check_and_create(ctx, job, Some(at)).await?,
         },
+        Progress::Queued => match still_queued(ctx, job).await? {
+            Some(outcome) => outcome,
+            None => check_and_create(ctx, job, None).await?,
+        },
         Progress::New | Progress::Blocked => check_and_create(ctx, job, None).await?,
     };
     finish(ctx, job, outcome).await
@@ -220,13 +230,17 @@ async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<Job
     if let Err(refusal) = validate::tenant(&job.namespace().unwrap_or_default(), &annotations, &job.spec) {
         return Ok(refused(ctx, job, &at, refusal));
     }
+    let caps = match act::caps(ctx, &annotations) {
+        Ok(caps) => caps,
+        Err(message) => return Ok(cap_unreadable(ctx, job, &at, message)),
+    };
     let fresh = resolve::revalidation_request(job).is_some();
     let facts = match resolve::network(ctx, &at.region, &job.spec, fresh).await {
         Ok(facts) => facts,
         Err(e) => return Ok(act::not_created(ctx, job, &at, None, e, "reading the network from EC2")),
     };
     match validate::network(&job.spec, facts) {
-        Ok(validated) => act::create(ctx, job, at, validated).await,
+        Ok(validated) => act::create(ctx, job, at, validated, caps).await,
         Err(refusal) => Ok(refused(ctx, job, &at, refusal)),
     }
 }
@@ -234,12 +248,41 @@ async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<Job
 /// Refused by the namespace or the network: checked again on the revalidation timer (and on a
 /// change of the resource), never because of the controller's own status write.
 fn refused(ctx: &Context, job: &ProcessingJob, at: &JobRef, refusal: Refusal) -> Outcome {
+    act::leave_queue(ctx, job);
     let (phase, network) = refusal.into_report();
     Outcome::report(
         job,
         Some(at),
         network,
         phase,
+        Next::Requeue(Action::requeue(ctx.settings.revalidate_interval)),
+    )
+}
+
+/// A queued job: the queue decides before anything is read from AWS; `None` when its turn has
+/// come (then it is checked and created).
+async fn still_queued(ctx: &Context, job: &ProcessingJob) -> Result<Option<Outcome>, Error> {
+    let Some(region) = job.region(ctx.settings.default_region.as_deref()) else {
+        return Ok(None);
+    };
+    let annotations = resolve::namespace_annotations(ctx, job).await?;
+    let Ok(caps) = act::caps(ctx, &annotations) else {
+        return Ok(None);
+    };
+    Ok(act::wait_in_line(ctx, job, &region, caps, None))
+}
+
+/// The namespace's cap cannot be read: its jobs wait (a cap that is not a number must not let
+/// them all through), and are looked at again on the revalidation timer.
+fn cap_unreadable(ctx: &Context, job: &ProcessingJob, at: &JobRef, message: String) -> Outcome {
+    Outcome::report(
+        job,
+        Some(at),
+        None,
+        Phase::Waiting {
+            reason: status::ACTIVE_JOB_LIMIT.into(),
+            message,
+        },
         Next::Requeue(Action::requeue(ctx.settings.revalidate_interval)),
     )
 }

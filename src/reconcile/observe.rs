@@ -23,6 +23,9 @@ pub enum Progress {
     /// The network or the namespace refused this generation: check again when a timer or a
     /// change brings the resource back.
     Blocked,
+    /// Waiting in line for capacity or under a cap (nothing was created): ask the queue first,
+    /// check and create when it lets the job go.
+    Queued,
     /// A create was sent or was about to be: the job may exist, so look before creating again.
     Creating(JobRef),
     /// The job exists and has not ended; `last` is what the status knows of it.
@@ -82,6 +85,7 @@ pub fn progress_of(
         Some(JobPhase::Creating) => at().map(Progress::Creating).unwrap_or(Progress::New),
         Some(JobPhase::Refused) if current => Progress::Refused,
         Some(JobPhase::Blocked) if current => Progress::Blocked,
+        Some(JobPhase::Queued) if current => Progress::Queued,
         _ => Progress::New,
     }
 }

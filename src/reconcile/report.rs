@@ -76,12 +76,23 @@ pub async fn write_ahead(
         // A retry: already recorded (with the problem of the last attempt, which stays).
         return Ok(None);
     }
+    // A queued job's retry keeps saying why it waited, so that a refusal again announces nothing
+    // new (one JobQueued Event per stay in the queue, not one per retry).
+    let queued = job
+        .status
+        .as_ref()
+        .filter(|s| s.phase == Some(JobPhase::Queued))
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::RECONCILING))
+        .map(|c| status::Problem {
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        });
     let obs = Observation {
         generation: job.metadata.generation,
         job_name: Some(at.name.clone()),
         region: Some(at.region.clone()),
         network: Some(network.clone()),
-        phase: Phase::Creating { problem: None },
+        phase: Phase::Creating { problem: queued },
     };
     report(ctx, job, &obs).await.map(Some)
 }

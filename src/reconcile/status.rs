@@ -14,6 +14,11 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
+/// Reasons of a queued resource: SageMaker refused the create for its quota, or a cap on active
+/// jobs holds it.
+pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+pub const ACTIVE_JOB_LIMIT: &str = "ActiveJobLimit";
+
 /// The result of the network validation step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetworkOutcome {
@@ -66,6 +71,9 @@ pub enum Phase {
     NotAllowed { message: String },
     /// Not created yet because of a problem that may go away (reason, message).
     Waiting { reason: String, message: String },
+    /// Not created yet: waiting in line for capacity, SageMaker's quota (`QuotaExceeded`) or a
+    /// cap on active jobs (`ActiveJobLimit`). Nothing exists in SageMaker.
+    Queued { reason: &'static str, message: String },
     /// SageMaker refused the request (ValidationException).
     InvalidSpec { message: String },
     /// The job name belongs to a job this resource did not create.
@@ -87,6 +95,7 @@ impl Phase {
         match self {
             Phase::NetworkInvalid | Phase::NotAllowed { .. } => JobPhase::Blocked,
             Phase::Waiting { .. } => JobPhase::Pending,
+            Phase::Queued { .. } => JobPhase::Queued,
             Phase::InvalidSpec { .. } | Phase::NameConflict { .. } => JobPhase::Refused,
             Phase::Creating { .. } => JobPhase::Creating,
             Phase::Submitted { adopted: true, .. } => JobPhase::Adopted,
@@ -302,6 +311,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
         ),
         Phase::NotAllowed { message } => not_created("NotAllowedInNamespace", message, false),
         Phase::Waiting { reason, message } => not_created(reason, message, true),
+        Phase::Queued { reason, message } => not_created(reason, message, true),
         Phase::InvalidSpec { message } => not_created(
             "InvalidSpec",
             &format!("SageMaker rejected the job: {message}; create a new resource with a corrected spec"),
@@ -503,7 +513,16 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
         }
     }
     if let Some(c) = changed(RECONCILING).filter(|c| c.status == "True") {
-        if !matches!(c.reason.as_str(), "Creating" | "InProgress" | "Stopping" | "Deleting") {
+        if matches!(c.reason.as_str(), QUOTA_EXCEEDED | ACTIVE_JOB_LIMIT) {
+            // Entering the queue, once: a retry of a queued job keeps this reason through its
+            // write-ahead, so it announces nothing again.
+            out.push(EventSpec {
+                warning: false,
+                reason: "JobQueued",
+                note: truncate(&c.message, 900),
+                action: c.reason.clone(),
+            });
+        } else if !matches!(c.reason.as_str(), "Creating" | "InProgress" | "Stopping" | "Deleting") {
             out.push(EventSpec {
                 warning: true,
                 reason: "AwsError",

@@ -370,7 +370,8 @@ struct Harness {
     sagemaker: FakeJobs,
     ec2: EmptyNetwork,
     ctx: Arc<Context>,
-    _triggers: futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Guarded>>,
+    /// What the tracker and the queue brought to the reconciler.
+    triggers: Mutex<futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Guarded>>>,
 }
 
 fn settings() -> Settings {
@@ -385,6 +386,7 @@ fn settings() -> Settings {
         instance: None,
         orphan_sweep_interval: Duration::from_secs(600),
         stop_orphans: false,
+        max_active_jobs_per_region: None,
     }
 }
 
@@ -444,7 +446,7 @@ impl Harness {
             sagemaker,
             ec2,
             ctx,
-            _triggers: rx,
+            triggers: Mutex::new(rx),
         }
     }
 
@@ -526,6 +528,26 @@ impl Harness {
             let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
             obj["metadata"]["generation"] = json!(generation + 1);
         }
+    }
+
+    /// The resources brought to the reconciler since the last call (tracker changes, queue
+    /// wake-ups), by name.
+    fn woken(&self) -> Vec<String> {
+        let mut rx = self.triggers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            out.push(o.name);
+        }
+        out
+    }
+
+    fn reconciling_message(&self, name: &str) -> String {
+        self.status(name)
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Reconciling")
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
     }
 
     fn snapshots_read(&self) -> u32 {
@@ -757,6 +779,197 @@ async fn refused_credentials_on_create_wait_on_their_timer_without_a_job() {
     h.reconcile("creds").await.expect("reconcile");
     assert_eq!(h.status("creds").phase, Some(JobPhase::Created));
     assert_eq!(h.sagemaker.count("CreateProcessingJob"), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quotas and caps.
+
+/// SageMaker's answer over the instance quota, word for word.
+const QUOTA_MESSAGE: &str = "The account-level service limit 'ml.m5.xlarge for processing job usage' is 2 Instances, with current utilization of 2 Instances and a request delta of 1 Instances. Please use AWS Service Quotas to request an increase for this quota.";
+
+impl FakeJobs {
+    fn refuse_for_quota(&self, times: usize) {
+        let mut s = self.state();
+        let queue = s.failures.entry("CreateProcessingJob").or_default();
+        for _ in 0..times {
+            queue.push_back(aws_error(
+                "CreateProcessingJob",
+                ErrorClass::LimitExceeded,
+                "ResourceLimitExceeded",
+                QUOTA_MESSAGE,
+            ));
+        }
+    }
+}
+
+/// A job created at `minute` past nine, for the order of the queue.
+fn manifest_at(name: &str, minute: u32) -> Value {
+    let mut m = manifest(name, json!({}));
+    m["metadata"]["creationTimestamp"] = json!(format!("2026-11-28T09:{minute:02}:00Z"));
+    m
+}
+
+/// The job of `name` ends in SageMaker and the tracker sees it: its reconcile describes it.
+async fn end(h: &Harness, name: &str) {
+    let job = h.status(name).processing_job_name.unwrap_or_default();
+    h.sagemaker.set_status(REGION, &job, JobStatus::Completed);
+    h.ctx.tracker.mark_changed(REGION, &job);
+    h.reconcile(name).await.expect("mirrored");
+    assert_eq!(h.status(name).processing_job_status.as_deref(), Some("Completed"));
+}
+
+/// Issue #15: ResourceLimitExceeded is no failure: Queued (Reconciling, QuotaExceeded with
+/// SageMaker's message), one Event for the whole stay, retried when capacity frees; nothing was
+/// created, so nothing is recorded as a job and a delete releases at once.
+#[tokio::test]
+async fn a_create_refused_for_quota_is_queued_once_and_retried_when_capacity_frees() {
+    let h = Harness::new();
+    for running in ["first", "second"] {
+        h.apply(manifest_at(running, 0));
+        h.admit(running).await.expect("created");
+    }
+    h.apply(manifest_at("queued", 1));
+    h.sagemaker.refuse_for_quota(2);
+    let action = h.admit("queued").await.expect("queued, not an error");
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)), "the quota backoff");
+    let s = h.status("queued");
+    assert_eq!(s.phase, Some(JobPhase::Queued));
+    assert_eq!(s.processing_job_name, None, "nothing was created: no job is recorded");
+    assert_eq!(
+        h.condition("queued", "Reconciling"),
+        ("True".into(), "QuotaExceeded".into())
+    );
+    assert_eq!(h.condition("queued", "Ready"), ("False".into(), "QuotaExceeded".into()));
+    assert_eq!(h.condition("queued", "Stalled").0, "False");
+    assert!(h.reconciling_message("queued").contains(QUOTA_MESSAGE));
+    let queued_events = |h: &Harness| h.event_reasons().iter().filter(|r| *r == "JobQueued").count();
+    assert_eq!(queued_events(&h), 1);
+
+    // Waiting for the backoff: no AWS call, no write.
+    let (calls, writes) = h.quiet_window("queued", 5).await;
+    assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
+
+    // A job of the lane ends: the queued job is woken at once and tries again.
+    h.woken();
+    end(&h, "first").await;
+    assert_eq!(h.woken(), ["queued"], "the end of a job wakes the head of its lane");
+    h.reconcile("queued").await.expect("refused again");
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 4);
+    assert_eq!(h.status("queued").phase, Some(JobPhase::Queued));
+    assert_eq!(
+        queued_events(&h),
+        1,
+        "one Event per stay in the queue, not one per retry"
+    );
+    assert!(
+        !h.event_reasons().contains(&"AwsError".to_string()),
+        "{:?}",
+        h.event_reasons()
+    );
+
+    // The next release lets it through.
+    end(&h, "second").await;
+    h.reconcile("queued").await.expect("created");
+    assert_eq!(h.status("queued").phase, Some(JobPhase::Created));
+    assert_eq!(h.condition("queued", "Submitted"), ("True".into(), "Created".into()));
+}
+
+#[tokio::test]
+async fn deleting_a_queued_job_releases_it_at_once_and_passes_its_turn_on() {
+    let h = Harness::new();
+    h.apply(manifest_at("a", 1));
+    h.apply(manifest_at("b", 2));
+    h.sagemaker.refuse_for_quota(1);
+    h.admit("a").await.expect("queued");
+    h.admit("b").await.expect("queued behind a");
+    assert_eq!(
+        h.sagemaker.count("CreateProcessingJob"),
+        1,
+        "b waits behind a without a call"
+    );
+    assert_eq!(h.status("b").phase, Some(JobPhase::Queued));
+    assert!(h.reconciling_message("b").contains(QUOTA_MESSAGE));
+    let calls = h.sagemaker.calls().len();
+    h.delete("a");
+    h.reconcile("a").await.expect("released");
+    assert!(h.object("a").is_none());
+    assert_eq!(
+        h.sagemaker.calls().len(),
+        calls,
+        "nothing exists: no call to release it"
+    );
+}
+
+/// The namespace cap: over it, jobs wait Queued (ActiveJobLimit) in creation order without any
+/// AWS call, and go when an active job ends.
+#[tokio::test]
+async fn the_namespace_cap_holds_jobs_without_aws_until_one_ends() {
+    let h = Harness::new();
+    h.api.state().namespaces.insert(
+        NS.into(),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS,
+            "annotations": {act::MAX_ACTIVE_JOBS_ANNOTATION: "1"}}}),
+    );
+    h.apply(manifest_at("one", 0));
+    h.admit("one").await.expect("created");
+    h.apply(manifest_at("two", 1));
+    h.apply(manifest_at("three", 2));
+    h.admit("two").await.expect("held");
+    h.admit("three").await.expect("held");
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
+    for name in ["two", "three"] {
+        assert_eq!(h.status(name).phase, Some(JobPhase::Queued));
+        assert_eq!(
+            h.condition(name, "Reconciling"),
+            ("True".into(), "ActiveJobLimit".into())
+        );
+        assert!(h.reconciling_message(name).contains("max-active-jobs"));
+    }
+    let (calls, _) = h.quiet_window("three", 3).await;
+    assert!(calls.is_empty(), "{calls:?}");
+    h.woken();
+    end(&h, "one").await;
+    assert_eq!(h.woken(), ["two"], "the oldest held job goes first");
+    h.reconcile("three").await.expect("still held");
+    assert_eq!(
+        h.status("three").phase,
+        Some(JobPhase::Queued),
+        "three waits behind two"
+    );
+    h.reconcile("two").await.expect("created");
+    assert_eq!(h.status("two").phase, Some(JobPhase::Created));
+    h.reconcile("three").await.expect("held by two now");
+    assert_eq!(h.status("three").phase, Some(JobPhase::Queued));
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 2);
+}
+
+#[tokio::test]
+async fn the_region_cap_holds_jobs_of_every_namespace_and_a_bad_namespace_cap_holds_its_jobs() {
+    let h = Harness::with_settings(Settings {
+        max_active_jobs_per_region: Some(1),
+        ..settings()
+    });
+    h.apply(manifest_at("one", 0));
+    h.admit("one").await.expect("created");
+    h.apply(manifest_at("two", 1));
+    h.admit("two").await.expect("held");
+    assert_eq!(
+        h.condition("two", "Reconciling"),
+        ("True".into(), "ActiveJobLimit".into())
+    );
+    assert!(h.reconciling_message("two").contains("--max-active-jobs-per-region"));
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
+
+    let h = Harness::new();
+    h.api.state().namespaces.insert(
+        NS.into(),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS,
+            "annotations": {act::MAX_ACTIVE_JOBS_ANNOTATION: "ten"}}}),
+    );
+    h.apply(manifest_at("typo", 0));
+    h.admit("typo").await.expect("held");
+    assert!(h.sagemaker.calls().is_empty());
+    assert!(h.reconciling_message("typo").contains("is not a whole number"));
 }
 
 // ---------------------------------------------------------------------------------------------

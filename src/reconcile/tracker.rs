@@ -255,6 +255,24 @@ impl Tracker {
         }
     }
 
+    /// Brings `object` to the reconciler now (the queue wakes the job whose turn has come).
+    pub fn wake(&self, object: ObjectRef<Guarded>) {
+        let _ = self.trigger.unbounded_send(object);
+    }
+
+    /// Active jobs tracked: (of `namespace`, in every region; in `region`, of every namespace).
+    pub fn active_jobs(&self, region: &str, namespace: &str) -> (u32, u32) {
+        let s = self.state();
+        let of_namespace = s
+            .regions
+            .values()
+            .flat_map(|r| r.jobs.values())
+            .filter(|t| t.object.namespace.as_deref() == Some(namespace))
+            .count();
+        let in_region = s.regions.get(region).map_or(0, |r| r.jobs.len());
+        (of_namespace as u32, in_region as u32)
+    }
+
     pub fn active(&self) -> usize {
         self.state().regions.values().map(|r| r.jobs.len()).sum()
     }

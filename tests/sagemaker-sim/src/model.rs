@@ -43,6 +43,16 @@ impl ApiError {
             message: "Rate exceeded".into(),
         }
     }
+    /// SageMaker's answer to a create over the account's instance quota for a type.
+    fn over_quota(instance_type: &str, quota: u32, used: u64, delta: u64) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "ResourceLimitExceeded",
+            message: format!(
+                "The account-level service limit '{instance_type} for processing job usage' is {quota} Instances, with current utilization of {used} Instances and a request delta of {delta} Instances. Please use AWS Service Quotas to request an increase for this quota."
+            ),
+        }
+    }
     fn internal() -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,6 +106,12 @@ pub struct SimConfig {
     /// Off: every call sees every job, whatever its region.
     #[serde(default)]
     pub regional: bool,
+    /// Instances of processing jobs allowed at once per instance type (e.g. `{"ml.c5.4xlarge":
+    /// 2}`), counting the InstanceCount of InProgress and Stopping jobs (of the caller's region
+    /// when `regional`): a create over it is answered `ResourceLimitExceeded`, as SageMaker
+    /// does. Types not listed are unlimited.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instance_quota: BTreeMap<String, u32>,
 }
 
 fn default_stopping_seconds() -> f64 {
@@ -275,6 +291,7 @@ impl Sim {
                 existing.arn
             )));
         }
+        self.within_quota(&request, region)?;
         let t = now();
         let arn = match region.filter(|_| self.config.regional) {
             Some(r) => self.arn_in(r, &name),
@@ -304,6 +321,40 @@ impl Sim {
             },
         );
         Ok(json!({ "ProcessingJobArn": arn }))
+    }
+
+    /// The instance quota of the requested type, checked as SageMaker does at create.
+    fn within_quota(&self, request: &Map<String, Value>, region: Option<&str>) -> Result<(), ApiError> {
+        let cluster = |r: &Map<String, Value>| {
+            r.get("ProcessingResources")
+                .and_then(|p| p.get("ClusterConfig"))
+                .cloned()
+        };
+        let shape = |c: Option<Value>| {
+            let c = c.unwrap_or_default();
+            let t = c
+                .get("InstanceType")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            (t, c.get("InstanceCount").and_then(Value::as_u64).unwrap_or(1))
+        };
+        let (instance_type, delta) = shape(cluster(request));
+        let Some(&quota) = self.config.instance_quota.get(&instance_type) else {
+            return Ok(());
+        };
+        let used: u64 = self
+            .jobs
+            .values()
+            .filter(|j| matches!(j.status.as_str(), "InProgress" | "Stopping") && self.visible(j, region))
+            .map(|j| shape(cluster(&j.request)))
+            .filter(|(t, _)| *t == instance_type)
+            .map(|(_, n)| n)
+            .sum();
+        if used + delta > u64::from(quota) {
+            return Err(ApiError::over_quota(&instance_type, quota, used, delta));
+        }
+        Ok(())
     }
 
     fn job_name<'a>(&self, input: &'a Value) -> Result<&'a str, ApiError> {
