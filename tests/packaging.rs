@@ -243,12 +243,24 @@ fn bad_values_are_rejected_by_the_schema() {
 fn operational_values_reach_the_deployment() {
     let chart = chart();
     let render = |sets: &[&str]| -> String {
-        let mut args = vec!["template", "smpc", chart.as_str(), "--kube-version", "1.33.0", "--set", IMAGE];
+        let mut args = vec![
+            "template",
+            "smpc",
+            chart.as_str(),
+            "--kube-version",
+            "1.33.0",
+            "--set",
+            IMAGE,
+        ];
         for set in sets {
             args.extend(["--set", set]);
         }
         let out = helm(&args);
-        assert!(out.status.success(), "{sets:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{sets:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let defaults = render(&[]);
@@ -274,7 +286,10 @@ fn operational_values_reach_the_deployment() {
         "resyncInterval=3m",
         "fullnameOverride=smpc-ctl",
     ]);
-    assert!(custom.contains("priorityClassName: \"system-cluster-critical\""), "{custom}");
+    assert!(
+        custom.contains("priorityClassName: \"system-cluster-critical\""),
+        "{custom}"
+    );
     assert!(custom.contains("readOnlyRootFilesystem: false"));
     assert!(custom.contains("runAsUser: 1000"));
     assert!(custom.contains("topologyKey: topology.kubernetes.io/zone"));
@@ -301,9 +316,15 @@ fn operational_values_reach_the_deployment() {
             args.extend(["--set", set]);
         }
         let out = helm(&args);
-        assert!(out.status.success(), "{sets:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{sets:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.split_once("NOTES:").map(|(_, n)| n.to_string()).unwrap_or_default()
+        text.split_once("NOTES:")
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_default()
     };
     let warned = notes(&[]);
     assert!(warned.contains("WARNING: region is empty"), "{warned}");
@@ -357,4 +378,55 @@ fn help_works_in_every_spelling() {
         .output()
         .expect("run the binary");
     assert_eq!(unknown.status.code(), Some(2));
+}
+
+/// The dashboard and alert values: lint with both on, and the schema refuses bad ones.
+#[test]
+fn dashboard_and_alert_values_are_checked() {
+    let chart = chart();
+    let out = helm(&[
+        "lint",
+        "--strict",
+        &chart,
+        "--set",
+        IMAGE,
+        "--set",
+        "dashboard.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "prometheusRule.labels.release=kube-prometheus-stack",
+        "--set",
+        "prometheusRule.disabled={SmpcOrphanedJobs}",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (set, needle) in [
+        ("dashboard.enabled=yes", "enabled"),
+        ("dashboard.label=bad label", "label"),
+        ("dashboard.namespace=Monitoring", "namespace"),
+        ("dashboard.folder=x", "folder"),
+        ("prometheusRule.disabled={SmpcNoSuchAlert}", "disabled"),
+        ("prometheusRule.ruleLabels.team[0]=x", "ruleLabels"),
+        ("prometheusRule.interval=1m", "interval"),
+    ] {
+        let out = helm(&[
+            "template",
+            "smpc",
+            &chart,
+            "--kube-version",
+            "1.33.0",
+            "--set",
+            IMAGE,
+            "--set",
+            set,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(stderr.contains(needle), "{set}: {stderr}");
+    }
 }
