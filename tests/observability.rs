@@ -261,6 +261,14 @@ fn the_chart_renders_the_dashboard_for_the_grafana_sidecar() {
     let defaults = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && !defaults.contains("grafana_dashboard") && !defaults.contains("PrometheusRule"));
 
+    // The apiserver takes it as it is (a server-side dry run).
+    let ns = stack().namespace("obs-dashboard");
+    let in_ns = format!("dashboard.namespace={ns}");
+    let text = render("templates/grafana-dashboard.yaml", &["dashboard.enabled=true", &in_ns]);
+    let out = stack().kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &text);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    drop(ns);
+
     let rendered = yaml(&render("templates/grafana-dashboard.yaml", &["dashboard.enabled=true"]));
     assert_eq!(rendered["kind"], "ConfigMap");
     assert_eq!(rendered["metadata"]["namespace"], "smpc-system");
