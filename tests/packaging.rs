@@ -419,3 +419,54 @@ fn help_works_in_every_spelling() {
         .expect("run the binary");
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+/// The dashboard and alert values: lint with both on, and the schema refuses bad ones.
+#[test]
+fn dashboard_and_alert_values_are_checked() {
+    let chart = chart();
+    let out = helm(&[
+        "lint",
+        "--strict",
+        &chart,
+        "--set",
+        IMAGE,
+        "--set",
+        "dashboard.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "prometheusRule.labels.release=kube-prometheus-stack",
+        "--set",
+        "prometheusRule.disabled={SmpcOrphanedJobs}",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (set, needle) in [
+        ("dashboard.enabled=yes", "enabled"),
+        ("dashboard.label=bad label", "label"),
+        ("dashboard.namespace=Monitoring", "namespace"),
+        ("dashboard.folder=x", "folder"),
+        ("prometheusRule.disabled={SmpcNoSuchAlert}", "disabled"),
+        ("prometheusRule.ruleLabels.team[0]=x", "ruleLabels"),
+        ("prometheusRule.interval=1m", "interval"),
+    ] {
+        let out = helm(&[
+            "template",
+            "smpc",
+            &chart,
+            "--kube-version",
+            "1.33.0",
+            "--set",
+            IMAGE,
+            "--set",
+            set,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(stderr.contains(needle), "{set}: {stderr}");
+    }
+}
