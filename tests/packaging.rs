@@ -43,6 +43,16 @@ fn the_iam_policy_lists_exactly_the_actions_used() {
             .into_iter()
             .map(|o| format!("sagemaker:{o}")),
     );
+    used.extend(
+        called_operations("src/aws/iam.rs")
+            .into_iter()
+            .map(|o| format!("iam:{o}")),
+    );
+    used.extend(
+        called_operations("src/aws/logs.rs")
+            .into_iter()
+            .map(|o| format!("logs:{o}")),
+    );
     // Creating a job with tags needs AddTags; passing the job's role needs PassRole.
     used.insert("sagemaker:AddTags".into());
     used.insert("iam:PassRole".into());
@@ -59,6 +69,12 @@ fn the_iam_policy_lists_exactly_the_actions_used() {
         "sagemaker.amazonaws.com"
     );
     assert_ne!(pass["Resource"], "*", "PassRole must be limited to a role pattern");
+    // The job roles are read where they may be passed, no further.
+    let read_roles = policy["Statement"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["Sid"] == "ReadTheJobRoles"))
+        .expect("ReadTheJobRoles");
+    assert_eq!(read_roles["Resource"], pass["Resource"]);
 }
 
 fn chart() -> String {
@@ -243,12 +259,24 @@ fn bad_values_are_rejected_by_the_schema() {
 fn operational_values_reach_the_deployment() {
     let chart = chart();
     let render = |sets: &[&str]| -> String {
-        let mut args = vec!["template", "smpc", chart.as_str(), "--kube-version", "1.33.0", "--set", IMAGE];
+        let mut args = vec![
+            "template",
+            "smpc",
+            chart.as_str(),
+            "--kube-version",
+            "1.33.0",
+            "--set",
+            IMAGE,
+        ];
         for set in sets {
             args.extend(["--set", set]);
         }
         let out = helm(&args);
-        assert!(out.status.success(), "{sets:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{sets:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let defaults = render(&[]);
@@ -274,7 +302,10 @@ fn operational_values_reach_the_deployment() {
         "resyncInterval=3m",
         "fullnameOverride=smpc-ctl",
     ]);
-    assert!(custom.contains("priorityClassName: \"system-cluster-critical\""), "{custom}");
+    assert!(
+        custom.contains("priorityClassName: \"system-cluster-critical\""),
+        "{custom}"
+    );
     assert!(custom.contains("readOnlyRootFilesystem: false"));
     assert!(custom.contains("runAsUser: 1000"));
     assert!(custom.contains("topologyKey: topology.kubernetes.io/zone"));
@@ -301,9 +332,15 @@ fn operational_values_reach_the_deployment() {
             args.extend(["--set", set]);
         }
         let out = helm(&args);
-        assert!(out.status.success(), "{sets:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{sets:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.split_once("NOTES:").map(|(_, n)| n.to_string()).unwrap_or_default()
+        text.split_once("NOTES:")
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_default()
     };
     let warned = notes(&[]);
     assert!(warned.contains("WARNING: region is empty"), "{warned}");

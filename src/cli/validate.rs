@@ -1,4 +1,5 @@
-//! `validate -f FILE...`: the network validation for manifests, without a cluster.
+//! `validate -f FILE...`: the network validation and the execution-role pre-flight for
+//! manifests, without a cluster (the runner's credentials read EC2 and IAM).
 //!
 //! Exit codes: 0 no Error finding, 1 Error findings, 2 bad input, 3 AWS could not be read.
 
@@ -11,9 +12,11 @@ use serde::Serialize;
 
 use crate::api::{Finding, ACK_REGION_ANNOTATION};
 use crate::aws::ec2::Ec2Resolver;
+use crate::aws::iam::IamReader;
 use crate::aws::CallCounter;
 use crate::manifest::{self, LoadedJob};
 use crate::network;
+use crate::role;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,7 +38,7 @@ pub struct ValidateArgs {
     /// come first).
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
-    /// Print the number of EC2 calls made to standard error, as JSON.
+    /// Print the number of EC2 and IAM calls made to standard error, as JSON.
     #[arg(long)]
     pub call_stats: bool,
 }
@@ -100,6 +103,7 @@ pub async fn run(args: ValidateArgs) -> u8 {
     let sdk_config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let calls = Arc::new(CallCounter::default());
     let mut resolvers: BTreeMap<String, Ec2Resolver> = BTreeMap::new();
+    let mut iam_readers: BTreeMap<&'static str, IamReader> = BTreeMap::new();
     let mut reports = Vec::with_capacity(jobs.len());
     for j in &jobs {
         let spec = &j.job.spec;
@@ -129,6 +133,24 @@ pub async fn run(args: ValidateArgs) -> u8 {
                 Ok(snapshot) => {
                     report.vpc_id = snapshot.vpc.as_ref().map(|v| v.vpc_id.clone());
                     report.findings = network::validate(spec, &snapshot);
+                    let home = crate::aws::iam_home_region(&region);
+                    let iam = iam_readers.entry(home).or_insert_with(|| {
+                        let conf = aws_sdk_iam::config::Builder::from(&sdk_config)
+                            .region(aws_config::Region::new(home))
+                            .build();
+                        IamReader::new(
+                            aws_sdk_iam::Client::from_conf(conf),
+                            Duration::from_secs(60),
+                            calls.clone(),
+                        )
+                    });
+                    let facts = iam.role(&spec.role_arn).await;
+                    let job = role::JobUnderCheck {
+                        spec,
+                        region: &region,
+                        name: spec.processing_job_name.as_deref(),
+                    };
+                    report.findings.extend(role::check(job, &facts));
                 }
                 Err(e) => {
                     eprintln!(
@@ -157,11 +179,8 @@ pub async fn run(args: ValidateArgs) -> u8 {
         Format::Text => print!("{}", render_text(&reports)),
     }
     if args.call_stats {
-        let by_op = calls.by_operation("ec2");
-        eprintln!(
-            "{}",
-            serde_json::json!({"ec2": {"total": calls.total("ec2"), "byOperation": by_op}})
-        );
+        let stats = |service: &str| serde_json::json!({"total": calls.total(service), "byOperation": calls.by_operation(service)});
+        eprintln!("{}", serde_json::json!({"ec2": stats("ec2"), "iam": stats("iam")}));
     }
     u8::from(any_error)
 }

@@ -81,6 +81,7 @@ pub async fn write_ahead(
         region: Some(at.region.clone()),
         network: Some(network.clone()),
         phase: Phase::Creating { problem: None },
+        failure: None,
     };
     report(ctx, job, &obs).await.map(Some)
 }

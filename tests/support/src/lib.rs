@@ -176,6 +176,23 @@ impl Stack {
         aws_sdk_ec2::Client::from_conf(conf)
     }
 
+    /// IAM in moto (one account, 123456789012, for every region).
+    pub async fn iam(&self) -> aws_sdk_iam::Client {
+        let conf = aws_sdk_iam::config::Builder::from(&self.sdk_config().await)
+            .endpoint_url(self.var("AWS_ENDPOINT_URL_IAM"))
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        aws_sdk_iam::Client::from_conf(conf)
+    }
+
+    /// CloudWatch Logs in moto, in the stack's region.
+    pub async fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&self.sdk_config().await)
+            .endpoint_url(self.var("AWS_ENDPOINT_URL_LOGS"))
+            .build();
+        aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+    }
+
     pub async fn sagemaker_at(&self, endpoint: &str) -> aws_sdk_sagemaker::Client {
         let conf = aws_sdk_sagemaker::config::Builder::from(&self.sdk_config().await)
             .endpoint_url(endpoint)
@@ -337,4 +354,5 @@ pub fn controller_bin() -> PathBuf {
 }
 
 pub mod controller;
+pub mod iam;
 pub mod vpc;
