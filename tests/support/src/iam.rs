@@ -22,15 +22,16 @@ pub const ENI_ACTIONS: &[&str] = &[
     "ec2:DescribeSecurityGroups",
 ];
 
-/// A permissions policy with everything a processing job needs, on every bucket: `eni` the EC2
-/// actions to leave in (all of [`ENI_ACTIONS`] for a complete role), `s3` the S3 actions.
+/// A permissions policy with everything a processing job needs, on every bucket, in the
+/// commercial and China partitions: `eni` the EC2 actions to leave in (all of [`ENI_ACTIONS`]
+/// for a complete role), `s3` the S3 actions.
 pub fn job_policy(eni: &[&str], s3: &[&str]) -> String {
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Action": eni, "Resource": "*"},
             {"Effect": "Allow", "Action": s3, "Resource": "*"},
-            {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], "Resource": "arn:aws:logs:*:*:log-group:/aws/sagemaker/*"},
+            {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], "Resource": ["arn:aws:logs:*:*:log-group:/aws/sagemaker/*", "arn:aws-cn:logs:*:*:log-group:/aws/sagemaker/*"]},
             {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], "Resource": "*"},
             {"Effect": "Allow", "Action": ["kms:CreateGrant", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"], "Resource": "*"}
         ]
@@ -115,24 +116,24 @@ async fn create_policy(name: &str, document: &str) -> String {
         .to_string()
 }
 
-/// The role the examples and the end-to-end tests name, with the complete policy: created once
-/// per moto server (a second call finds it).
-pub async fn ensure_processing_role() {
-    let iam = stack().iam().await;
-    if iam.get_role().role_name(PROCESSING_ROLE).send().await.is_ok() {
-        return;
+/// The role the examples and the end-to-end tests name, with the complete policy, in the IAM
+/// of `region`'s partition: created once per moto server (a second call finds it).
+pub async fn ensure_processing_role(region: &str) {
+    let iam = stack().iam_for(region).await;
+    if iam.get_role().role_name(PROCESSING_ROLE).send().await.is_err() {
+        let created = iam
+            .create_role()
+            .role_name(PROCESSING_ROLE)
+            .assume_role_policy_document(SAGEMAKER_TRUST)
+            .send()
+            .await;
+        // Another test process may have created it in between.
+        if let Err(e) = created {
+            let text = format!("{e:?}");
+            assert!(text.contains("EntityAlreadyExists"), "create {PROCESSING_ROLE}: {text}");
+        }
     }
-    let created = iam
-        .create_role()
-        .role_name(PROCESSING_ROLE)
-        .assume_role_policy_document(SAGEMAKER_TRUST)
-        .send()
-        .await;
-    // Another test process may have created it in between.
-    if let Err(e) = created {
-        let text = format!("{e:?}");
-        assert!(text.contains("EntityAlreadyExists"), "create {PROCESSING_ROLE}: {text}");
-    }
+    // Written every time (the same document): a role left by an older run gets today's policy.
     iam.put_role_policy()
         .role_name(PROCESSING_ROLE)
         .policy_name("processing")
