@@ -3,6 +3,7 @@
 //! both ways: a complete role passes, each broken one gives its code.
 
 use std::io::{Read, Write};
+use std::time::Duration;
 
 use serde_json::Value;
 use smpc_test_support as support;
@@ -294,4 +295,51 @@ async fn iam_read_refused_is_info_and_does_not_block() {
     let message = out.message("RoleNotChecked");
     assert!(message.contains("AccessDenied"), "{message}");
     assert!(message.contains("may not read IAM"), "{message}");
+}
+
+/// The same checks in the controller: a role Error blocks the job in Enforce mode, beside the
+/// network's findings, and nothing is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_blocks_a_job_whose_role_lacks_the_eni_permissions() {
+    use support::controller::{apply, condition, wait_job, ControllerProcess};
+    let (t, ns) = support::vpc::healthy_setup("10.70", "role-block").await;
+    // Destructured, the namespace is dropped (deleted) before its controller stops.
+    let (_controller, ns) = (ControllerProcess::start(&ns, &[], &[]), ns);
+    let eni: Vec<&str> = ENI_ACTIONS
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("ec2:Delete"))
+        .collect();
+    let role = create_role(
+        &name("controller"),
+        RoleSpec {
+            inline: vec![("job", job_policy(&eni, &["s3:*"]))],
+            ..Default::default()
+        },
+    )
+    .await;
+    let manifest = support::vpc::job_manifest_in(&ns, "no-delete", 1, &t.private, &[&t.sg], "")
+        .replace("arn:aws:iam::123456789012:role/SageMakerProcessingRole", &role);
+    apply(&manifest);
+    let job = wait_job(&ns, "no-delete", "Stalled", Duration::from_secs(60), |j| {
+        condition(j, "Stalled").is_some_and(|c| c.0 == "True")
+    });
+    assert_eq!(
+        condition(&job, "NetworkValidated"),
+        Some(("False".into(), "NetworkInvalid".into()))
+    );
+    let findings = job["status"]["network"]["findings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let missing = findings
+        .iter()
+        .find(|f| f["code"] == "RoleMissingVpcPermissions")
+        .expect("RoleMissingVpcPermissions in status.network.findings");
+    assert_eq!(missing["resource"], role.as_str());
+    assert!(missing["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("ec2:DeleteNetworkInterface ("));
+    assert!(job["status"]["processingJobARN"].is_null());
 }
