@@ -1,11 +1,13 @@
 //! The reconciler. For each ProcessingJob, one straight pipeline:
 //!
-//! observe (the resource's own status → [`Progress`]) → resolve (namespace, EC2 snapshot) →
-//! validate (tenant guard + network checks, pure) → act (create / adopt / mirror; returns an
-//! outcome) → report (status by server-side apply, Events).
+//! observe (the resource's own status → [`Progress`]) → resolve (namespace, EC2 snapshot,
+//! execution role) → validate (tenant guard + network and role checks, pure) → act (create /
+//! adopt / mirror, and a failure first seen diagnosed; returns an outcome) → report (status by
+//! server-side apply, Events).
 //!
-//! Deletion runs `cleanup` instead of act. The AWS I/O sits behind [`JobService`] and
-//! [`NetworkReader`], so every branch runs in-process against fakes (see `tests.rs`).
+//! Deletion runs `cleanup` instead of act. The AWS I/O sits behind [`JobService`],
+//! [`NetworkReader`], [`RoleReader`] and [`JobLogs`], so every branch runs in-process against
+//! fakes (see `tests.rs`).
 
 mod act;
 mod cleanup;

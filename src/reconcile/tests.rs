@@ -1,5 +1,6 @@
 //! In-process tests of the reconciler: every branch of reconcile and cleanup against in-memory
-//! fakes of SageMaker and EC2 ([`JobService`], [`NetworkReader`]) and of the Kubernetes API (a
+//! fakes of SageMaker, EC2, IAM and CloudWatch Logs ([`JobService`], [`NetworkReader`],
+//! [`RoleReader`], [`JobLogs`]) and of the Kubernetes API (a
 //! tower service answering the requests kube's client sends). No local stack needed.
 
 use std::collections::{BTreeMap, VecDeque};
