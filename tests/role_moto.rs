@@ -37,8 +37,14 @@ impl Outcome {
 
 /// `validate -o json` of the topology's job run with `role`; `env` overrides the stack's.
 fn validate(t: &Topology, role: &str, env: &[(&str, &str)]) -> Outcome {
-    let manifest = t
-        .manifest("role-check", 1, "")
+    validate_jobs(t, role, 1, env)
+}
+
+/// The same for `jobs` jobs with the same role (their findings: the first job's).
+fn validate_jobs(t: &Topology, role: &str, jobs: usize, env: &[(&str, &str)]) -> Outcome {
+    let manifest = (0..jobs)
+        .map(|i| t.manifest(&format!("role-check-{i}"), 1, ""))
+        .collect::<String>()
         .replace("arn:aws:iam::123456789012:role/SageMakerProcessingRole", role);
     let mut child = stack()
         .command(controller_bin())
@@ -85,10 +91,11 @@ async fn a_complete_inline_role_passes() {
         },
     )
     .await;
-    let out = validate(&t, &role, &[]);
+    // Three jobs, one role: read once (the cache), from IAM (not assumed).
+    let out = validate_jobs(&t, &role, 3, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.codes(), INFO_ONLY);
-    // The role was read from IAM, not assumed.
+    assert!(out.stderr.contains("\"GetRole\":1,"), "{}", out.stderr);
     assert!(out.stderr.contains("\"GetRolePolicy\":1"), "{}", out.stderr);
 }
 

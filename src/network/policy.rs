@@ -995,6 +995,25 @@ mod tests {
     }
 
     #[test]
+    fn trust_policies_name_no_resource_and_services_are_principals() {
+        let trust = r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":["sagemaker.amazonaws.com"]},"Action":"sts:AssumeRole"}]}"#;
+        assert!(parse(trust).is_err(), "an identity or endpoint policy needs a Resource");
+        let p = parse_trust_policy(trust).expect("a trust policy parses");
+        let context = Context::default();
+        let assume = |service: &str| {
+            p.evaluate(&Request {
+                action: "sts:AssumeRole",
+                resources: Resources::One(ROLE),
+                context: &context,
+                principal_arn: &service_principal(service),
+                partition: Partition::Aws,
+            })
+        };
+        assert_eq!(assume("sagemaker.amazonaws.com"), Decision::Allowed);
+        assert_eq!(assume("ec2.amazonaws.com"), IMPLICIT);
+    }
+
+    #[test]
     fn grants_combine_as_either_reading() {
         assert_eq!(Grant::No.or(Grant::Yes), Grant::Yes);
         assert_eq!(
