@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Seeds a realistic SageMaker VPC in moto (EC2) and prints its IDs as JSON.
+"""Seeds a realistic SageMaker VPC in moto (EC2), and the examples' execution role in moto's
+IAM, and prints their IDs as JSON.
 
 - VPC 10.0.0.0/16 with DNS support and hostnames on, and a VPC flow log
 - public subnet with an internet gateway route
@@ -7,6 +8,8 @@
 - an "isolated" private subnet with no route to S3 at all (a broken network)
 - security group "processing" with a self-referencing rule (distributed jobs)
 - security group "no-self-reference" without it
+- IAM role SageMakerProcessingRole (the examples' roleARN), trusted by SageMaker, with the
+  ENI, S3, Logs, ECR and KMS permissions a processing job needs (kept when it exists)
 
 Run with the moto venv's Python (it has boto3); endpoint and credentials from the stack env.
 """
@@ -18,6 +21,41 @@ import boto3
 
 REGION = os.environ.get("AWS_REGION", "us-east-1")
 ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL_EC2"])
+
+
+ROLE = "SageMakerProcessingRole"
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+JOB_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+                "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+            ],
+            "Resource": "*",
+        },
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket", "s3:PutObject"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": "arn:aws:logs:*:*:log-group:/aws/sagemaker/*"},
+        {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["kms:CreateGrant", "kms:GenerateDataKey", "kms:Encrypt"], "Resource": "*"},
+    ],
+}
+
+
+def execution_role() -> str:
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_IAM", os.environ["AWS_ENDPOINT_URL_EC2"]))
+    try:
+        arn = iam.get_role(RoleName=ROLE)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        arn = iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=ROLE, PolicyName="processing", PolicyDocument=json.dumps(JOB_POLICY))
+    return arn
 
 
 def main() -> None:
@@ -84,6 +122,7 @@ def main() -> None:
             "s3Endpoint": endpoint,
             "securityGroup": sg,
             "securityGroupWithoutSelfReference": lonely,
+            "executionRole": execution_role(),
         },
         sys.stdout,
         indent=2,

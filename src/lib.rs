@@ -1,11 +1,12 @@
 //! sagemaker-processing-controller: runs Amazon SageMaker Processing Jobs in a customer's VPC,
 //! validating the network first.
 //!
-//! Modules: [`api`] (the CRD types), [`network`] (snapshot, checks, policy evaluation), [`aws`]
-//! (EC2 and SageMaker adapters), [`job`] (SageMaker's view of a job in our types),
-//! [`reconcile`] (the pipeline), [`runtime`] (the process around it), [`manifest`] (reading
-//! manifests without a cluster), [`cli`] (the subcommands), [`partition`] (ARNs and console
-//! links per AWS partition), [`wildcard`] (IAM-style `*`/`?` patterns).
+//! Modules: [`api`] (the CRD types), [`network`] (snapshot, checks, policy evaluation), [`role`]
+//! (the execution-role pre-flight), [`aws`] (EC2, SageMaker, IAM and CloudWatch Logs adapters),
+//! [`job`] (SageMaker's view of a job in our types), [`reconcile`] (the pipeline), [`runtime`]
+//! (the process around it), [`manifest`] (reading manifests without a cluster), [`cli`] (the
+//! subcommands), [`partition`] (ARNs and console links per AWS partition), [`wildcard`]
+//! (IAM-style `*`/`?` patterns).
 
 pub mod api;
 pub mod aws;
@@ -15,6 +16,7 @@ pub mod manifest;
 pub mod network;
 pub mod partition;
 pub mod reconcile;
+pub mod role;
 pub mod runtime;
 pub mod telemetry;
 pub mod wildcard;

@@ -130,8 +130,17 @@ async fn a_failed_job_shows_why_and_stalls() {
     });
     assert_eq!(failed.0, "Warning");
     assert_eq!(
-        failed.2, "AlgorithmError: division by zero",
+        failed.2.lines().next(),
+        Some("AlgorithmError: division by zero"),
         "the Event carries the first line of failureReason"
+    );
+    // Then the last log lines, or why there are none (this job wrote no logs).
+    assert!(
+        failed
+            .2
+            .contains("\nlast log lines:\nno log lines in /aws/sagemaker/ProcessingJobs"),
+        "{}",
+        failed.2
     );
 }
 

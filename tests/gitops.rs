@@ -112,6 +112,7 @@ fn resource(phase: Phase) -> Value {
             findings,
         }),
         phase,
+        failure: None,
     };
     let status = desired_status(&ProcessingJobStatus::default(), &obs);
     json!({"apiVersion": "sagemaker.processing.dev/v1alpha1", "kind": "ProcessingJob",

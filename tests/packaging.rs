@@ -43,6 +43,16 @@ fn the_iam_policy_lists_exactly_the_actions_used() {
             .into_iter()
             .map(|o| format!("sagemaker:{o}")),
     );
+    used.extend(
+        called_operations("src/aws/iam.rs")
+            .into_iter()
+            .map(|o| format!("iam:{o}")),
+    );
+    used.extend(
+        called_operations("src/aws/logs.rs")
+            .into_iter()
+            .map(|o| format!("logs:{o}")),
+    );
     // Creating a job with tags needs AddTags; passing the job's role needs PassRole.
     used.insert("sagemaker:AddTags".into());
     used.insert("iam:PassRole".into());
@@ -59,6 +69,12 @@ fn the_iam_policy_lists_exactly_the_actions_used() {
         "sagemaker.amazonaws.com"
     );
     assert_ne!(pass["Resource"], "*", "PassRole must be limited to a role pattern");
+    // The job roles are read where they may be passed, no further.
+    let read_roles = policy["Statement"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["Sid"] == "ReadTheJobRoles"))
+        .expect("ReadTheJobRoles");
+    assert_eq!(read_roles["Resource"], pass["Resource"]);
 }
 
 fn chart() -> String {

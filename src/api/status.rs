@@ -62,6 +62,15 @@ pub struct ProcessingJobStatus {
     /// Result of the network validation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkStatus>,
+    /// Why a failed job likely failed: set once, when the job ends Failed with a reason that
+    /// matches a known network, permission or capacity pattern (docs/troubleshooting.md), from a
+    /// fresh validation of the network and the execution role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosis>,
+    /// The last lines the failed job wrote to CloudWatch Logs (at most 2 KiB), or why they could
+    /// not be read. Set once, when the job ends Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<String>,
     /// The `metadata.generation` the status was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -110,6 +119,22 @@ pub struct NetworkStatus {
     /// answered: set the annotation to a new value to validate again now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revalidation: Option<String>,
+}
+
+/// A failed job's diagnosis.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnosis {
+    /// The failure pattern the job's failureReason matched (S3Unreachable, AccessDenied,
+    /// VpcInternalError, CapacityOrLimit).
+    pub pattern: String,
+    /// The likely cause, in words: the finding that explains the failure, or that none does.
+    pub likely_cause: String,
+    /// The findings of the fresh validation of the job's network and execution role.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// When the diagnosis was made (RFC 3339).
+    pub diagnosed_at: String,
 }
 
 /// One problem or piece of advice about the job's network.

@@ -1,6 +1,8 @@
 //! AWS adapters: they own the SDK types; the rest of the crate works on its own small types.
 
 pub mod ec2;
+pub mod iam;
+pub mod logs;
 pub mod sagemaker;
 
 use std::collections::BTreeMap;
@@ -64,7 +66,9 @@ pub fn classify(code: Option<&str>, http_status: Option<u16>, message: &str) -> 
         | "SlowDown"
         | "ProvisionedThroughputExceededException" => ErrorClass::Throttled,
         "ResourceLimitExceeded" | "LimitExceededException" => ErrorClass::LimitExceeded,
-        "ResourceNotFound" | "ResourceNotFoundException" => ErrorClass::NotFound,
+        "ResourceNotFound" | "ResourceNotFoundException" | "NoSuchEntity" | "NoSuchEntityException" => {
+            ErrorClass::NotFound
+        }
         c if c.ends_with(".NotFound") => ErrorClass::NotFound,
         "ValidationException" if lower.contains("could not find") || lower.contains("not found") => {
             ErrorClass::NotFound
@@ -328,6 +332,9 @@ pub struct AwsClients {
     network_cache_ttl: Duration,
     sagemaker: Mutex<BTreeMap<String, sagemaker::SageMaker>>,
     ec2: Mutex<BTreeMap<String, std::sync::Arc<ec2::Ec2Resolver>>>,
+    /// One IAM reader per partition (IAM is global within a partition).
+    iam: Mutex<BTreeMap<String, std::sync::Arc<iam::IamReader>>>,
+    logs: Mutex<BTreeMap<String, std::sync::Arc<logs::LogReader>>>,
 }
 
 impl AwsClients {
@@ -349,6 +356,8 @@ impl AwsClients {
             network_cache_ttl,
             sagemaker: Mutex::new(BTreeMap::new()),
             ec2: Mutex::new(BTreeMap::new()),
+            iam: Mutex::new(BTreeMap::new()),
+            logs: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -376,12 +385,37 @@ impl AwsClients {
         })
     }
 
+    /// The IAM reader of `region`'s partition (roles cached for the network cache's TTL).
+    pub fn iam(&self, region: &str) -> std::sync::Arc<iam::IamReader> {
+        let home = iam_home_region(region);
+        per_region(&self.iam, home, || {
+            let client = aws_sdk_iam::Client::new(&self.regional(home));
+            std::sync::Arc::new(iam::IamReader::new(client, self.network_cache_ttl, self.calls.clone()))
+        })
+    }
+
+    pub fn logs(&self, region: &str) -> std::sync::Arc<logs::LogReader> {
+        per_region(&self.logs, region, || {
+            let client = aws_sdk_cloudwatchlogs::Client::new(&self.regional(region));
+            std::sync::Arc::new(logs::LogReader::new(client, self.calls.clone()))
+        })
+    }
+
     /// The shared configuration, for `region`.
     fn regional(&self, region: &str) -> aws_config::SdkConfig {
         self.sdk
             .to_builder()
             .region(aws_config::Region::new(region.to_string()))
             .build()
+    }
+}
+
+/// The region IAM's endpoint of `region`'s partition is signed for.
+pub fn iam_home_region(region: &str) -> &'static str {
+    match crate::partition::Partition::of_region(region) {
+        crate::partition::Partition::Aws => "us-east-1",
+        crate::partition::Partition::China => "cn-north-1",
+        crate::partition::Partition::GovCloud => "us-gov-west-1",
     }
 }
 

@@ -1,4 +1,5 @@
-//! `validate -f FILE|DIR|-...`: the network validation for manifests, without a cluster.
+//! `validate -f FILE|DIR|-...`: the network validation and the execution-role pre-flight for
+//! manifests, without a cluster (the runner's credentials read EC2 and IAM).
 //!
 //! A GitOps stream (`kustomize build`, a directory of manifests) mixes kinds: every
 //! ProcessingJob (ours and ACK's) is validated, other objects are skipped and listed on standard
@@ -19,9 +20,11 @@ use std::time::Duration;
 
 use crate::api::{ValidationMode, ACK_REGION_ANNOTATION};
 use crate::aws::ec2::Ec2Resolver;
+use crate::aws::iam::IamReader;
 use crate::aws::CallCounter;
 use crate::manifest::{self, LoadedJob, Manifests};
 use crate::network::{self, NetworkSnapshot};
+use crate::role;
 
 pub use outcome::{InputError, JobReport, LocatedFinding, Report, Verdict};
 
@@ -55,7 +58,7 @@ pub struct ValidateArgs {
     /// come first).
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
-    /// Print the number of EC2 calls made to standard error, as JSON.
+    /// Print the number of EC2 and IAM calls made to standard error, as JSON.
     #[arg(long)]
     pub call_stats: bool,
 }
@@ -227,8 +230,17 @@ async fn check_job(j: &LoadedJob, default_region: Option<&str>, ec2: &mut Ec2Rea
         Ok(snapshot) => {
             report.vpc_id = snapshot.vpc.as_ref().map(|v| v.vpc_id.clone());
             let vpc_line = j.line_of_field("spec.networkConfig.vpcConfig").unwrap_or(j.line);
+            // The execution-role pre-flight, as the controller runs it beside the network.
+            let role_facts = ec2.role(&region, &spec.role_arn).await;
+            let under_check = role::JobUnderCheck {
+                spec,
+                region: &region,
+                name: spec.processing_job_name.as_deref(),
+            };
+            let role_findings = role::check(under_check, &role_facts);
             report.findings = network::validate(spec, &snapshot)
                 .into_iter()
+                .chain(role_findings)
                 .map(|finding| LocatedFinding {
                     line: j.line_mentioning(&finding.resource).unwrap_or(vpc_line),
                     finding,
@@ -252,6 +264,8 @@ async fn check_job(j: &LoadedJob, default_region: Option<&str>, ec2: &mut Ec2Rea
 struct Ec2Readers {
     sdk_config: Option<aws_config::SdkConfig>,
     resolvers: BTreeMap<String, Ec2Resolver>,
+    /// IAM is global per partition: one reader per partition's home region.
+    iam: BTreeMap<&'static str, IamReader>,
     unreadable: BTreeMap<String, String>,
     calls: Arc<CallCounter>,
 }
@@ -286,6 +300,30 @@ impl Ec2Readers {
             self.unreadable.insert(region.to_string(), message.clone());
             message
         })
+    }
+}
+
+impl Ec2Readers {
+    /// The execution role as IAM describes it (read once per role; unreadable IAM is a fact the
+    /// checks report, never an error of the run).
+    async fn role(&mut self, region: &str, role_arn: &str) -> Arc<role::RoleFacts> {
+        if self.sdk_config.is_none() {
+            self.sdk_config = Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await);
+        }
+        let home = crate::aws::iam_home_region(region);
+        let calls = self.calls.clone();
+        let Some(sdk_config) = self.sdk_config.as_ref() else {
+            return Arc::new(role::RoleFacts::NotReadable {
+                reason: "no AWS configuration".into(),
+            });
+        };
+        let reader = self.iam.entry(home).or_insert_with(|| {
+            let conf = aws_sdk_iam::config::Builder::from(sdk_config)
+                .region(aws_config::Region::new(home))
+                .build();
+            IamReader::new(aws_sdk_iam::Client::from_conf(conf), Duration::from_secs(60), calls)
+        });
+        reader.role(role_arn).await
     }
 }
 

@@ -22,7 +22,8 @@ macro_rules! codes {
                 match self { $( Code::$name => Severity::$severity, )* }
             }
 
-            /// The requirement (N1–N14) the code belongs to.
+            /// The requirement (N1–N14 for the network, R1–R7 for the execution role) the code
+            /// belongs to.
             pub fn requirement(self) -> &'static str {
                 match self { $( Code::$name => $req, )* }
             }
@@ -58,6 +59,21 @@ codes! {
     FlowLogsDisabled, Info, "N12", "Enable VPC Flow Logs on the VPC to record the job's traffic.";
     PackageRepositoriesReachable, Info, "N13", "If containers must not install packages, deny the arn:aws:s3:::packages.*, repo.* and amazonlinux.* buckets in the S3 endpoint policy.";
     NetworkIsolationSkipsChecks, Info, "N14", "Nothing to do: with network isolation the container's own traffic checks do not apply.";
+    // The execution role (R1–R7): read from IAM, evaluated as identity policies ∩ permissions
+    // boundary. Resource policies and SCPs are invisible, so a permission that a bucket, key or
+    // repository policy could grant is a Warning when only the role's policies lack it.
+    RoleNotFound, Error, "R1", "Create the role, or correct spec.roleARN (the role's name and account); SageMaker refuses a role that does not exist.";
+    RoleNotChecked, Info, "R1", "Allow the controller iam:GetRole, iam:ListRolePolicies, iam:GetRolePolicy, iam:ListAttachedRolePolicies, iam:GetPolicy and iam:GetPolicyVersion on the job roles (docs/iam-policy.json) to have them checked.";
+    RoleNotAssumableBySageMaker, Error, "R2", "Let the service principal sagemaker.amazonaws.com call sts:AssumeRole in the role's trust policy.";
+    RoleMissingVpcPermissions, Error, "R3", "Allow the role ec2:CreateNetworkInterface, ec2:CreateNetworkInterfacePermission, ec2:DeleteNetworkInterface, ec2:DeleteNetworkInterfacePermission and ec2:DescribeNetworkInterfaces, ec2:DescribeVpcs, ec2:DescribeDhcpOptions, ec2:DescribeSubnets, ec2:DescribeSecurityGroups (e.g. attach AmazonSageMakerFullAccess or the policy in docs/findings.md), in its policies and its permissions boundary.";
+    RoleS3AccessDenied, Error, "R4", "Remove or narrow the Deny statement that matches the job's S3 access in the role's policies or permissions boundary.";
+    RoleS3AccessNotGranted, Warning, "R4", "Allow the role s3:GetObject and s3:ListBucket on the inputs and s3:PutObject on the outputs, or check that the bucket's policy grants them to the role (possible only in the role's own account).";
+    RoleKmsAccessDenied, Error, "R5", "Remove or narrow the Deny statement that matches the KMS action in the role's policies or permissions boundary.";
+    RoleKmsAccessNotGranted, Warning, "R5", "Allow the role kms:CreateGrant on the volume key and kms:GenerateDataKey and kms:Encrypt on the output key, or check that the key policy grants them to the role.";
+    RoleLogsAccessMissing, Warning, "R6", "Allow the role logs:CreateLogStream and logs:PutLogEvents on /aws/sagemaker/ProcessingJobs; without them the job runs but its logs are lost.";
+    RoleEcrPullDenied, Error, "R7", "Remove or narrow the Deny statement that matches ecr:GetAuthorizationToken, ecr:BatchGetImage or ecr:GetDownloadUrlForLayer in the role's policies or permissions boundary.";
+    RoleEcrPullNotGranted, Warning, "R7", "Allow the role ecr:GetAuthorizationToken, ecr:BatchGetImage, ecr:BatchCheckLayerAvailability and ecr:GetDownloadUrlForLayer on the image's repository, or check that the repository policy grants them to the role.";
+    RolePolicyUnevaluable, Warning, "R2-R7", "Check by hand that the role's policies allow the action named in the message, or simplify the condition so that it can be evaluated.";
 }
 
 impl std::fmt::Display for Code {

@@ -278,6 +278,22 @@ fn matcher(obj: &serde_json::Map<String, Value>, name: &str, index: usize) -> Re
 
 /// Parses a policy document: one statement object or a list, string-or-list elements.
 pub fn parse(document: &str) -> Result<Policy, PolicyError> {
+    parse_with(document, true)
+}
+
+/// Parses a role's trust policy: its statements name no `Resource` (the resource is the role
+/// itself), so a statement without one applies to the role.
+pub fn parse_trust_policy(document: &str) -> Result<Policy, PolicyError> {
+    parse_with(document, false)
+}
+
+/// How a service principal (`"Principal": {"Service": "…"}`) is listed once parsed: the
+/// `principal_arn` of a request the service makes, for trust policies.
+pub fn service_principal(service: &str) -> String {
+    format!("Service:{service}")
+}
+
+fn parse_with(document: &str, resource_required: bool) -> Result<Policy, PolicyError> {
     let root: Value = serde_json::from_str(document).map_err(|e| PolicyError::Json(e.to_string()))?;
     let statements = match root.get("Statement") {
         Some(Value::Array(items)) => items.clone(),
@@ -354,7 +370,11 @@ pub fn parse(document: &str) -> Result<Policy, PolicyError> {
             effect,
             principal,
             actions: matcher(obj, "Action", index)?,
-            resources: matcher(obj, "Resource", index)?,
+            resources: if resource_required || obj.contains_key("Resource") || obj.contains_key("NotResource") {
+                matcher(obj, "Resource", index)?
+            } else {
+                Matcher::Any(vec!["*".into()])
+            },
             conditions,
         });
     }
@@ -972,6 +992,25 @@ mod tests {
             Decision::Allowed
         );
         assert_eq!(decide_under(not, "s3:GetObject", "arn:aws:s3:::b/in/"), IMPLICIT);
+    }
+
+    #[test]
+    fn trust_policies_name_no_resource_and_services_are_principals() {
+        let trust = r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":["sagemaker.amazonaws.com"]},"Action":"sts:AssumeRole"}]}"#;
+        assert!(parse(trust).is_err(), "an identity or endpoint policy needs a Resource");
+        let p = parse_trust_policy(trust).expect("a trust policy parses");
+        let context = Context::default();
+        let assume = |service: &str| {
+            p.evaluate(&Request {
+                action: "sts:AssumeRole",
+                resources: Resources::One(ROLE),
+                context: &context,
+                principal_arn: &service_principal(service),
+                partition: Partition::Aws,
+            })
+        };
+        assert_eq!(assume("sagemaker.amazonaws.com"), Decision::Allowed);
+        assert_eq!(assume("ec2.amazonaws.com"), IMPLICIT);
     }
 
     #[test]

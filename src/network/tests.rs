@@ -555,7 +555,8 @@ fn table() -> Vec<(Code, Case, Case)> {
 #[test]
 fn every_code_has_a_triggering_and_a_near_identical_clean_case() {
     let cases = table();
-    for code in Code::ALL {
+    // The execution role's codes (R…) have their cases in `role::tests`.
+    for code in Code::ALL.iter().filter(|c| c.requirement().starts_with('N')) {
         assert!(cases.iter().any(|(c, _, _)| c == code), "no table case for {code}");
     }
     for (code, triggering, clean) in cases {

@@ -8,17 +8,21 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 
+use super::diagnosis;
 use super::observe::JobRef;
 use super::ports::NewJob;
 use super::queue::{Active, Caps, Hold, Lane, Place, Queue, Verdict};
 use super::report;
-use super::status::{NetworkOutcome, Observation, Phase, Problem, ACTIVE_JOB_LIMIT, QUOTA_EXCEEDED};
+use super::resolve::{self, NetworkFacts};
+use super::status::{FailureReport, NetworkOutcome, Observation, Phase, Problem, ACTIVE_JOB_LIMIT, QUOTA_EXCEEDED};
 use super::tracker;
-use super::validate::Validated;
+use super::validate::{self, Validated};
 use super::{object_ref, Context, Error};
-use crate::api::{ProcessingJob, ProcessingJobStatus, Tag};
+use crate::api::{Diagnosis, ProcessingJob, ProcessingJobStatus, Tag};
 use crate::aws::{AwsError, ErrorClass};
 use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_UID};
+use crate::role;
+use k8s_openapi::jiff::Timestamp;
 
 /// ACK's annotation asking to adopt an existing AWS resource instead of creating one.
 pub const ACK_ADOPTION_POLICY_ANNOTATION: &str = "services.k8s.aws/adoption-policy";
@@ -93,6 +97,7 @@ pub fn observation(
         region: at.map(|a| a.region.clone()),
         network,
         phase,
+        failure: None,
     }
 }
 
@@ -399,7 +404,19 @@ pub async fn mirror(ctx: &Context, job: &ProcessingJob, at: JobRef, last: JobSta
             if state.status.is_terminal() {
                 capacity_freed(ctx, job, &at.region);
             }
-            observed(ctx, job, at, state, adopted, None)
+            // Looked into once: the reconcile that first sees the failure records what it
+            // found, and an ended job is never read again.
+            let failed_now = state.status == JobStatus::Failed && last.status != JobStatus::Failed;
+            let failure = if failed_now {
+                Some(after_failure(ctx, job, &at, &state).await)
+            } else {
+                None
+            };
+            let mut outcome = observed(ctx, job, at, state, adopted, None);
+            if let Some(observation) = outcome.observation.as_mut() {
+                observation.failure = failure;
+            }
+            outcome
         }
         Err(e) if e.class == ErrorClass::NotFound => {
             ctx.tracker.untrack(&at.region, &at.name);
@@ -449,6 +466,73 @@ pub fn acknowledge(job: &ProcessingJob, at: &JobRef, next: Next) -> Outcome {
         problem: None,
     };
     Outcome::report(job, Some(at), None, phase, next)
+}
+
+/// A job seen ending Failed: its last log lines (or why they could not be read: never an error
+/// of the reconcile), and, when its reason matches a documented pattern, a diagnosis.
+async fn after_failure(ctx: &Context, job: &ProcessingJob, at: &JobRef, state: &JobState) -> FailureReport {
+    let no_lines = || {
+        format!(
+            "no log lines in {} for {}/…: the container may not have started",
+            role::LOG_GROUP,
+            at.name
+        )
+    };
+    let log_tail = match ctx.logs.tail(&at.region, &at.name, diagnosis::TAIL_LINES).await {
+        Ok(tails) => diagnosis::tail_text(&tails).unwrap_or_else(no_lines),
+        // No log group yet: no job of the region ever wrote a line.
+        Err(e) if e.class == ErrorClass::NotFound => no_lines(),
+        Err(e) => format!("the job's logs could not be read: {e}"),
+    };
+    let reason = state.failure_reason.as_deref().unwrap_or_default();
+    let diagnosis = match diagnosis::pattern(reason, job.spec.vpc_config().is_some()) {
+        Some(pattern) => Some(diagnose(ctx, job, at, pattern).await),
+        None => None,
+    };
+    FailureReport {
+        diagnosis,
+        log_tail: Some(log_tail),
+    }
+}
+
+/// The network and the execution role read afresh (bypassing the caches) and validated again:
+/// what changed since the job was validated shows as the likely cause.
+async fn diagnose(ctx: &Context, job: &ProcessingJob, at: &JobRef, pattern: &diagnosis::Pattern) -> Diagnosis {
+    let findings = match resolve::network(ctx, &at.region, &job.spec, true).await {
+        Ok(facts @ NetworkFacts::Read { .. }) => match validate::outcome(&job.spec, &at.name, facts) {
+            NetworkOutcome::Validated { findings, .. } => findings,
+            _ => Vec::new(),
+        },
+        // No network validated for this job: its role alone.
+        Ok(_) => {
+            ctx.roles.forget(&at.region);
+            let facts = ctx.roles.role(&at.region, &job.spec.role_arn).await;
+            let under_check = role::JobUnderCheck {
+                spec: &job.spec,
+                region: &at.region,
+                name: Some(&at.name),
+            };
+            role::check(under_check, &facts)
+        }
+        Err(e) => {
+            return Diagnosis {
+                pattern: pattern.name.into(),
+                likely_cause: format!(
+                    "a {} failure; the network could not be read again to look into it: {e}",
+                    pattern.name
+                ),
+                findings: Vec::new(),
+                diagnosed_at: Timestamp::now().to_string(),
+            }
+        }
+    };
+    let before = job.status.as_ref().and_then(|s| s.network.as_ref());
+    Diagnosis {
+        pattern: pattern.name.into(),
+        likely_cause: diagnosis::likely_cause(pattern, &findings, before),
+        findings,
+        diagnosed_at: Timestamp::now().to_string(),
+    }
 }
 
 /// A problem reported beside the job's last known state, never instead of it.

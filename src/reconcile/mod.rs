@@ -1,14 +1,17 @@
 //! The reconciler. For each ProcessingJob, one straight pipeline:
 //!
-//! observe (the resource's own status → [`Progress`]) → resolve (namespace, EC2 snapshot) →
-//! validate (tenant guard + network checks, pure) → act (create / adopt / mirror; returns an
-//! outcome) → report (status by server-side apply, Events).
+//! observe (the resource's own status → [`Progress`]) → resolve (namespace, EC2 snapshot,
+//! execution role) → validate (tenant guard + network and role checks, pure) → act (create /
+//! adopt / mirror, and a failure first seen diagnosed; returns an outcome) → report (status by
+//! server-side apply, Events).
 //!
-//! Deletion runs `cleanup` instead of act. The AWS I/O sits behind [`JobService`] and
-//! [`NetworkReader`], so every branch runs in-process against fakes (see `tests.rs`).
+//! Deletion runs `cleanup` instead of act. The AWS I/O sits behind [`JobService`],
+//! [`NetworkReader`], [`RoleReader`] and [`JobLogs`], so every branch runs in-process against
+//! fakes (see `tests.rs`).
 
 mod act;
 mod cleanup;
+pub mod diagnosis;
 mod error;
 pub mod guard;
 pub mod naming;
@@ -39,7 +42,7 @@ use kube::{Api, Client, ResourceExt};
 pub use act::ACK_ADOPTION_POLICY_ANNOTATION;
 pub use error::{Backoff, Error};
 pub use observe::{JobRef, Progress};
-pub use ports::{Answer, JobService, NetworkReader, NewJob};
+pub use ports::{Answer, JobLogs, JobService, NetworkReader, NewJob, RoleReader};
 
 use crate::api::{ProcessingJob, ACK_REGION_ANNOTATION};
 use crate::telemetry::metrics::{Metrics, ReasonLabels, ResultLabels};
@@ -90,6 +93,8 @@ pub struct Context {
     pub client: Client,
     pub jobs: Arc<dyn JobService>,
     pub network: Arc<dyn NetworkReader>,
+    pub roles: Arc<dyn RoleReader>,
+    pub logs: Arc<dyn JobLogs>,
     pub tracker: Arc<Tracker>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
@@ -99,15 +104,28 @@ pub struct Context {
     queue: std::sync::Mutex<queue::Queue>,
 }
 
+/// The AWS ports of a [`Context`].
+pub struct Ports {
+    pub jobs: Arc<dyn JobService>,
+    pub network: Arc<dyn NetworkReader>,
+    pub roles: Arc<dyn RoleReader>,
+    pub logs: Arc<dyn JobLogs>,
+}
+
+impl Ports {
+    /// Every port served by the AWS adapters.
+    pub fn aws(aws: Arc<crate::aws::AwsClients>) -> Self {
+        Self {
+            jobs: aws.clone(),
+            network: aws.clone(),
+            roles: aws.clone(),
+            logs: aws,
+        }
+    }
+}
+
 impl Context {
-    pub fn new(
-        client: Client,
-        jobs: Arc<dyn JobService>,
-        network: Arc<dyn NetworkReader>,
-        tracker: Arc<Tracker>,
-        settings: Settings,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(client: Client, ports: Ports, tracker: Arc<Tracker>, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: settings.instance.clone(),
@@ -115,8 +133,10 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            jobs,
-            network,
+            jobs: ports.jobs,
+            network: ports.network,
+            roles: ports.roles,
+            logs: ports.logs,
             tracker,
             settings,
             metrics,
@@ -239,7 +259,7 @@ async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<Job
         Ok(facts) => facts,
         Err(e) => return Ok(act::not_created(ctx, job, &at, None, e, "reading the network from EC2")),
     };
-    match validate::network(&job.spec, facts) {
+    match validate::network(&job.spec, &at.name, facts) {
         Ok(validated) => act::create(ctx, job, at, validated, caps).await,
         Err(refusal) => Ok(refused(ctx, job, &at, refusal)),
     }

@@ -1,13 +1,17 @@
-//! The AWS I/O the reconciler needs, as two narrow traits: implemented by the AWS adapters for
-//! the controller, and by in-memory fakes for the in-process tests.
+//! The AWS I/O the reconciler needs, as narrow traits: implemented by the AWS adapters for the
+//! controller, and by in-memory fakes for the in-process tests.
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use std::sync::Arc;
+
 use crate::api::{ProcessingJobSpec, Tag};
+use crate::aws::logs::StreamTail;
 use crate::aws::{AwsClients, AwsError};
 use crate::job::JobState;
 use crate::network::NetworkSnapshot;
+use crate::role::RoleFacts;
 
 /// An AWS answer, later.
 pub type Answer<'a, T> = BoxFuture<'a, Result<T, AwsError>>;
@@ -40,6 +44,22 @@ pub trait NetworkReader: Send + Sync {
     fn forget(&self, region: &str);
 }
 
+/// What IAM says about a job's execution role.
+pub trait RoleReader: Send + Sync {
+    /// The role `arn`, read through the IAM of `region`'s partition (cached for a TTL). Never an
+    /// error: an unreadable role is [`RoleFacts::NotReadable`].
+    fn role<'a>(&'a self, region: &'a str, arn: &'a str) -> BoxFuture<'a, Arc<RoleFacts>>;
+
+    /// Forgets the roles read in `region`'s partition, so that the next read is fresh.
+    fn forget(&self, region: &str);
+}
+
+/// The CloudWatch Logs of a job.
+pub trait JobLogs: Send + Sync {
+    /// The last `lines` lines of each of the job's log streams.
+    fn tail<'a>(&'a self, region: &'a str, job_name: &'a str, lines: i32) -> Answer<'a, Vec<StreamTail>>;
+}
+
 impl JobService for AwsClients {
     fn create<'a>(&'a self, region: &'a str, job: NewJob<'a>) -> Answer<'a, String> {
         async move { self.sagemaker(region).create(job.name, job.spec, job.tags).await }.boxed()
@@ -69,5 +89,21 @@ impl NetworkReader for AwsClients {
 
     fn forget(&self, region: &str) {
         self.ec2(region).forget()
+    }
+}
+
+impl RoleReader for AwsClients {
+    fn role<'a>(&'a self, region: &'a str, arn: &'a str) -> BoxFuture<'a, Arc<RoleFacts>> {
+        async move { self.iam(region).role(arn).await }.boxed()
+    }
+
+    fn forget(&self, region: &str) {
+        self.iam(region).forget()
+    }
+}
+
+impl JobLogs for AwsClients {
+    fn tail<'a>(&'a self, region: &'a str, job_name: &'a str, lines: i32) -> Answer<'a, Vec<StreamTail>> {
+        async move { self.logs(region).tail(job_name, lines).await }.boxed()
     }
 }

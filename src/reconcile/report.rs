@@ -93,6 +93,7 @@ pub async fn write_ahead(
         region: Some(at.region.clone()),
         network: Some(network.clone()),
         phase: Phase::Creating { problem: queued },
+        failure: None,
     };
     report(ctx, job, &obs).await.map(Some)
 }

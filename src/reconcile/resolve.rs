@@ -1,6 +1,7 @@
 //! Resolve: what validation needs, read from the cluster and from EC2.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, ResourceExt};
@@ -9,6 +10,7 @@ use super::{Context, Error};
 use crate::api::{ProcessingJob, ProcessingJobSpec, ValidationMode, REVALIDATE_ANNOTATION};
 use crate::aws::AwsError;
 use crate::network::NetworkSnapshot;
+use crate::role::RoleFacts;
 
 /// The namespace's annotations (the tenant guard's limits live there).
 pub async fn namespace_annotations(ctx: &Context, job: &ProcessingJob) -> Result<BTreeMap<String, String>, Error> {
@@ -39,15 +41,18 @@ pub enum NetworkFacts {
     NoVpcConfig,
     /// `networkValidation.mode: Skip`: nothing read.
     Skipped,
-    /// Read from EC2 (shared per VPC for the cache's TTL).
+    /// Read from EC2 (shared per VPC for the cache's TTL), with the execution role read from
+    /// IAM (shared per role for the same TTL).
     Read {
         mode: ValidationMode,
         snapshot: NetworkSnapshot,
+        role: Arc<RoleFacts>,
     },
 }
 
-/// `fresh`: read EC2 afresh, not from the cache shared by the jobs of a VPC (a revalidation the
-/// user asked for).
+/// `fresh`: read EC2 and IAM afresh, not from the caches shared by the jobs of a VPC and of a
+/// role (a revalidation the user asked for, a failure diagnosis). The role is checked with the
+/// network: a job without `vpcConfig` or in mode `Skip` is not validated at all.
 pub async fn network(
     ctx: &Context,
     region: &str,
@@ -63,8 +68,10 @@ pub async fn network(
     }
     if fresh {
         ctx.network.forget(region);
+        ctx.roles.forget(region);
     }
     // Each ID read once: a repeated subnet must not count its free IPs twice.
     let snapshot = ctx.network.snapshot(region, &spec.with_unique_network_ids()).await?;
-    Ok(NetworkFacts::Read { mode, snapshot })
+    let role = ctx.roles.role(region, &spec.role_arn).await;
+    Ok(NetworkFacts::Read { mode, snapshot, role })
 }

@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{Finding, JobPhase, NetworkStatus, ProcessingJobStatus, Severity, ValidationMode};
+use crate::api::{Diagnosis, Finding, JobPhase, NetworkStatus, ProcessingJobStatus, Severity, ValidationMode};
 use crate::job::{JobState, JobStatus};
 use crate::partition::Partition;
 
@@ -120,6 +120,17 @@ pub struct Observation {
     pub region: Option<String>,
     pub network: Option<NetworkOutcome>,
     pub phase: Phase,
+    /// What was learnt when the job was seen ending Failed: set by that reconcile only.
+    pub failure: Option<FailureReport>,
+}
+
+/// A failed job looked into, once, when its failure was first seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureReport {
+    /// Set when the failure matched a documented pattern.
+    pub diagnosis: Option<Diagnosis>,
+    /// The last log lines, or why they could not be read.
+    pub log_tail: Option<String>,
 }
 
 fn condition(
@@ -148,6 +159,19 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// The JobFailed Event's note: SageMaker's reason, then as many of the last log lines as fit in
+/// an Event (the API server refuses notes over 1 KiB).
+fn failed_note(reason: &str, tail: Option<&str>) -> String {
+    let reason = truncate(reason, 400);
+    match tail {
+        Some(tail) => {
+            let room = 900usize.saturating_sub(reason.len() + 20);
+            format!("{reason}\nlast log lines:\n{}", super::diagnosis::keep_end(tail, room))
+        }
+        None => reason,
+    }
 }
 
 /// The CloudWatch Logs console link for the job's log streams, on the console of the region's
@@ -189,6 +213,17 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
         ..Default::default()
     };
     if let Phase::Submitted { job, .. } = &obs.phase {
+        // Made once, when the failure was first seen; kept by every later write.
+        match &obs.failure {
+            Some(f) => {
+                s.diagnosis = f.diagnosis.clone();
+                s.log_tail = f.log_tail.clone();
+            }
+            None => {
+                s.diagnosis = prev.diagnosis.clone();
+                s.log_tail = prev.log_tail.clone();
+            }
+        }
         s.processing_job_arn = job.arn.clone();
         s.processing_job_status = Some(job.status.as_str().to_string());
         s.failure_reason = job.failure_reason.clone();
@@ -477,9 +512,17 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
                 out.push(EventSpec {
                     warning: true,
                     reason: "JobFailed",
-                    note: truncate(first, 900),
+                    note: failed_note(first, next.log_tail.as_deref()),
                     action,
                 });
+                if let Some(d) = &next.diagnosis {
+                    out.push(EventSpec {
+                        warning: true,
+                        reason: "FailureDiagnosed",
+                        note: truncate(&format!("likely cause: {}", d.likely_cause), 900),
+                        action: d.pattern.clone(),
+                    });
+                }
             }
             "Stopped" => out.push(EventSpec {
                 warning: true,
@@ -540,6 +583,7 @@ mod tests {
 
     fn obs(phase: Phase) -> Observation {
         Observation {
+            failure: None,
             generation: Some(1),
             job_name: Some("job-1".into()),
             region: Some("us-east-1".into()),

@@ -1,5 +1,6 @@
 //! In-process tests of the reconciler: every branch of reconcile and cleanup against in-memory
-//! fakes of SageMaker and EC2 ([`JobService`], [`NetworkReader`]) and of the Kubernetes API (a
+//! fakes of SageMaker, EC2, IAM and CloudWatch Logs ([`JobService`], [`NetworkReader`],
+//! [`RoleReader`], [`JobLogs`]) and of the Kubernetes API (a
 //! tower service answering the requests kube's client sends). No local stack needed.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -15,9 +16,11 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::api::{JobPhase, ProcessingJobSpec};
+use crate::aws::logs::StreamTail;
 use crate::aws::{AwsError, ErrorClass};
 use crate::job::{JobState, JobStatus, TAG_UID};
 use crate::network::NetworkSnapshot;
+use crate::role::{NamedDocument, RoleDocuments, RoleFacts};
 
 const NS: &str = "team-a";
 const REGION: &str = "us-east-1";
@@ -229,6 +232,14 @@ impl FakeJobs {
         }
     }
 
+    /// The job ends Failed with SageMaker's `reason`.
+    fn fail_job(&self, region: &str, name: &str, reason: &str) {
+        if let Some((j, _)) = self.state().jobs.get_mut(&(region.into(), name.into())) {
+            j.status = JobStatus::Failed;
+            j.failure_reason = Some(reason.into());
+        }
+    }
+
     fn calls(&self) -> Vec<&'static str> {
         self.state().calls.iter().map(|c| c.0).collect()
     }
@@ -362,6 +373,98 @@ impl NetworkReader for EmptyNetwork {
     }
 }
 
+/// IAM with one role for every job (complete unless a test says otherwise). Counts reads
+/// (`.1`) and cache drops (`.2`).
+#[derive(Clone)]
+struct FakeRoles(Arc<Mutex<Arc<RoleFacts>>>, Arc<Mutex<u32>>, Arc<Mutex<u32>>);
+
+const COMPLETE_ROLE_POLICY: &str = r#"{"Statement":[
+  {"Effect":"Allow","Action":["ec2:*","s3:*","logs:*","ecr:*","kms:*"],"Resource":"*"}]}"#;
+
+impl Default for FakeRoles {
+    fn default() -> Self {
+        let documents = RoleDocuments {
+            arn: "arn:aws:iam::123456789012:role/job".into(),
+            trust_policy: r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"sagemaker.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#.into(),
+            policies: vec![NamedDocument {
+                name: "complete".into(),
+                document: COMPLETE_ROLE_POLICY.into(),
+            }],
+            boundary: None,
+        };
+        Self(
+            Arc::new(Mutex::new(Arc::new(RoleFacts::Read(Arc::new(documents))))),
+            Arc::default(),
+            Arc::default(),
+        )
+    }
+}
+
+impl FakeRoles {
+    fn set(&self, facts: RoleFacts) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(facts);
+    }
+
+    fn reads(&self) -> u32 {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn forgets(&self) -> u32 {
+        *self.2.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RoleReader for FakeRoles {
+    fn role<'a>(&'a self, _region: &'a str, _arn: &'a str) -> futures::future::BoxFuture<'a, Arc<RoleFacts>> {
+        async move {
+            *self.1.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+        .boxed()
+    }
+
+    fn forget(&self, _region: &str) {
+        *self.2.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+}
+
+/// CloudWatch Logs with fixed lines per job, or an error for every read. Counts reads.
+#[derive(Clone, Default)]
+struct FakeLogs(Arc<Mutex<Option<LogAnswer>>>, Arc<Mutex<u32>>);
+
+/// What the fake CloudWatch Logs answers: the streams' lines, or an error of this class.
+type LogAnswer = Result<Vec<StreamTail>, ErrorClass>;
+
+impl FakeLogs {
+    fn set(&self, tails: LogAnswer) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(tails);
+    }
+
+    fn reads(&self) -> u32 {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl JobLogs for FakeLogs {
+    fn tail<'a>(&'a self, _region: &'a str, _job_name: &'a str, _lines: i32) -> Answer<'a, Vec<StreamTail>> {
+        async move {
+            *self.1.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            match &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+                None => Ok(Vec::new()),
+                Some(Ok(tails)) => Ok(tails.clone()),
+                Some(Err(class)) => Err(AwsError {
+                    service: "logs",
+                    operation: "DescribeLogStreams",
+                    class: *class,
+                    code: Some("AccessDeniedException".into()),
+                    message: "not allowed".into(),
+                }),
+            }
+        }
+        .boxed()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The harness.
 
@@ -369,6 +472,8 @@ struct Harness {
     api: FakeApi,
     sagemaker: FakeJobs,
     ec2: EmptyNetwork,
+    roles: FakeRoles,
+    logs: FakeLogs,
     ctx: Arc<Context>,
     /// What the tracker and the queue brought to the reconciler.
     triggers: Mutex<futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Guarded>>>,
@@ -431,12 +536,18 @@ impl Harness {
         );
         let sagemaker = FakeJobs::default();
         let ec2 = EmptyNetwork::default();
+        let roles = FakeRoles::default();
+        let logs = FakeLogs::default();
         let (tx, rx) = futures::channel::mpsc::unbounded();
         let tracker = Arc::new(tracker::Tracker::new(tx, settings.resync_interval));
         let ctx = Arc::new(Context::new(
             api.client(),
-            Arc::new(sagemaker.clone()),
-            Arc::new(ec2.clone()),
+            Ports {
+                jobs: Arc::new(sagemaker.clone()),
+                network: Arc::new(ec2.clone()),
+                roles: Arc::new(roles.clone()),
+                logs: Arc::new(logs.clone()),
+            },
             tracker,
             settings,
             Arc::new(crate::telemetry::metrics::Metrics::default()),
@@ -445,6 +556,8 @@ impl Harness {
             api,
             sagemaker,
             ec2,
+            roles,
+            logs,
             ctx,
             triggers: Mutex::new(rx),
         }
@@ -1205,6 +1318,102 @@ async fn an_active_job_is_described_only_when_the_tracker_saw_a_change() {
     // Ended: nothing, ever.
     let (calls, writes) = h.quiet_window("mirror", 10).await;
     assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
+}
+
+fn events_with_notes(h: &Harness) -> Vec<(String, String)> {
+    h.api
+        .state()
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or_default().to_string(),
+                e["note"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failure_matching_a_pattern_is_diagnosed_once_with_the_log_tail() {
+    let h = Harness::new();
+    let job = running(&h, "denied").await;
+    h.logs.set(Ok(vec![StreamTail {
+        stream: format!("{job}/algo-1-1700000000"),
+        lines: vec![
+            "reading s3://in/raw".into(),
+            "botocore: AccessDenied on GetObject".into(),
+        ],
+    }]));
+    // The role went away after the job was created.
+    h.roles.set(RoleFacts::NotFound);
+    let reads_before = h.roles.reads();
+    h.sagemaker.fail_job(
+        REGION,
+        &job,
+        "ClientError: Access Denied (Service: Amazon S3; Status Code: 403)",
+    );
+    h.ctx.tracker.mark_changed(REGION, &job);
+    h.reconcile("denied").await.expect("reconcile");
+
+    let s = h.status("denied");
+    let diagnosis = s.diagnosis.clone().expect("a diagnosis");
+    assert_eq!(diagnosis.pattern, "AccessDenied");
+    assert!(
+        diagnosis
+            .likely_cause
+            .starts_with("RoleNotFound on arn:aws:iam::123456789012:role/job"),
+        "{}",
+        diagnosis.likely_cause
+    );
+    assert_eq!(diagnosis.findings.len(), 1);
+    // Read afresh: the cache was dropped, then the role read.
+    assert_eq!(h.roles.forgets(), 1);
+    assert_eq!(h.roles.reads(), reads_before + 1);
+    assert_eq!(
+        s.log_tail.as_deref(),
+        Some("reading s3://in/raw\nbotocore: AccessDenied on GetObject")
+    );
+    let events = events_with_notes(&h);
+    let failed = events.iter().find(|(r, _)| r == "JobFailed").expect("JobFailed");
+    assert!(failed.1.contains("Access Denied"), "{}", failed.1);
+    assert!(
+        failed.1.ends_with("botocore: AccessDenied on GetObject"),
+        "{}",
+        failed.1
+    );
+    let diagnosed = events
+        .iter()
+        .find(|(r, _)| r == "FailureDiagnosed")
+        .expect("FailureDiagnosed");
+    assert!(diagnosed.1.starts_with("likely cause: RoleNotFound"), "{}", diagnosed.1);
+
+    // Once: the ended job is never read again, logs and roles included.
+    let (logs, roles) = (h.logs.reads(), h.roles.reads());
+    let (calls, writes) = h.quiet_window("denied", 10).await;
+    assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
+    assert_eq!((h.logs.reads(), h.roles.reads()), (logs, roles));
+    assert_eq!(h.status("denied").diagnosis, Some(diagnosis));
+}
+
+#[tokio::test]
+async fn a_failure_matching_no_pattern_gets_its_log_tail_and_no_guess() {
+    let h = Harness::new();
+    let job = running(&h, "algo").await;
+    h.logs.set(Err(ErrorClass::Credentials));
+    h.sagemaker
+        .fail_job(REGION, &job, "AlgorithmError: ZeroDivisionError: division by zero");
+    h.ctx.tracker.mark_changed(REGION, &job);
+    h.reconcile("algo")
+        .await
+        .expect("logs unreadable never fail the reconcile");
+    let s = h.status("algo");
+    assert_eq!(s.diagnosis, None);
+    assert_eq!(h.roles.forgets(), 0, "no pattern, no fresh read");
+    let tail = s.log_tail.unwrap_or_default();
+    assert!(tail.starts_with("the job's logs could not be read"), "{tail}");
+    assert!(!h.event_reasons().contains(&"FailureDiagnosed".to_string()));
+    assert_eq!(h.condition("algo", "Ready"), ("False".into(), "Failed".into()));
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Validate: the tenant guard and the network checks, pure. Only a job that passed both becomes
+//! Validate: the tenant guard, the network checks and the execution-role checks, pure. Only a job that passed both becomes
 //! a [`Validated`] job, and only a `Validated` job can be created.
 
 use std::collections::BTreeMap;
@@ -8,6 +8,7 @@ use super::resolve::NetworkFacts;
 use super::status::{NetworkOutcome, Phase};
 use crate::api::ProcessingJobSpec;
 use crate::network;
+use crate::role;
 
 /// Proof that a job passed validation: built only here.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,20 +53,35 @@ pub fn tenant(
     }
 }
 
-/// The network checks over what was read.
-pub fn network(spec: &ProcessingJobSpec, facts: NetworkFacts) -> Result<Validated, Refusal> {
-    let outcome = match facts {
-        NetworkFacts::NoVpcConfig => NetworkOutcome::NoVpcConfig,
-        NetworkFacts::Skipped => NetworkOutcome::Skipped,
-        NetworkFacts::Read { mode, snapshot } => NetworkOutcome::Validated {
-            mode,
-            vpc_id: snapshot.vpc.as_ref().map(|v| v.vpc_id.clone()),
-            findings: network::validate(spec, &snapshot),
-        },
-    };
+/// The network checks and the role checks over what was read, for the job `name`. The role's
+/// findings follow the network's in the same list, and block the same way.
+pub fn network(spec: &ProcessingJobSpec, name: &str, facts: NetworkFacts) -> Result<Validated, Refusal> {
+    let outcome = outcome(spec, name, facts);
     if outcome.allows_create() {
         Ok(Validated { network: outcome })
     } else {
         Err(Refusal::Network(outcome))
+    }
+}
+
+/// The findings over what was read, whether they block or not (a diagnosis shows them).
+pub fn outcome(spec: &ProcessingJobSpec, name: &str, facts: NetworkFacts) -> NetworkOutcome {
+    match facts {
+        NetworkFacts::NoVpcConfig => NetworkOutcome::NoVpcConfig,
+        NetworkFacts::Skipped => NetworkOutcome::Skipped,
+        NetworkFacts::Read { mode, snapshot, role } => {
+            let mut findings = network::validate(spec, &snapshot);
+            let job = role::JobUnderCheck {
+                spec,
+                region: &snapshot.region,
+                name: Some(name),
+            };
+            findings.extend(role::check(job, &role));
+            NetworkOutcome::Validated {
+                mode,
+                vpc_id: snapshot.vpc.as_ref().map(|v| v.vpc_id.clone()),
+                findings,
+            }
+        }
     }
 }

@@ -80,8 +80,7 @@ pub async fn run_controller(
     let tracker = Arc::new(Tracker::new(trigger_tx, settings.resync_interval));
     let ctx = Arc::new(Context::new(
         client.clone(),
-        aws.clone(),
-        aws.clone(),
+        crate::reconcile::Ports::aws(aws.clone()),
         tracker.clone(),
         settings.clone(),
         metrics.clone(),

@@ -229,6 +229,34 @@ impl Stack {
         aws_sdk_ec2::Client::from_conf(conf)
     }
 
+    /// IAM in moto (one account, 123456789012), in the commercial partition.
+    pub async fn iam(&self) -> aws_sdk_iam::Client {
+        self.iam_for(self.var("AWS_REGION")).await
+    }
+
+    /// IAM of `region`'s partition: moto keeps one IAM per partition, as AWS does (`cn-*`
+    /// regions are signed for `cn-north-1`).
+    pub async fn iam_for(&self, region: &str) -> aws_sdk_iam::Client {
+        let home = if region.starts_with("cn-") {
+            "cn-north-1"
+        } else {
+            "us-east-1"
+        };
+        let conf = aws_sdk_iam::config::Builder::from(&self.sdk_config().await)
+            .endpoint_url(self.var("AWS_ENDPOINT_URL_IAM"))
+            .region(aws_config::Region::new(home))
+            .build();
+        aws_sdk_iam::Client::from_conf(conf)
+    }
+
+    /// CloudWatch Logs in moto, in the stack's region.
+    pub async fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&self.sdk_config().await)
+            .endpoint_url(self.var("AWS_ENDPOINT_URL_LOGS"))
+            .build();
+        aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+    }
+
     pub async fn sagemaker_at(&self, endpoint: &str) -> aws_sdk_sagemaker::Client {
         let conf = aws_sdk_sagemaker::config::Builder::from(&self.sdk_config().await)
             .endpoint_url(endpoint)
@@ -390,4 +418,5 @@ pub fn controller_bin() -> PathBuf {
 }
 
 pub mod controller;
+pub mod iam;
 pub mod vpc;

@@ -28,8 +28,11 @@ pub async fn topology(cidr_prefix: &str, dns_hostnames: bool) -> Topology {
     topology_in(REGION, cidr_prefix, dns_hostnames).await
 }
 
-/// The same topology in another region.
+/// The same topology in another region. The jobs' execution role
+/// ([`super::iam::PROCESSING_ROLE`]) is created with it, complete, so that jobs in it pass the
+/// role pre-flight.
 pub async fn topology_in(region: &str, cidr_prefix: &str, dns_hostnames: bool) -> Topology {
+    super::iam::ensure_processing_role(region).await;
     let ec2 = stack().ec2_in(region).await;
     let vpc = ec2
         .create_vpc()
