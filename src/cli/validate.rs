@@ -178,11 +178,9 @@ pub async fn run(args: ValidateArgs) -> u8 {
         Format::Github => print!("{}", github::render(&report)),
     }
     if args.call_stats {
-        let by_op = ec2.calls.by_operation("ec2");
-        eprintln!(
-            "{}",
-            serde_json::json!({"ec2": {"total": ec2.calls.total("ec2"), "byOperation": by_op}})
-        );
+        let calls = &ec2.calls;
+        let stats = |service: &str| serde_json::json!({"total": calls.total(service), "byOperation": calls.by_operation(service)});
+        eprintln!("{}", serde_json::json!({"ec2": stats("ec2"), "iam": stats("iam")}));
     }
     if !report.jobs.is_empty() || !report.errors.is_empty() {
         eprintln!("{}", report.summary());
