@@ -76,6 +76,15 @@ async fn metrics_follow_the_jobs() {
     assert!(metric(&text, r#"smpc_status_patches_total"#) >= 2.0);
     // Without leader election this replica is the only one: it leads.
     assert_eq!(metric(&text, "smpc_leader"), 1.0, "{text}");
+    // The log tells the job's story at info level, without colour codes in a file.
+    let log = c.log_text();
+    assert!(!log.contains('\u{1b}'), "ANSI escape codes in a log file");
+    for story in ["reason=\"NetworkValidated\"", "reason=\"JobCreated\"", "InProgress → Completed"] {
+        assert!(
+            log.lines().any(|l| l.contains(" INFO ") && l.contains(story)),
+            "no info line with {story}"
+        );
+    }
     assert_eq!(
         metric(
             &text,
