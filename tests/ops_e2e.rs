@@ -79,7 +79,11 @@ async fn metrics_follow_the_jobs() {
     // The log tells the job's story at info level, without colour codes in a file.
     let log = c.log_text();
     assert!(!log.contains('\u{1b}'), "ANSI escape codes in a log file");
-    for story in ["reason=\"NetworkValidated\"", "reason=\"JobCreated\"", "InProgress → Completed"] {
+    for story in [
+        "reason=\"NetworkValidated\"",
+        "reason=\"JobCreated\"",
+        "InProgress → Completed",
+    ] {
         assert!(
             log.lines().any(|l| l.contains(" INFO ") && l.contains(story)),
             "no info line with {story}"

@@ -148,7 +148,8 @@ async fn the_exit_code_follows_each_jobs_validation_mode() {
     let run = validate(&["-f", "-", "-o", "json", "--call-stats"], &skip, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
-        run.stderr.contains(r#"{"ec2":{"byOperation":{},"total":0}}"#),
+        run.stderr.contains(r#""ec2":{"byOperation":{},"total":0}"#)
+            && run.stderr.contains(r#""iam":{"byOperation":{},"total":0}"#),
         "{}",
         run.stderr
     );
