@@ -202,23 +202,9 @@ impl Run {
 }
 
 fn validate(args: &[&str], stdin: &str) -> Run {
-    use std::io::Write;
-    let mut child = support::stack()
-        .command(support::controller_bin())
-        .arg("validate")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run validate");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("validate output");
+    let mut cmd = support::stack().command(support::controller_bin());
+    cmd.arg("validate").args(args);
+    let out = support::output_with_stdin(cmd, stdin);
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use smpc_test_support as support;
 use support::iam::{complete_policy, create_role, job_policy, RoleSpec, ENI_ACTIONS};
 use support::vpc::{topology, Topology};
-use support::{controller_bin, stack, unique_suffix};
+use support::{controller_bin, output_with_stdin, stack, unique_suffix};
 
 const INFO_ONLY: [&str; 2] = ["FlowLogsDisabled", "PackageRepositoriesReachable"];
 
@@ -46,22 +46,10 @@ fn validate_jobs(t: &Topology, role: &str, jobs: usize, env: &[(&str, &str)]) ->
         .map(|i| t.manifest(&format!("role-check-{i}"), 1, ""))
         .collect::<String>()
         .replace("arn:aws:iam::123456789012:role/SageMakerProcessingRole", role);
-    let mut child = stack()
-        .command(controller_bin())
-        .args(["validate", "-f", "-", "-o", "json", "--call-stats"])
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run validate");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(manifest.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("validate output");
+    let mut cmd = stack().command(controller_bin());
+    cmd.args(["validate", "-f", "-", "-o", "json", "--call-stats"])
+        .envs(env.iter().copied());
+    let out = output_with_stdin(cmd, &manifest);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     Outcome {
         code: out.status.code().unwrap_or(-1),

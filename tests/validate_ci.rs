@@ -8,7 +8,7 @@ use smpc_test_support as support;
 
 use serde_json::Value;
 use support::vpc::{job_manifest, Topology};
-use support::{controller_bin, stack};
+use support::{controller_bin, output_with_stdin, stack};
 
 struct Run {
     code: i32,
@@ -25,7 +25,6 @@ impl Run {
 /// Runs `validate` with these arguments, this standard input and these extra variables (an
 /// empty value removes the variable).
 fn validate(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
-    use std::io::Write;
     let mut cmd = stack().command(controller_bin());
     cmd.arg("validate").args(args);
     for (k, v) in env {
@@ -35,19 +34,7 @@ fn validate(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
             cmd.env(k, v);
         }
     }
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run validate");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("validate output");
+    let out = output_with_stdin(cmd, stdin);
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -6,7 +6,7 @@ use smpc_test_support as support;
 use aws_sdk_ec2::types::RuleAction;
 use serde_json::Value;
 use support::vpc::{job_manifest, topology};
-use support::{controller_bin, stack};
+use support::{controller_bin, output_with_stdin, stack};
 
 struct Outcome {
     code: i32,
@@ -30,23 +30,9 @@ impl Outcome {
 }
 
 fn validate(manifest: &str, extra_args: &[&str]) -> Outcome {
-    use std::io::Write;
-    let mut child = stack()
-        .command(controller_bin())
-        .args(["validate", "-f", "-", "-o", "json"])
-        .args(extra_args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run validate");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(manifest.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("validate output");
+    let mut cmd = stack().command(controller_bin());
+    cmd.args(["validate", "-f", "-", "-o", "json"]).args(extra_args);
+    let out = output_with_stdin(cmd, manifest);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     Outcome {
@@ -337,21 +323,9 @@ async fn unknown_ids_are_findings_and_bad_input_is_exit_2() {
 #[tokio::test]
 async fn text_output_is_a_readable_table() {
     let t = topology("10.21", true).await;
-    let out = stack()
-        .command(controller_bin())
-        .args(["validate", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .expect("stdin")
-                .write_all(t.manifest("text", 1, "").as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("validate text");
+    let mut cmd = stack().command(controller_bin());
+    cmd.args(["validate", "-f", "-"]);
+    let out = output_with_stdin(cmd, &t.manifest("text", 1, ""));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -66,21 +66,9 @@ impl Stack {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command("kubectl")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("kubectl output")
+        let mut cmd = self.command("kubectl");
+        cmd.args(args);
+        output_with_stdin(cmd, stdin)
     }
 
     /// `kubectl` that must succeed; returns stdout.
@@ -385,6 +373,23 @@ pub fn namespace_json(name: &str) -> Option<serde_json::Value> {
 }
 
 /// A short suffix unique to this process and call.
+/// Runs `cmd` with `stdin` on its standard input; its status, stdout and stderr.
+pub fn output_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the command");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("the command's output")
+}
+
 pub fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
