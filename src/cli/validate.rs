@@ -145,9 +145,9 @@ pub async fn run(args: ValidateArgs) -> u8 {
         skipped: skipped.iter().map(ToString::to_string).collect(),
         ..Report::default()
     };
-    let mut ec2 = Ec2Readers::default();
+    let mut aws = AwsReaders::default();
     for j in &jobs {
-        match check_job(j, args.region.as_deref(), &mut ec2).await {
+        match check_job(j, args.region.as_deref(), &mut aws).await {
             Ok(job) => report.jobs.push(job),
             Err(e) => report.errors.push(e),
         }
@@ -178,7 +178,7 @@ pub async fn run(args: ValidateArgs) -> u8 {
         Format::Github => print!("{}", github::render(&report)),
     }
     if args.call_stats {
-        let calls = &ec2.calls;
+        let calls = &aws.calls;
         let stats = |service: &str| serde_json::json!({"total": calls.total(service), "byOperation": calls.by_operation(service)});
         eprintln!("{}", serde_json::json!({"ec2": stats("ec2"), "iam": stats("iam")}));
     }
@@ -190,7 +190,7 @@ pub async fn run(args: ValidateArgs) -> u8 {
 
 /// Judges one job as the controller would: by its validation mode, on its network as read from
 /// EC2. A job in a VPC without any region is bad input.
-async fn check_job(j: &LoadedJob, default_region: Option<&str>, ec2: &mut Ec2Readers) -> Result<JobReport, InputError> {
+async fn check_job(j: &LoadedJob, default_region: Option<&str>, aws: &mut AwsReaders) -> Result<JobReport, InputError> {
     let spec = &j.job.spec;
     let mode = spec.validation_mode();
     let mut report = JobReport {
@@ -224,12 +224,12 @@ async fn check_job(j: &LoadedJob, default_region: Option<&str>, ec2: &mut Ec2Rea
             ),
         });
     };
-    match ec2.snapshot(&region, spec).await {
+    match aws.snapshot(&region, spec).await {
         Ok(snapshot) => {
             report.vpc_id = snapshot.vpc.as_ref().map(|v| v.vpc_id.clone());
             let vpc_line = j.line_of_field("spec.networkConfig.vpcConfig").unwrap_or(j.line);
             // The execution-role pre-flight, as the controller runs it beside the network.
-            let role_facts = ec2.role(&region, &spec.role_arn).await;
+            let role_facts = aws.role(&region, &spec.role_arn).await;
             let under_check = role::JobUnderCheck {
                 spec,
                 region: &region,
@@ -255,11 +255,11 @@ async fn check_job(j: &LoadedJob, default_region: Option<&str>, ec2: &mut Ec2Rea
     Ok(report)
 }
 
-/// EC2 readers, one per region, sharing one call counter. The AWS configuration is loaded on
+/// EC2 readers, one per region, and IAM readers, one per partition, sharing one call counter. The AWS configuration is loaded on
 /// first need: a stream of jobs without a VPC needs none. A region that could not be read is
 /// not asked again in this run (credentials, endpoint and region errors hold for every job).
 #[derive(Default)]
-struct Ec2Readers {
+struct AwsReaders {
     sdk_config: Option<aws_config::SdkConfig>,
     resolvers: BTreeMap<String, Ec2Resolver>,
     /// IAM is global per partition: one reader per partition's home region.
@@ -268,7 +268,7 @@ struct Ec2Readers {
     calls: Arc<CallCounter>,
 }
 
-impl Ec2Readers {
+impl AwsReaders {
     async fn snapshot(
         &mut self,
         region: &str,
@@ -277,13 +277,10 @@ impl Ec2Readers {
         if let Some(e) = self.unreadable.get(region) {
             return Err(e.clone());
         }
-        if self.sdk_config.is_none() {
-            self.sdk_config = Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await);
-        }
-        let sdk_config = self.sdk_config.as_ref().ok_or("no AWS configuration")?;
+        let sdk_config = self.sdk_config().await;
         let calls = self.calls.clone();
         let resolver = self.resolvers.entry(region.to_string()).or_insert_with(|| {
-            let conf = aws_sdk_ec2::config::Builder::from(sdk_config)
+            let conf = aws_sdk_ec2::config::Builder::from(&sdk_config)
                 .region(aws_config::Region::new(region.to_string()))
                 .build();
             Ec2Resolver::new(
@@ -301,22 +298,25 @@ impl Ec2Readers {
     }
 }
 
-impl Ec2Readers {
+impl AwsReaders {
+    /// The AWS configuration, loaded on first need (the standard chain).
+    async fn sdk_config(&mut self) -> aws_config::SdkConfig {
+        if let Some(config) = &self.sdk_config {
+            return config.clone();
+        }
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        self.sdk_config = Some(config.clone());
+        config
+    }
+
     /// The execution role as IAM describes it (read once per role; unreadable IAM is a fact the
     /// checks report, never an error of the run).
     async fn role(&mut self, region: &str, role_arn: &str) -> Arc<role::RoleFacts> {
-        if self.sdk_config.is_none() {
-            self.sdk_config = Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await);
-        }
         let home = crate::aws::iam_home_region(region);
+        let sdk_config = self.sdk_config().await;
         let calls = self.calls.clone();
-        let Some(sdk_config) = self.sdk_config.as_ref() else {
-            return Arc::new(role::RoleFacts::NotReadable {
-                reason: "no AWS configuration".into(),
-            });
-        };
         let reader = self.iam.entry(home).or_insert_with(|| {
-            let conf = aws_sdk_iam::config::Builder::from(sdk_config)
+            let conf = aws_sdk_iam::config::Builder::from(&sdk_config)
                 .region(aws_config::Region::new(home))
                 .build();
             IamReader::new(aws_sdk_iam::Client::from_conf(conf), Duration::from_secs(60), calls)
