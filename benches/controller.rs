@@ -56,25 +56,137 @@ fn cpu_and_peak_rss(pid: u32) -> (f64, f64) {
     (cpu, hwm_kb / 1024.0)
 }
 
-/// The apiserver's request counters for processingjobs writes: (PATCH main resource, PATCH status).
-fn apiserver_writes() -> (f64, f64) {
+/// The apiserver's write counters (`apiserver_request_total`, verbs that change something), by
+/// (resource, subresource, verb): real counts of what the apiserver served.
+fn apiserver_writes() -> BTreeMap<(String, String, String), f64> {
     let text = stack().kubectl_ok(&["get", "--raw", "/metrics"]);
-    let mut main = 0.0;
-    let mut status = 0.0;
+    let mut out = BTreeMap::new();
     for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        if !line.contains("resource=\"processingjobs\"")
-            || !(line.contains("verb=\"PATCH\"") || line.contains("verb=\"APPLY\""))
-        {
+        let label = |name: &str| {
+            line.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let verb = label("verb");
+        if !matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE") {
             continue;
         }
         let v: f64 = line.rsplit(' ').next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
-        if line.contains("subresource=\"status\"") {
-            status += v;
-        } else if line.contains("subresource=\"\"") {
-            main += v;
+        *out.entry((label("resource"), label("subresource"), verb)).or_default() += v;
+    }
+    out
+}
+
+/// Writes counted between two scrapes, of `resource` (and `subresource`, "" for the main
+/// resource) with one of `verbs`.
+fn writes_between(
+    before: &BTreeMap<(String, String, String), f64>,
+    after: &BTreeMap<(String, String, String), f64>,
+    resource: &str,
+    subresource: &str,
+    verbs: &[&str],
+) -> f64 {
+    after
+        .iter()
+        .filter(|((r, s, v), _)| r == resource && s == subresource && verbs.contains(&v.as_str()))
+        .map(|(k, v)| v - before.get(k).copied().unwrap_or(0.0))
+        .sum()
+}
+
+/// Current RSS of a process in MB.
+fn current_rss(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// One stage event of the controller's log (target `smpc::stages`): object, stage, start, secs.
+fn stage_events(log: &str) -> Vec<(String, String, f64, f64)> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        let rest = line.split(&format!(" {key}=")).nth(1)?;
+        let value: String = rest
+            .trim_start_matches('"')
+            .chars()
+            .take_while(|c| !matches!(c, ' ' | '"' | '}'))
+            .collect();
+        Some(value)
+    };
+    log.lines()
+        .filter(|l| l.contains("smpc::stages"))
+        .filter_map(|l| {
+            let object = l.split("object=").nth(1)?.split([' ', '}']).next()?.to_string();
+            Some((
+                object,
+                field(l, "stage")?,
+                field(l, "start")?.parse().ok()?,
+                field(l, "secs")?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Per stage, its durations; and per job the waits around them: apply → first reconcile, and
+/// the gap between the reconcile that began and the one that created (the finalizer's round
+/// trip through the watch, when there is one).
+fn stage_figures(
+    events: &[(String, String, f64, f64)],
+    applied_at: &BTreeMap<String, f64>,
+) -> BTreeMap<String, Vec<f64>> {
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut by_object: BTreeMap<&str, Vec<&(String, String, f64, f64)>> = BTreeMap::new();
+    for e in events {
+        out.entry(e.1.clone()).or_default().push(e.3);
+        by_object.entry(e.0.as_str()).or_default().push(e);
+    }
+    for (object, events) in by_object {
+        let mut reconciles: Vec<(f64, f64)> = events
+            .iter()
+            .filter(|e| e.1 == "reconcile")
+            .map(|e| (e.2, e.2 + e.3))
+            .collect();
+        reconciles.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (Some(first), Some(applied)) = (reconciles.first(), applied_at.get(object)) else {
+            continue;
+        };
+        out.entry("wait: apply → first reconcile".into())
+            .or_default()
+            .push(first.0 - applied);
+        if let Some(create) = events.iter().find(|e| e.1 == "create") {
+            let creating = reconciles
+                .iter()
+                .rev()
+                .find(|r| r.0 <= create.2)
+                .copied()
+                .unwrap_or(*first);
+            out.entry("wait: first reconcile → the one that creates".into())
+                .or_default()
+                .push((creating.0 - first.1).max(0.0));
         }
     }
-    (main, status)
+    out
+}
+
+/// POST a large JSON body to the simulator's admin API (through stdin: a body of 10,000 names
+/// is longer than one command-line argument may be).
+fn sim_post(path: &str, body: &str) -> String {
+    let s = stack();
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "-f", "-X", "POST", &format!("{}{path}", s.var("SIM_ADMIN_URL"))])
+        .args(["-H", "content-type: application/json", "--data-binary", "@-"]);
+    let out = support::output_with_stdin(cmd, body);
+    assert!(
+        out.status.success(),
+        "POST {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn metric_sum(text: &str, prefix: &str) -> f64 {
@@ -84,25 +196,74 @@ fn metric_sum(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-/// The resources of the namespace, as JSON.
-fn jobs_json(ns: &str) -> Vec<Value> {
-    let out = stack().kubectl_ok(&["-n", ns, "get", "processingjobs", "-o", "json"]);
-    serde_json::from_str::<Value>(&out)
-        .ok()
-        .and_then(|v| v["items"].as_array().cloned())
-        .unwrap_or_default()
+/// What the benchmark's watch saw of each resource: when it first showed Submitted (with its
+/// job's name) and when it first showed Completed.
+#[derive(Default)]
+struct Seen {
+    submitted: BTreeMap<String, (f64, String)>,
+    completed: BTreeMap<String, f64>,
+}
+
+/// Watches the namespace's resources until the process ends, recording into `seen`.
+async fn watch(api: kube::Api<smpc::api::ProcessingJob>, seen: std::sync::Arc<std::sync::Mutex<Seen>>) {
+    use futures::StreamExt;
+    use kube::runtime::watcher::{watcher, Event};
+    let mut stream = std::pin::pin!(watcher(api, Default::default()));
+    while let Some(event) = stream.next().await {
+        let job = match event {
+            Ok(Event::Apply(job) | Event::InitApply(job)) => job,
+            _ => continue,
+        };
+        let at = now();
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let Some(status) = job.status.as_ref() else { continue };
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let submitted = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Submitted" && c.status == "True");
+        if submitted && !seen.submitted.contains_key(&name) {
+            let job_name = status.processing_job_name.clone().unwrap_or_default();
+            seen.submitted.insert(name.clone(), (at, job_name));
+        }
+        if status.processing_job_status.as_deref() == Some("Completed") {
+            seen.completed.entry(name).or_insert(at);
+        }
+    }
+}
+
+/// Waits until `count(seen)` reaches `n`, or panics with `what` after `limit`.
+fn wait_all(seen: &std::sync::Mutex<Seen>, n: usize, what: &str, limit: Duration, count: impl Fn(&Seen) -> usize) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let done = count(&seen.lock().unwrap_or_else(|e| e.into_inner()));
+        if done >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {done} of {n} {what} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn main() {
     let n: usize = env_or("BENCH_JOBS", 100);
+    // 0: the simulator allows any number of creates per second.
     let create_rate: f64 = env_or("BENCH_CREATE_RATE", 50.0);
     let poll: f64 = env_or("BENCH_POLL", 5.0);
     let concurrency: u32 = env_or("BENCH_CONCURRENCY", 16);
     let bin = std::env::var("BENCH_CONTROLLER").unwrap_or_else(|_| support::controller_bin().display().to_string());
+    let label = std::env::var("BENCH_LABEL").unwrap_or_default();
+    let revision = std::env::var("BENCH_REVISION").unwrap_or_default();
+    let baseline: Option<Value> = std::env::var("BENCH_BASELINE").ok().map(|p| {
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("BENCH_BASELINE {p}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("BENCH_BASELINE {p}: {e}"))
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    // Generous for 10,000 jobs on two shared cores; a run that breaks still ends.
+    let limit = Duration::from_secs(600 + n as u64 / 5);
 
     let s = stack();
     s.install_crd();
@@ -121,7 +282,6 @@ fn main() {
         Some(&json!({"createsPerSecond": create_rate}).to_string()),
     );
     s.sim_admin("DELETE", "/_sim/calls", None);
-    let writes_before = apiserver_writes();
 
     let poll_arg = format!("{poll}s");
     let conc_arg = concurrency.to_string();
@@ -134,23 +294,37 @@ fn main() {
             "--concurrency",
             &conc_arg,
             "--log-level",
-            "info",
+            "info,smpc::stages=debug",
         ],
     );
     let ops = controller.ops_url();
-    eprintln!("bench: {n} jobs, {create_rate} creates/s, poll {poll}s, concurrency {concurrency}, controller {bin}");
+    let rate = if create_rate > 0.0 {
+        format!("{create_rate} creates/s")
+    } else {
+        "unlimited creates".into()
+    };
+    eprintln!("bench: {n} jobs, {rate}, poll {poll}s, concurrency {concurrency}, controller {bin}");
 
-    // Create the resources through the API, 32 at a time, each with its own creation time.
-    let started = Instant::now();
-    let (applied_at, client): (BTreeMap<String, f64>, kube::Client) = runtime.block_on(async {
-        use futures::StreamExt;
+    let client: kube::Client = runtime.block_on(async {
         let kubeconfig = kube::config::Kubeconfig::read_from(s.var("KUBECONFIG")).expect("stack kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .expect("kube config");
-        let client = kube::Client::try_from(config).expect("kube client");
-        let api: kube::Api<smpc::api::ProcessingJob> = kube::Api::namespaced(client.clone(), &ns);
-        let created: BTreeMap<String, f64> = futures::stream::iter(0..n)
+        kube::Client::try_from(config).expect("kube client")
+    });
+    let api: kube::Api<smpc::api::ProcessingJob> = kube::Api::namespaced(client.clone(), &ns);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+    runtime.spawn(watch(api.clone(), seen.clone()));
+    // The controller at rest, its cache empty: what the jobs add is measured from here.
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rss = current_rss(controller.pid());
+    let writes_before = apiserver_writes();
+
+    // Create the resources through the API, 32 at a time, each with its own creation time.
+    let started = Instant::now();
+    let applied_at: BTreeMap<String, f64> = runtime.block_on(async {
+        use futures::StreamExt;
+        futures::stream::iter(0..n)
             .map(|i| {
                 let api = api.clone();
                 let manifest = job_manifest_in(&ns, &format!("job-{i}"), 1, &t.private, &[&t.sg], "");
@@ -163,91 +337,44 @@ fn main() {
             })
             .buffer_unordered(32)
             .collect()
-            .await;
-        (created, client)
+            .await
     });
     let applied_secs = started.elapsed().as_secs_f64();
 
-    // Until every resource says Submitted.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut names: BTreeMap<String, String> = BTreeMap::new(); // resource → job name
-    loop {
-        let items = jobs_json(&ns);
-        let submitted: Vec<&Value> = items
+    wait_all(&seen, n, "submitted", limit, |s| s.submitted.len());
+    let first_apply = applied_at.values().fold(f64::INFINITY, |m, t| m.min(*t));
+    let (names, mut to_submitted, all_submitted) = {
+        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let names: BTreeMap<String, String> = seen
+            .submitted
             .iter()
-            .filter(|j| {
-                j["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Submitted" && c["status"] == "True"))
-            })
+            .map(|(r, (_, jn))| (r.clone(), jn.clone()))
             .collect();
-        for j in &submitted {
-            if let (Some(r), Some(jn)) = (
-                j["metadata"]["name"].as_str(),
-                j["status"]["processingJobName"].as_str(),
-            ) {
-                names.insert(r.to_string(), jn.to_string());
-            }
-        }
-        if submitted.len() == n {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} submitted after 600 s",
-            submitted.len()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let all_submitted = started.elapsed().as_secs_f64();
+        let to: Vec<f64> = seen
+            .submitted
+            .iter()
+            .filter_map(|(r, (at, _))| Some(at - applied_at.get(r)?))
+            .collect();
+        let last = seen.submitted.values().fold(0.0f64, |m, (t, _)| m.max(*t));
+        (names, to, last - first_apply)
+    };
     let sim_jobs: Value = serde_json::from_str(&s.sim_admin("GET", "/_sim/jobs", None)).expect("sim jobs");
     let mut create_latency: Vec<f64> = names
         .iter()
         .filter_map(|(r, jn)| Some(sim_jobs[jn]["createdAt"].as_f64()? - applied_at.get(r)?))
         .collect();
 
-    // Complete every job at once; a watch records when each shows Completed.
+    // Complete every job at once; the watch records when each shows Completed.
     let job_names: Vec<&String> = names.values().collect();
-    let (completed_at, seen): (f64, BTreeMap<String, f64>) = runtime.block_on(async {
-        use futures::StreamExt;
-        use kube::runtime::watcher::{watcher, Event};
-        let api: kube::Api<smpc::api::ProcessingJob> = kube::Api::namespaced(client.clone(), &ns);
-        let mut stream = std::pin::pin!(watcher(api, Default::default()));
-        let mut seen: BTreeMap<String, f64> = BTreeMap::new();
-        let mut completed_at = None;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while seen.len() < n {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} completed after 600 s",
-                seen.len()
-            );
-            let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await else {
-                continue;
-            };
-            match event.expect("watch") {
-                Event::InitDone if completed_at.is_none() => {
-                    let body = json!({"names": job_names, "status": "Completed"}).to_string();
-                    let done: Value =
-                        serde_json::from_str(&stack().sim_admin("POST", "/_sim/bulk-status", Some(&body)))
-                            .expect("bulk status");
-                    completed_at = done["at"].as_f64();
-                }
-                Event::Apply(job) | Event::InitApply(job) if completed_at.is_some() => {
-                    let done =
-                        job.status.as_ref().and_then(|s| s.processing_job_status.as_deref()) == Some("Completed");
-                    if done {
-                        seen.entry(job.metadata.name.clone().unwrap_or_default())
-                            .or_insert_with(now);
-                    }
-                }
-                _ => {}
-            }
-        }
-        (completed_at.expect("completed"), seen)
-    });
-    let all_mirrored = seen.values().fold(0.0f64, |m, t| m.max(*t)) - completed_at;
-    let mut lag: Vec<f64> = seen.values().map(|t| t - completed_at).collect();
+    let body = json!({"names": job_names, "status": "Completed"}).to_string();
+    let done: Value = serde_json::from_str(&sim_post("/_sim/bulk-status", &body)).expect("bulk status");
+    let completed_at = done["at"].as_f64().expect("bulk status time");
+    wait_all(&seen, n, "completed", limit, |s| s.completed.len());
+    let mut lag: Vec<f64> = {
+        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.completed.values().map(|t| t - completed_at).collect()
+    };
+    let all_mirrored = lag.iter().fold(0.0f64, |m, t| m.max(*t));
     std::thread::sleep(Duration::from_secs(2));
 
     let (cpu, rss) = cpu_and_peak_rss(controller.pid());
@@ -255,6 +382,7 @@ fn main() {
     let calls: BTreeMap<String, u64> =
         serde_json::from_str(&s.sim_admin("GET", "/_sim/calls", None)).unwrap_or_default();
     let writes_after = apiserver_writes();
+    let stages = stage_figures(&stage_events(&controller.log_text()), &applied_at);
     // The controller keeps running until the end: dropping the namespace (declared after it)
     // deletes the resources, which the controller must release.
     s.sim_admin("PUT", "/_sim/config", Some("{}"));
@@ -262,26 +390,60 @@ fn main() {
     let nf = n as f64;
     let sm_total: u64 = calls.values().sum();
     let ec2_calls = metric_sum(&metrics, "smpc_aws_calls_total{service=\"ec2\"");
-    let status_patches = writes_after.1 - writes_before.1;
-    let main_patches = writes_after.0 - writes_before.0;
+    let patches = ["PATCH", "APPLY", "PUT"];
+    let status_patches = writes_between(&writes_before, &writes_after, "processingjobs", "status", &patches);
+    let main_patches = writes_between(&writes_before, &writes_after, "processingjobs", "", &patches);
+    let resource_creates = writes_between(&writes_before, &writes_after, "processingjobs", "", &["POST"]);
+    let event_writes = writes_between(&writes_before, &writes_after, "events", "", &["POST", "PATCH", "PUT"]);
+    let job_writes = (status_patches + main_patches) / nf;
     let p50_create = percentile(&mut create_latency, 50.0);
     let p99_create = percentile(&mut create_latency, 99.0);
+    let p50_submitted = percentile(&mut to_submitted, 50.0);
+    let p99_submitted = percentile(&mut to_submitted, 99.0);
     let p50_lag = percentile(&mut lag, 50.0);
     let p99_lag = percentile(&mut lag, 99.0);
-    let submit_target = nf / create_rate + 5.0;
+    let rss_per_1000 = (rss - idle_rss) / nf * 1000.0;
+    let baseline_submitted = baseline
+        .as_ref()
+        .filter(|b| b["jobs"].as_u64() == Some(n as u64) && b["createsPerSecond"].as_f64() == Some(create_rate))
+        .and_then(|b| b["allSubmittedSeconds"].as_f64());
 
-    let rows: Vec<(String, String, String, Option<bool>)> = vec![
-        (
-            "time to create the resources (s)".into(),
-            format!("{applied_secs:.1}"),
-            "".into(),
-            None,
-        ),
-        (
-            "time until all Submitted (s)".into(),
+    let mut rows: Vec<(String, String, String, Option<bool>)> = vec![(
+        "time to create the resources (s)".into(),
+        format!("{applied_secs:.1}"),
+        "".into(),
+        None,
+    )];
+    if create_rate > 0.0 {
+        let submit_target = nf / create_rate + 5.0;
+        rows.push((
+            "apply → all Submitted (s)".into(),
             format!("{all_submitted:.1}"),
             format!("≤ {submit_target:.0} (N / create rate + 5)"),
             Some(all_submitted <= submit_target),
+        ));
+    } else {
+        rows.push(match baseline_submitted {
+            Some(before) => (
+                "apply → all Submitted (s)".into(),
+                format!("{all_submitted:.1}"),
+                format!("≤ 0.7 × {before:.1} (baseline)"),
+                Some(all_submitted <= 0.7 * before),
+            ),
+            None => (
+                "apply → all Submitted (s)".into(),
+                format!("{all_submitted:.1}"),
+                "≤ 0.7 × baseline (BENCH_BASELINE)".into(),
+                None,
+            ),
+        });
+    }
+    rows.extend([
+        (
+            "apply → Submitted per job p50 / p99 (s)".into(),
+            format!("{p50_submitted:.2} / {p99_submitted:.2}"),
+            "".into(),
+            None,
         ),
         (
             "apply → CreateProcessingJob p50 / p99 (s)".into(),
@@ -289,6 +451,20 @@ fn main() {
             "".into(),
             None,
         ),
+    ]);
+    let mut stage_json = serde_json::Map::new();
+    for (stage, values) in &stages {
+        let mut values = values.clone();
+        let (p50, p99) = (percentile(&mut values, 50.0), percentile(&mut values, 99.0));
+        rows.push((
+            format!("  stage {stage} p50 / p99 (ms)"),
+            format!("{:.1} / {:.1} (×{})", p50 * 1000.0, p99 * 1000.0, values.len()),
+            "".into(),
+            None,
+        ));
+        stage_json.insert(stage.clone(), json!({"p50": p50, "p99": p99, "count": values.len()}));
+    }
+    rows.extend([
         (
             "time until all show Completed (s)".into(),
             format!("{all_mirrored:.1}"),
@@ -320,18 +496,36 @@ fn main() {
         (
             "EC2 calls per job".into(),
             format!("{:.3}", ec2_calls / nf),
-            "≤ 0.05 at N = 1000".into(),
+            "≤ 0.05 at N ≥ 1000".into(),
             (n >= 1000).then_some(ec2_calls / nf <= 0.05),
         ),
         (
-            "status patches per job".into(),
-            format!("{:.2}", status_patches / nf),
+            "controller's ProcessingJob writes per job".into(),
+            format!("{job_writes:.2}"),
             "≤ 4".into(),
-            Some(status_patches / nf <= 4.0),
+            Some(job_writes <= 4.0),
         ),
         (
-            "other ProcessingJob patches per job (finalizer)".into(),
+            "  status patches per job".into(),
+            format!("{:.2}", status_patches / nf),
+            "".into(),
+            None,
+        ),
+        (
+            "  other patches per job (finalizer)".into(),
             format!("{:.2}", main_patches / nf),
+            "".into(),
+            None,
+        ),
+        (
+            "Event writes per job".into(),
+            format!("{:.2}", event_writes / nf),
+            "".into(),
+            None,
+        ),
+        (
+            "resources created (by the benchmark) per job".into(),
+            format!("{:.2}", resource_creates / nf),
             "".into(),
             None,
         ),
@@ -339,32 +533,56 @@ fn main() {
         (
             "controller peak RSS (MB)".into(),
             format!("{rss:.1}"),
-            "≤ 100 at N = 1000".into(),
-            (n >= 1000).then_some(rss <= 100.0),
+            "≤ 150 at N = 10,000".into(),
+            (n >= 10_000).then_some(rss <= 150.0),
         ),
-    ];
-    println!("\nController benchmark: N = {n}, {create_rate} creates/s, poll {poll}s, concurrency {concurrency}");
-    println!("{:<48} {:>28}  {:<28} met", "figure", "value", "target");
+        (
+            "controller RSS per 1,000 jobs (MB)".into(),
+            format!("{rss_per_1000:.1}"),
+            format!("(peak − {idle_rss:.1} MB at rest) / N × 1000"),
+            None,
+        ),
+    ]);
+    println!("\nController benchmark: N = {n}, {rate}, poll {poll}s, concurrency {concurrency}");
+    println!("{:<62} {:>28}  {:<28} met", "figure", "value", "target");
     for (name, value, target, met) in &rows {
         let met = match met {
             Some(true) => "yes",
             Some(false) => "NO",
             None => "",
         };
-        println!("{name:<48} {value:>28}  {target:<28} {met}");
+        println!("{name:<62} {value:>28}  {target:<28} {met}");
     }
     let report = json!({
+        "label": label, "revision": revision, "measuredAt": now(),
         "jobs": n, "createsPerSecond": create_rate, "pollSeconds": poll, "concurrency": concurrency,
-        "createResourcesSeconds": applied_secs, "allSubmittedSeconds": all_submitted, "createLatencyP50": p50_create, "createLatencyP99": p99_create,
+        "createResourcesSeconds": applied_secs, "allSubmittedSeconds": all_submitted,
+        "submittedP50": p50_submitted, "submittedP99": p99_submitted,
+        "createLatencyP50": p50_create, "createLatencyP99": p99_create, "stages": stage_json,
+        "baselineAllSubmittedSeconds": baseline_submitted,
         "allCompletedSeconds": all_mirrored, "statusLagP50": p50_lag, "statusLagP99": p99_lag,
         "sagemakerCallsPerJob": sm_total as f64 / nf, "sagemakerCallsByOperation": calls,
         "ec2CallsPerJob": ec2_calls / nf, "statusPatchesPerJob": status_patches / nf,
-        "finalizerPatchesPerJob": main_patches / nf, "controllerCpuSeconds": cpu, "controllerPeakRssMb": rss,
+        "finalizerPatchesPerJob": main_patches / nf, "jobWritesPerJob": job_writes,
+        "eventWritesPerJob": event_writes / nf, "resourceCreatesPerJob": resource_creates / nf,
+        "controllerCpuSeconds": cpu, "controllerPeakRssMb": rss, "controllerIdleRssMb": idle_rss,
+        "rssPerThousandJobsMb": rss_per_1000,
+        "targets": rows.iter().filter_map(|r| r.3.map(|m| json!({"figure": r.0.trim(), "target": r.2, "met": m}))).collect::<Vec<_>>(),
         "targetsMet": rows.iter().filter_map(|r| r.3).all(|m| m),
     });
     let dir = support::repo_root().join("target/bench");
     std::fs::create_dir_all(&dir).expect("bench dir");
-    let path = dir.join(format!("controller-{n}.json"));
+    let suffix = if label.is_empty() {
+        String::new()
+    } else {
+        format!("-{label}")
+    };
+    let rate_part = if create_rate > 0.0 {
+        String::new()
+    } else {
+        "-unlimited".into()
+    };
+    let path = dir.join(format!("controller-{n}{rate_part}{suffix}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()).expect("write report");
     println!("\nJSON: {}", path.display());
 }

@@ -22,6 +22,7 @@ use crate::api::{Diagnosis, ProcessingJob, ProcessingJobStatus, Tag};
 use crate::aws::{AwsError, ErrorClass};
 use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_UID};
 use crate::role;
+use crate::telemetry::stages::timed;
 use k8s_openapi::jiff::Timestamp;
 
 /// ACK's annotation asking to adopt an existing AWS resource instead of creating one.
@@ -202,7 +203,7 @@ pub async fn create(
     }
     let (place, lane) = ticket(job, &at.region);
     queue(ctx).begin(&place, &lane);
-    let written = match report::write_ahead(ctx, job, &at, validated.network()).await {
+    let written = match timed("write_ahead", report::write_ahead(ctx, job, &at, validated.network())).await {
         Ok(written) => written,
         Err(e) => {
             leave_queue(ctx, job);
@@ -223,7 +224,7 @@ async fn send_create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: 
         spec: &job.spec,
         tags: &tags,
     };
-    let answer = ctx.jobs.create(&at.region, new).await;
+    let answer = timed("create", ctx.jobs.create(&at.region, new)).await;
     let (place, lane) = ticket(job, &at.region);
     match &answer {
         // SageMaker's quota: nothing was created; the job waits in line.

@@ -46,6 +46,7 @@ pub use ports::{Answer, JobLogs, JobService, NetworkReader, NewJob, RoleReader};
 
 use crate::api::{ProcessingJob, ACK_REGION_ANNOTATION};
 use crate::telemetry::metrics::{Metrics, ReasonLabels, ResultLabels};
+use crate::telemetry::stages::timed;
 use act::{Next, Outcome};
 use cleanup::Cleanup;
 use status::Phase;
@@ -159,7 +160,7 @@ pub fn object_ref(job: &ProcessingJob) -> ObjectRef<Guarded> {
 #[tracing::instrument(skip_all, fields(object = %obj.name_any(), namespace = obj.namespace().unwrap_or_default()))]
 pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = std::time::Instant::now();
-    let result = reconcile_object(&obj, &ctx).await;
+    let result = timed("reconcile", reconcile_object(&obj, &ctx)).await;
     ctx.metrics.reconcile_duration.observe(start.elapsed().as_secs_f64());
     let outcome = match &result {
         Ok(_) => {
@@ -200,14 +201,20 @@ async fn reconcile_object(obj: &Guarded, ctx: &Context) -> Result<Action, Error>
         }
     };
     let api: Api<ProcessingJob> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    finalizer(&api, FINALIZER, Arc::new(job.clone()), |event| async {
+    let adding = job.metadata.deletion_timestamp.is_none() && !job.finalizers().iter().any(|f| f == FINALIZER);
+    let run = finalizer(&api, FINALIZER, Arc::new(job.clone()), |event| async {
         match event {
             FinalizerEvent::Apply(job) => apply(&job, ctx).await,
             FinalizerEvent::Cleanup(job) => delete(&job, ctx).await,
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    });
+    // Without the finalizer, the helper only adds it.
+    let result = if adding {
+        timed("finalizer", run).await
+    } else {
+        run.await
+    };
+    result.map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// observe → resolve → validate → act → report.
@@ -246,7 +253,7 @@ async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<Job
             None => return Ok(region_missing(ctx, job)),
         },
     };
-    let annotations = resolve::namespace_annotations(ctx, job).await?;
+    let annotations = timed("namespace", resolve::namespace_annotations(ctx, job)).await?;
     if let Err(refusal) = validate::tenant(&job.namespace().unwrap_or_default(), &annotations, &job.spec) {
         return Ok(refused(ctx, job, &at, refusal));
     }
@@ -255,7 +262,7 @@ async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<Job
         Err(message) => return Ok(cap_unreadable(ctx, job, &at, message)),
     };
     let fresh = resolve::revalidation_request(job).is_some();
-    let facts = match resolve::network(ctx, &at.region, &job.spec, fresh).await {
+    let facts = match timed("network", resolve::network(ctx, &at.region, &job.spec, fresh)).await {
         Ok(facts) => facts,
         Err(e) => return Ok(act::not_created(ctx, job, &at, None, e, "reading the network from EC2")),
     };
@@ -370,10 +377,13 @@ async fn delete_malformed(ctx: &Context, invalid: &InvalidObject) -> Result<Acti
 /// report, then come back as the outcome says.
 async fn finish(ctx: &Context, job: &ProcessingJob, outcome: Outcome) -> Result<Action, Error> {
     if let Some(observation) = &outcome.observation {
-        match outcome.written {
-            Some(written) => report::report_over(ctx, job, *written, observation).await?,
-            None => report::report(ctx, job, observation).await?,
+        let written = async {
+            match outcome.written {
+                Some(written) => report::report_over(ctx, job, *written, observation).await,
+                None => report::report(ctx, job, observation).await,
+            }
         };
+        timed("report", written).await?;
     }
     match outcome.next {
         Next::Requeue(action) => Ok(action),

@@ -1,6 +1,7 @@
 //! Structured logging and metrics.
 
 pub mod metrics;
+pub mod stages;
 
 use tracing_subscriber::{fmt, EnvFilter};
 
