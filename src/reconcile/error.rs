@@ -33,6 +33,8 @@ pub enum Error {
     ReadObject(#[source] kube::Error),
     #[error("cannot remove the finalizer: {0}")]
     ReleaseFinalizer(#[source] kube::Error),
+    #[error("cannot add the finalizer: {0}")]
+    AddFinalizer(#[source] kube::Error),
 }
 
 impl Error {
@@ -43,7 +45,7 @@ impl Error {
             Error::WriteStatus(_) => "StatusWriteFailed",
             Error::Aws(e) => e.class.reason(),
             Error::WaitingForStop(_) => "WaitingForStop",
-            Error::Finalizer(_) => "FinalizerError",
+            Error::Finalizer(_) | Error::AddFinalizer(_) => "FinalizerError",
             Error::ReadObject(_) => "ObjectUnreadable",
             Error::ReleaseFinalizer(_) => "FinalizerReleaseFailed",
         }

@@ -200,21 +200,28 @@ async fn reconcile_object(obj: &Guarded, ctx: &Context) -> Result<Action, Error>
             return Ok(Action::await_change());
         }
     };
+    // The finalizer first, and the work in the same reconcile (the helper below then finds it).
+    let guarded;
+    let job = if job.metadata.deletion_timestamp.is_none() && !has_finalizer(&job.metadata) {
+        guarded = timed("finalizer", report::add_finalizer(ctx, job)).await?;
+        &guarded
+    } else {
+        job
+    };
     let api: Api<ProcessingJob> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
-    let adding = job.metadata.deletion_timestamp.is_none() && !job.finalizers().iter().any(|f| f == FINALIZER);
-    let run = finalizer(&api, FINALIZER, Arc::new(job.clone()), |event| async {
+    finalizer(&api, FINALIZER, Arc::new(job.clone()), |event| async {
         match event {
             FinalizerEvent::Apply(job) => apply(&job, ctx).await,
             FinalizerEvent::Cleanup(job) => delete(&job, ctx).await,
         }
-    });
-    // Without the finalizer, the helper only adds it.
-    let result = if adding {
-        timed("finalizer", run).await
-    } else {
-        run.await
-    };
-    result.map_err(|e| Error::Finalizer(Box::new(e)))
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Whether the object carries the controller's finalizer.
+pub fn has_finalizer(meta: &ObjectMeta) -> bool {
+    meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
 }
 
 /// observe → resolve → validate → act → report.
@@ -355,7 +362,7 @@ async fn delete(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
 }
 
 fn being_deleted_with_finalizer(meta: &ObjectMeta) -> bool {
-    meta.deletion_timestamp.is_some() && meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
+    meta.deletion_timestamp.is_some() && has_finalizer(meta)
 }
 
 /// Deletion of an object whose spec cannot be read: the finalizer helper needs a parsed object,

@@ -144,6 +144,23 @@ pub async fn raw_status(
     })
 }
 
+/// Adds the controller's finalizer, before anything of the resource may exist in AWS, and returns
+/// the object as the apiserver wrote it so that the same reconcile goes on with it. (kube's
+/// finalizer helper stops after adding it and waits for the watch to bring the object back: a
+/// second trip through the queue for every new resource, most of the time from apply to
+/// Submitted when many arrive at once — docs/performance.md.) The patch carries the
+/// resourceVersion read, so it fails rather than overwrite finalizers changed meanwhile.
+pub async fn add_finalizer(ctx: &Context, job: &ProcessingJob) -> Result<ProcessingJob, Error> {
+    let mut finalizers = job.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let patch =
+        serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": job.metadata.resource_version}});
+    Api::<ProcessingJob>::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default())
+        .patch(&job.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::AddFinalizer)
+}
+
 /// Removes the controller's finalizer from an object the finalizer helper cannot parse. The
 /// patch carries the resourceVersion read, so it fails rather than drop a finalizer added
 /// meanwhile.

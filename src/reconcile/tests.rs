@@ -614,15 +614,14 @@ impl Harness {
         result
     }
 
-    /// The first reconcile adds the finalizer; the second does the work.
+    /// The first reconcile of a new resource: it adds the finalizer and goes on with the work.
     async fn admit(&self, name: &str) -> Result<Action, Error> {
-        let first = self.reconcile(name).await;
-        assert_eq!(first.as_ref().ok(), Some(&Action::await_change()), "{first:?}");
+        let result = self.reconcile(name).await;
         assert_eq!(
             self.object(name).map(|o| o["metadata"]["finalizers"].clone()),
             Some(json!([FINALIZER]))
         );
-        self.reconcile(name).await
+        result
     }
 
     /// Marks the resource deleted, as the apiserver does when finalizers hold it.
@@ -689,6 +688,43 @@ fn is_backoff(r: &Result<Action, Error>, reason: &str) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // Create.
+
+/// A new resource goes from apply to Submitted in one reconcile: finalizer, write-ahead, create,
+/// status — not a finalizer, a trip through the queue, then the rest (docs/performance.md).
+#[tokio::test]
+async fn a_new_resource_gets_its_finalizer_and_its_job_in_one_reconcile() {
+    let h = Harness::new();
+    h.apply(manifest("once", json!({})));
+    h.reconcile("once").await.expect("reconcile");
+    assert_eq!(
+        h.object("once").map(|o| o["metadata"]["finalizers"].clone()),
+        Some(json!([FINALIZER]))
+    );
+    assert_eq!(h.sagemaker.calls(), ["CreateProcessingJob"]);
+    assert_eq!(h.status("once").phase, Some(JobPhase::Created));
+    assert_eq!(h.status_writes(), 2, "the write-ahead, then Submitted");
+}
+
+/// The finalizer comes before anything exists in AWS: when the apiserver refuses it (the object
+/// changed since it was read), nothing is created and nothing is written.
+#[tokio::test]
+async fn a_refused_finalizer_creates_nothing() {
+    let h = Harness::new();
+    let mut obj = manifest("stale", json!({}));
+    obj["metadata"]["resourceVersion"] = json!("1");
+    h.apply(obj);
+    let read: Arc<Guarded> = Arc::new(serde_json::from_value(h.object("stale").expect("stored")).expect("guarded"));
+    if let Some(stored) = h.api.state().jobs.get_mut("stale") {
+        stored["metadata"]["resourceVersion"] = json!("2");
+    }
+    let result = reconcile(read, h.ctx.clone()).await;
+    assert!(
+        matches!(&result, Err(e) if e.reason() == "FinalizerError"),
+        "{result:?}"
+    );
+    assert!(h.sagemaker.calls().is_empty(), "{:?}", h.sagemaker.calls());
+    assert_eq!(h.status_writes(), 0);
+}
 
 #[tokio::test]
 async fn a_new_job_is_recorded_before_it_is_created_once() {
@@ -811,8 +847,8 @@ async fn a_crash_after_create_adopts_the_job_instead_of_creating_twice() {
 async fn a_write_ahead_without_a_job_creates_it_in_the_recorded_region() {
     let h = Harness::new();
     h.apply(manifest("wa", json!({"processingJobName": "wa-job"})));
-    h.reconcile("wa").await.expect("finalizer");
     if let Some(obj) = h.api.state().jobs.get_mut("wa") {
+        obj["metadata"]["finalizers"] = json!([FINALIZER]);
         obj["status"] =
             json!({"phase": "Creating", "processingJobName": "wa-job", "region": "eu-west-1", "observedGeneration": 1});
     }
@@ -1702,10 +1738,14 @@ fn status_only_changes_do_not_bring_a_resource_back() {
     status_only["status"] = json!({"phase": "Refused", "observedGeneration": 1});
     status_only["metadata"]["resourceVersion"] = json!("99");
     assert_eq!(crate::runtime::acts_on(&guarded(&status_only)), key);
+    // The controller's own finalizer: the reconcile that added it already did the work.
+    let mut ours = base.clone();
+    ours["metadata"]["finalizers"] = json!([FINALIZER]);
+    assert_eq!(crate::runtime::acts_on(&guarded(&ours)), key);
     for change in [
         json!({"generation": 2}),
         json!({"annotations": {"services.k8s.aws/region": "eu-west-1"}}),
-        json!({"finalizers": [FINALIZER]}),
+        json!({"finalizers": ["example.com/another-controller"]}),
         json!({"deletionTimestamp": "2026-11-28T12:00:00Z"}),
     ] {
         let mut changed = base.clone();

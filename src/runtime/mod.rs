@@ -31,16 +31,22 @@ pub struct Election {
 }
 
 /// The fields of a resource whose change brings it to the reconciler: the spec (generation),
-/// annotations (region, deletion policy, adoption), finalizers (the finalizer helper waits for
-/// its own patch) and deletion. A status-only change — the controller's own writes above all —
-/// brings nothing.
+/// annotations (region, deletion policy, adoption), other controllers' finalizers and deletion.
+/// A status-only change — the controller's own writes above all — brings nothing, nor does the
+/// controller's own finalizer: the reconcile that adds it goes on at once, and a second one,
+/// started by that write's watch event, could read a cache that has not yet seen the status
+/// written meanwhile.
 pub fn acts_on(obj: &Guarded) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let meta = obj.meta();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     meta.generation.hash(&mut h);
     meta.annotations.hash(&mut h);
-    meta.finalizers.hash(&mut h);
+    meta.finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != reconcile::FINALIZER)
+        .for_each(|f| f.hash(&mut h));
     meta.deletion_timestamp.as_ref().map(|t| t.0.to_string()).hash(&mut h);
     Some(h.finish())
 }
