@@ -24,11 +24,17 @@ enum Command {
     /// mode Enforce; Warn-mode errors do not, Skip-mode jobs are skipped); 2: bad input; 3: EC2
     /// could not be read. A run with several outcomes exits with the worst: 3 > 2 > 1 > 0.
     Validate(smpc::cli::validate::ValidateArgs),
+    /// Print the CloudWatch Logs of a ProcessingJob's SageMaker job, its streams merged by time.
+    /// Exit 0: lines printed; 1: the cluster or AWS configuration cannot be used; 3: no such
+    /// ProcessingJob; 4: the resource has no SageMaker job (yet: its phase says why); 5: the job
+    /// has written no log line yet; 6: CloudWatch Logs cannot be read (e.g. AccessDenied: the
+    /// caller needs logs:DescribeLogStreams and logs:GetLogEvents).
+    Logs(smpc::cli::logs::LogsArgs),
     /// Print the ProcessingJob CustomResourceDefinition as YAML.
     Crd,
     /// Print this help, or the help of the given subcommand.
     Help {
-        /// The subcommand to explain (run, validate, crd).
+        /// The subcommand to explain (run, validate, logs, crd).
         command: Option<String>,
     },
 }
@@ -49,6 +55,7 @@ fn main() -> ExitCode {
         },
         Command::Validate(args) => block_on(smpc::cli::validate::run(args)),
         Command::Run(args) => block_on(smpc::cli::run::run(*args)),
+        Command::Logs(args) => block_on(smpc::cli::logs::run(args)),
     }
 }
 
@@ -67,7 +74,7 @@ fn help(command: Option<&str>) -> ExitCode {
         }
         None => {
             eprintln!(
-                "error: no subcommand {:?}; the subcommands are run, validate, crd and help",
+                "error: no subcommand {:?}; the subcommands are run, validate, logs, crd and help",
                 command.unwrap_or_default()
             );
             ExitCode::from(2)

@@ -1,4 +1,5 @@
 //! The subcommands of the `sagemaker-processing-controller` binary.
 
+pub mod logs;
 pub mod run;
 pub mod validate;

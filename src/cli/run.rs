@@ -13,7 +13,7 @@ use crate::runtime::{self, Election};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::{self, LogFormat};
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
