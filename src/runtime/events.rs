@@ -243,7 +243,12 @@ struct Consumer {
 
 impl Consumer {
     async fn run(self, flow: watch::Sender<Option<Instant>>, shutdown: CancellationToken) {
-        match self.queue.visibility_timeout().await {
+        let reachable = self.queue.visibility_timeout().await;
+        // The queue answers: events flow from now (the first receive may wait 20 s for one).
+        if reachable.is_ok() {
+            flow.send_replace(Some(Instant::now()));
+        }
+        match reachable {
             Ok(Some(v)) if Duration::from_secs(v) <= WRITE_WAIT => tracing::warn!(
                 queue = self.queue.url(),
                 visibility_timeout = v,
