@@ -53,6 +53,12 @@ fn the_iam_policy_lists_exactly_the_actions_used() {
             .into_iter()
             .map(|o| format!("logs:{o}")),
     );
+    // The events queue (docs/events.md); a batch delete is authorized as sqs:DeleteMessage.
+    used.extend(
+        called_operations("src/aws/sqs.rs")
+            .into_iter()
+            .map(|o| format!("sqs:{}", o.trim_end_matches("Batch"))),
+    );
     // Creating a job with tags needs AddTags; passing the job's role needs PassRole.
     used.insert("sagemaker:AddTags".into());
     used.insert("iam:PassRole".into());

@@ -1,9 +1,11 @@
 //! AWS adapters: they own the SDK types; the rest of the crate works on its own small types.
 
 pub mod ec2;
+pub mod events;
 pub mod iam;
 pub mod logs;
 pub mod sagemaker;
+pub mod sqs;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -402,6 +404,15 @@ impl AwsClients {
     }
 
     /// The shared configuration, for `region`.
+    /// The SQS queue at `url`, signed for the region its URL names (else the default region).
+    pub fn queue(&self, url: &str) -> sqs::Queue {
+        let client = match sqs::region_of_url(url) {
+            Some(region) => aws_sdk_sqs::Client::new(&self.regional(&region)),
+            None => aws_sdk_sqs::Client::new(&self.sdk),
+        };
+        sqs::Queue::new(client, url, self.calls.clone())
+    }
+
     fn regional(&self, region: &str) -> aws_config::SdkConfig {
         self.sdk
             .to_builder()

@@ -18,14 +18,20 @@ const SERVICE: &str = "sagemaker";
 /// SageMaker's status in our type. A status this build does not know is treated as still
 /// running: polled, and stopped on delete.
 fn status_of(status: Option<&sm::ProcessingJobStatus>) -> JobStatus {
-    status.and_then(|s| JobStatus::parse(s.as_str())).unwrap_or_default()
+    status.map(|s| status_of_str(s.as_str())).unwrap_or_default()
 }
 
-fn rfc3339(t: Option<&DateTime>) -> Option<String> {
+/// SageMaker's spelling of a status in our type, unknown ones as still running (see
+/// [`status_of`]); shared with the events' mapping (`aws/events.rs`).
+pub(super) fn status_of_str(status: &str) -> JobStatus {
+    JobStatus::parse(status).unwrap_or_default()
+}
+
+pub(super) fn rfc3339(t: Option<&DateTime>) -> Option<String> {
     t.and_then(|t| t.fmt(Format::DateTime).ok())
 }
 
-fn epoch(t: Option<&DateTime>) -> Option<f64> {
+pub(super) fn epoch(t: Option<&DateTime>) -> Option<f64> {
     t.map(|t| t.as_secs_f64())
 }
 

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::{AwsClients, CallCounter};
 use crate::reconcile::Settings;
+use crate::runtime::events::EventsSettings;
 use crate::runtime::lease::LeaseSettings;
 use crate::runtime::server::{self, Health};
 use crate::runtime::{self, Election};
@@ -47,6 +48,14 @@ pub struct RunArgs {
     /// How often active jobs are polled (one ListProcessingJobs per region).
     #[arg(long, env = "SMPC_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// URL of the SQS queue an EventBridge rule fills with SageMaker's "Processing Job State
+    /// Change" events (docs/events.md): statuses follow the events within about a second, and
+    /// the List poll slows to --backstop-poll-interval while they flow. Unset: polling only.
+    #[arg(long, env = "SMPC_EVENTS_QUEUE_URL")]
+    pub events_queue_url: Option<String>,
+    /// How often active jobs are polled while events flow (a backstop against lost events).
+    #[arg(long, env = "SMPC_BACKSTOP_POLL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub backstop_poll_interval: Duration,
     /// Region for jobs without spec.region or the services.k8s.aws/region annotation.
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
@@ -169,7 +178,25 @@ pub async fn run(args: RunArgs) -> u8 {
     };
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(server::serve(listener, registry, health.clone(), server_stop.clone()));
-    runtime::run(client, aws, settings, metrics, health.clone(), election, shutdown).await;
+    let events = args
+        .events_queue_url
+        .clone()
+        .filter(|url| !url.is_empty())
+        .map(|queue_url| EventsSettings {
+            queue_url,
+            backstop_interval: args.backstop_poll_interval,
+        });
+    runtime::run(
+        client,
+        aws,
+        settings,
+        metrics,
+        health.clone(),
+        election,
+        events,
+        shutdown,
+    )
+    .await;
     health.set_shutting_down();
     server_stop.cancel();
     if let Ok(Err(e)) = server.await {

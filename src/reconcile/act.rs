@@ -389,7 +389,8 @@ fn observed(
 }
 
 /// Mirrors an active job: describes it only when the tracker saw it change (or the resync
-/// backstop is due, or this process never saw it).
+/// backstop is due, or this process never saw it), and not even then when a SageMaker event
+/// already said what changed.
 pub async fn mirror(ctx: &Context, job: &ProcessingJob, at: JobRef, last: JobState, adopted: bool) -> Outcome {
     let known = last.last_modified_epoch;
     let tracked = ctx.tracker.is_tracked(&at.region, &at.name);
@@ -400,7 +401,17 @@ pub async fn mirror(ctx: &Context, job: &ProcessingJob, at: JobRef, last: JobSta
     if !changed && (known.is_some() || tracked) {
         return acknowledge(job, &at, Next::Requeue(Action::requeue(ctx.settings.resync_interval)));
     }
-    match ctx.jobs.describe(&at.region, &at.name).await {
+    // A state SageMaker's event reported needs no Describe, unless the status already knows a
+    // newer one (this reconcile started from an older copy of the resource).
+    let event = ctx
+        .tracker
+        .take_event(&at.region, &at.name)
+        .filter(|e| e.last_modified_epoch >= known);
+    let answer = match event {
+        Some(state) => Ok(state),
+        None => ctx.jobs.describe(&at.region, &at.name).await,
+    };
+    match answer {
         Ok(state) => {
             if state.status.is_terminal() {
                 capacity_freed(ctx, job, &at.region);

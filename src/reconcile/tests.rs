@@ -1356,6 +1356,62 @@ async fn an_active_job_is_described_only_when_the_tracker_saw_a_change() {
     assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
 }
 
+#[tokio::test]
+async fn a_state_from_a_sagemaker_event_is_mirrored_without_a_describe() {
+    let h = Harness::new();
+    let job = running(&h, "evented").await;
+    let calls = h.sagemaker.calls().len();
+    let event = JobState {
+        name: job.clone(),
+        status: JobStatus::Failed,
+        failure_reason: Some("AlgorithmError: exit 1".into()),
+        last_modified: Some("2030-01-01T00:00:00Z".into()),
+        last_modified_epoch: Some(1_893_456_000.0),
+        ..JobState::default()
+    };
+    assert!(h.ctx.tracker.observe_event(REGION, event).is_some());
+    h.reconcile("evented").await.expect("reconcile");
+    let s = h.status("evented");
+    assert_eq!(s.processing_job_status.as_deref(), Some("Failed"));
+    assert_eq!(s.failure_reason.as_deref(), Some("AlgorithmError: exit 1"));
+    assert_eq!(s.last_modified_time.as_deref(), Some("2030-01-01T00:00:00Z"));
+    assert_eq!(h.condition("evented", "Ready"), ("False".into(), "Failed".into()));
+    assert!(
+        !h.sagemaker.calls()[calls..].contains(&"DescribeProcessingJob"),
+        "{:?}",
+        h.sagemaker.calls()
+    );
+    assert!(!h.ctx.tracker.is_tracked(REGION, &job), "ended: untracked");
+}
+
+#[tokio::test]
+async fn an_event_older_than_the_status_is_not_mirrored_over_it() {
+    let h = Harness::new();
+    let job = running(&h, "stale-event").await;
+    h.ctx.tracker.mark_changed(REGION, &job);
+    h.reconcile("stale-event").await.expect("reconcile");
+    let known = h.status("stale-event").last_modified_time.clone();
+    let known_epoch = known
+        .as_deref()
+        .and_then(crate::job::epoch_of)
+        .expect("a described time");
+    // A delayed event from before that describe (this reconcile's copy of the resource is newer
+    // than what the consumer saw).
+    let event = JobState {
+        name: job.clone(),
+        status: JobStatus::Stopping,
+        last_modified_epoch: Some(known_epoch - 60.0),
+        ..JobState::default()
+    };
+    h.ctx.tracker.observe_event(REGION, event);
+    let calls = h.sagemaker.calls().len();
+    h.reconcile("stale-event").await.expect("reconcile");
+    assert_eq!(h.sagemaker.calls()[calls..], ["DescribeProcessingJob"]);
+    let s = h.status("stale-event");
+    assert_eq!(s.processing_job_status.as_deref(), Some("InProgress"));
+    assert_eq!(s.last_modified_time, known);
+}
+
 fn events_with_notes(h: &Harness) -> Vec<(String, String)> {
     h.api
         .state()

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Guarded;
 use crate::aws::{AwsClients, AwsError};
-use crate::job::JobSummary;
+use crate::job::{JobState, JobSummary};
 
 /// How long after its LastModifiedTime a change may take to show in ListProcessingJobs. Each
 /// window overlaps the newest timestamp of the previous answer by this much.
@@ -64,6 +64,12 @@ struct Tracked {
     changed: bool,
     /// When the job was last described: a backstop describes it again after `resync`.
     described_at: Instant,
+    /// The state a SageMaker event reported, for the next reconcile to mirror without a
+    /// Describe (see [`Tracker::observe_event`]).
+    event: Option<JobState>,
+    /// The newest LastModifiedTime an event handed over: an older event arriving later (SQS
+    /// does not keep order) is not handed over again.
+    event_newest: f64,
 }
 
 #[derive(Default)]
@@ -211,6 +217,8 @@ impl Tracker {
                     local_reading,
                     changed: false,
                     described_at: Instant::now(),
+                    event: None,
+                    event_newest: f64::NEG_INFINITY,
                 });
                 let back = floor - LIST_LAG_MARGIN;
                 r.reach_back = Some(r.reach_back.map_or(back, |b| b.min(back)));
@@ -242,6 +250,68 @@ impl Tracker {
     /// Marks a tracked job for a describe on its next reconcile.
     pub fn mark_changed(&self, region: &str, job: &str) {
         self.tracked(region, job, |t| t.changed = true);
+    }
+
+    /// The resource of a tracked job.
+    pub fn object_of(&self, region: &str, job: &str) -> Option<ObjectRef<Guarded>> {
+        let mut object = None;
+        self.tracked(region, job, |t| object = Some(t.object.clone()));
+        object
+    }
+
+    /// Hands the state a SageMaker state-change event reported to the job's next reconcile,
+    /// which mirrors it without a Describe, and triggers that reconcile. Returns the job's
+    /// resource, or `None` when the job is not tracked (not this controller's, or ended).
+    ///
+    /// An event with no LastModifiedTime, or older than one handed over before (events arrive
+    /// out of order and more than once), is not handed over; the resource is still returned so
+    /// that the caller can wait for its status. Called only for an event the resource's status
+    /// does not show yet.
+    pub fn observe_event(&self, region: &str, state: JobState) -> Option<ObjectRef<Guarded>> {
+        let modified = state.last_modified_epoch?;
+        let name = state.name.clone();
+        let mut object = None;
+        self.tracked(region, &name, |t| {
+            object = Some(t.object.clone());
+            // An older event, or the same one while it waits for its reconcile. The same one
+            // again after a reconcile took it means its status was not written: handed over again.
+            if modified < t.event_newest || (modified == t.event_newest && t.event.is_some()) {
+                return;
+            }
+            t.event_newest = modified;
+            // SageMaker's own time: it replaces a local reading, and the List need not report
+            // this change again.
+            t.known = if t.local_reading.take().is_some() {
+                modified
+            } else {
+                t.known.max(modified)
+            };
+            t.changed = true;
+            t.event = Some(state);
+            let _ = self.trigger.unbounded_send(t.object.clone());
+        });
+        object
+    }
+
+    /// The state an event handed over for the job, once.
+    pub fn take_event(&self, region: &str, job: &str) -> Option<JobState> {
+        let mut event = None;
+        self.tracked(region, job, |t| event = t.event.take());
+        event
+    }
+
+    /// A tracked job an event reported changed without saying how: described on its next
+    /// reconcile, which is triggered now. `None` when the job is not tracked.
+    pub fn describe_soon(&self, region: &str, job: &str) -> Option<ObjectRef<Guarded>> {
+        let mut object = None;
+        self.tracked(region, job, |t| {
+            t.changed = true;
+            object = Some(t.object.clone());
+        });
+        if let Some(o) = &object {
+            let _ = self.trigger.unbounded_send(o.clone());
+        }
+        object
     }
 
     pub fn untrack(&self, region: &str, job: &str) {

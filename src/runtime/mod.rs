@@ -2,6 +2,7 @@
 //! the tenant guard), the tracker and the controller, readiness and gauges, leader election, the
 //! ops server, signals and shutdown.
 
+pub mod events;
 mod gauges;
 pub mod lease;
 pub mod namespaces;
@@ -76,6 +77,7 @@ pub async fn run_controller(
     settings: Settings,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    events: Option<events::EventsSettings>,
     shutdown: CancellationToken,
 ) {
     let api: Api<Guarded> = match &settings.namespace {
@@ -91,13 +93,24 @@ pub async fn run_controller(
         settings.clone(),
         metrics.clone(),
     ));
-    let poller = tokio::spawn(
-        tracker
-            .clone()
-            .run(aws.clone(), settings.poll_interval, shutdown.clone()),
-    );
-
     let (store, writer) = reflector::store();
+    let poller = match events {
+        None => tokio::spawn(
+            tracker
+                .clone()
+                .run(aws.clone(), settings.poll_interval, shutdown.clone()),
+        ),
+        // SageMaker's events drive the status; the List poll is the backstop.
+        Some(events) => tokio::spawn(events::run(
+            events,
+            settings.poll_interval,
+            aws.clone(),
+            tracker.clone(),
+            store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )),
+    };
     let (seen, acted) = (metrics.clone(), metrics.clone());
     let changes = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
@@ -167,8 +180,9 @@ pub async fn run_controller(
     let _ = sweep.await;
 }
 
-/// Runs the controller, under leader election when `election` is set. Returns when `shutdown`
-/// is cancelled.
+/// Runs the controller, under leader election when `election` is set, driven by SageMaker's
+/// events when `events` is set. Returns when `shutdown` is cancelled.
+#[allow(clippy::too_many_arguments)] // the process's parts, each built once by `cli/run.rs`
 pub async fn run(
     client: Client,
     aws: Arc<AwsClients>,
@@ -176,12 +190,13 @@ pub async fn run(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     election: Option<Election>,
+    events: Option<events::EventsSettings>,
     shutdown: CancellationToken,
 ) {
     let Some(election) = election else {
         // Without election this replica is the only one, so it leads.
         metrics.leader.set(1);
-        run_controller(client, aws, settings, metrics.clone(), health, shutdown).await;
+        run_controller(client, aws, settings, metrics.clone(), health, events, shutdown).await;
         metrics.leader.set(0);
         return;
     };
@@ -208,7 +223,16 @@ pub async fn run(
             std::process::exit(1);
         })
     };
-    run_controller(client, aws, settings, metrics.clone(), health, shutdown.child_token()).await;
+    run_controller(
+        client,
+        aws,
+        settings,
+        metrics.clone(),
+        health,
+        events,
+        shutdown.child_token(),
+    )
+    .await;
     let _ = holder.await;
     watchdog.abort();
     metrics.leader.set(0);

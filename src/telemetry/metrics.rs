@@ -31,6 +31,11 @@ pub struct TriggerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AwsLabels {
     pub service: &'static str,
     pub operation: &'static str,
@@ -66,6 +71,11 @@ pub struct Metrics {
     pub leader: Gauge<i64, AtomicI64>,
     pub active_jobs: Gauge<i64, AtomicI64>,
     pub orphaned_jobs: Gauge<i64, AtomicI64>,
+    /// SageMaker state-change events taken from the queue, by what became of them.
+    pub events: Family<OutcomeLabels, Counter>,
+    pub event_receive_errors: Counter,
+    /// 1 while events flow and the List poll runs at its backstop interval.
+    pub events_flowing: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -83,6 +93,9 @@ impl Default for Metrics {
             leader: Gauge::default(),
             active_jobs: Gauge::default(),
             orphaned_jobs: Gauge::default(),
+            events: Family::default(),
+            event_receive_errors: Counter::default(),
+            events_flowing: Gauge::default(),
         }
     }
 }
@@ -147,6 +160,21 @@ impl Metrics {
             "Active SageMaker jobs of this controller whose resource no longer exists, found by the last orphan sweep",
             self.orphaned_jobs.clone(),
         );
+        r.register(
+            "events",
+            "SageMaker state-change events taken from the queue, by outcome: applied, duplicate, unknown_job, incomplete, other_event, malformed, pending",
+            self.events.clone(),
+        );
+        r.register(
+            "event_receive_errors",
+            "Failed receives from the events queue (the List poll returns to its normal interval)",
+            self.event_receive_errors.clone(),
+        );
+        r.register(
+            "events_flowing",
+            "1 while events flow and the List poll runs at its backstop interval",
+            self.events_flowing.clone(),
+        );
     }
 }
 
@@ -201,6 +229,7 @@ mod tests {
         drop(metrics.reconciles.get_or_create(&ResultLabels { result: "ok" }));
         drop(metrics.triggers.get_or_create(&TriggerLabels { trigger: "watch" }));
         drop(metrics.errors.get_or_create(&ReasonLabels { reason: "x" }));
+        drop(metrics.events.get_or_create(&OutcomeLabels { outcome: "applied" }));
         metrics.observe("ec2", "DescribeSubnets", "success", Duration::from_millis(1));
         drop(metrics.jobs.get_or_create(&StatusLabels { status: "None".into() }));
         let finding = FindingLabels {

@@ -7,6 +7,7 @@
 //! API under `/_sim/` injects faults, makes jobs regional on demand, drives job states and reports
 //! call counts.
 
+mod events;
 mod model;
 mod validate;
 
@@ -40,6 +41,11 @@ struct Args {
     /// Account ID used in job ARNs.
     #[arg(long, default_value = "123456789012")]
     account: String,
+    /// EventBridge endpoint (`http://host:port`, e.g. moto's) that every job state change is
+    /// published to, as SageMaker publishes "SageMaker Processing Job State Change" events.
+    /// Unset: no events.
+    #[arg(long, env = "SIM_EVENTS_URL")]
+    events_url: Option<String>,
 }
 
 type Shared = Arc<Mutex<Sim>>;
@@ -47,7 +53,12 @@ type Shared = Arc<Mutex<Sim>>;
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let sim = Arc::new(Mutex::new(Sim::new(args.region, args.account)));
+    let mut state = Sim::new(args.region, args.account);
+    state.publish_events = args.events_url.is_some();
+    let sim = Arc::new(Mutex::new(state));
+    if let Some(url) = args.events_url {
+        tokio::spawn(events::publish(sim.clone(), url));
+    }
     let app = Router::new()
         .route("/", post(api))
         .route("/_sim/config", put(put_config).get(get_config))

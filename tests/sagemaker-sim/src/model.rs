@@ -164,13 +164,30 @@ pub struct Sim {
     /// Token bucket for `createsPerSecond`.
     create_tokens: f64,
     create_refill_at: f64,
+    /// Whether state changes are published as events (the simulator was given an events URL).
+    pub publish_events: bool,
+    /// State-change events not yet published, in order.
+    pub outbox: Vec<OutgoingEvent>,
 }
 
+/// SageMaker's clock, to the millisecond as SageMaker's timestamps are (so that an event's
+/// epoch milliseconds and Describe's epoch seconds name the same instant).
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
+        .map(|d| d.as_millis() as f64 / 1000.0)
         .unwrap_or_default()
+}
+
+/// The `source` and `detail-type` of SageMaker's processing-job state-change events.
+pub const EVENT_SOURCE: &str = "aws.sagemaker";
+pub const EVENT_DETAIL_TYPE: &str = "SageMaker Processing Job State Change";
+
+/// A state-change event waiting to be published: the region it belongs to and its PutEvents
+/// entry.
+pub struct OutgoingEvent {
+    pub region: String,
+    pub entry: Value,
 }
 
 impl Sim {
@@ -187,7 +204,43 @@ impl Sim {
             create_attempts: BTreeMap::new(),
             create_tokens: 0.0,
             create_refill_at: now(),
+            publish_events: false,
+            outbox: Vec::new(),
         }
+    }
+
+    /// Queues the state-change event of job `name`, shaped as SageMaker's: the detail holds
+    /// Describe's fields, with times in epoch milliseconds.
+    fn changed(&mut self, name: &str) {
+        if !self.publish_events {
+            return;
+        }
+        let Some(job) = self.jobs.get(name) else { return };
+        let mut detail = description(job);
+        for key in [
+            "CreationTime",
+            "LastModifiedTime",
+            "ProcessingStartTime",
+            "ProcessingEndTime",
+        ] {
+            if let Some(t) = detail.get(key).and_then(Value::as_f64) {
+                detail.insert(key.into(), json!((t * 1000.0).round() as i64));
+            }
+        }
+        let region = job.region.clone().unwrap_or_else(|| self.region.clone());
+        let entry = json!({
+            "Source": EVENT_SOURCE,
+            "DetailType": EVENT_DETAIL_TYPE,
+            "Resources": [job.arn],
+            "Detail": Value::Object(detail).to_string(),
+        });
+        self.outbox.push(OutgoingEvent { region, entry });
+    }
+
+    /// Applies the automatic transitions that are due (their events included); for the
+    /// publisher, which must not wait for an API call to notice a job's end.
+    pub fn tick(&mut self) {
+        self.advance();
     }
 
     pub fn set_config(&mut self, config: SimConfig) {
@@ -233,7 +286,8 @@ impl Sim {
     /// Applies the automatic transitions that are due.
     fn advance(&mut self) {
         let t = now();
-        for job in self.jobs.values_mut() {
+        let mut changed = Vec::new();
+        for (name, job) in self.jobs.iter_mut() {
             let Some(due) = job.due else { continue };
             if due > t {
                 continue;
@@ -249,6 +303,10 @@ impl Sim {
             }
             job.end_time = Some(due);
             job.last_modified = due;
+            changed.push(name.clone());
+        }
+        for name in changed {
+            self.changed(&name);
         }
     }
 
@@ -304,7 +362,7 @@ impl Sim {
             .unwrap_or_default();
         let due = (self.config.in_progress_seconds > 0.0).then_some(t + self.config.in_progress_seconds);
         self.jobs.insert(
-            name,
+            name.clone(),
             Job {
                 request,
                 arn: arn.clone(),
@@ -320,6 +378,7 @@ impl Sim {
                 region: region.map(str::to_string),
             },
         );
+        self.changed(&name);
         Ok(json!({ "ProcessingJobArn": arn }))
     }
 
@@ -376,25 +435,7 @@ impl Sim {
             .get(name)
             .filter(|j| self.visible(j, region))
             .ok_or_else(|| ApiError::not_found(name))?;
-        let mut out = job.request.clone();
-        out.remove("Tags");
-        out.insert("ProcessingJobArn".into(), json!(job.arn));
-        out.insert("ProcessingJobStatus".into(), json!(job.status));
-        out.insert("CreationTime".into(), json!(job.creation_time));
-        out.insert("LastModifiedTime".into(), json!(job.last_modified));
-        if let Some(v) = job.start_time {
-            out.insert("ProcessingStartTime".into(), json!(v));
-        }
-        if let Some(v) = job.end_time {
-            out.insert("ProcessingEndTime".into(), json!(v));
-        }
-        if let Some(v) = &job.failure_reason {
-            out.insert("FailureReason".into(), json!(v));
-        }
-        if let Some(v) = &job.exit_message {
-            out.insert("ExitMessage".into(), json!(v));
-        }
-        Ok(Value::Object(out))
+        Ok(Value::Object(description(job)))
     }
 
     fn stop(&mut self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
@@ -414,6 +455,7 @@ impl Sim {
         job.status = "Stopping".into();
         job.last_modified = t;
         job.due = Some(t + stopping.max(0.0));
+        self.changed(&name);
         Ok(json!({}))
     }
 
@@ -539,6 +581,7 @@ impl Sim {
         job.failure_reason = change.failure_reason;
         job.exit_message = change.exit_message;
         job.last_modified = t;
+        self.changed(name);
         Ok(())
     }
 
@@ -590,6 +633,30 @@ fn name_of(job: &Job) -> &str {
         .get("ProcessingJobName")
         .and_then(Value::as_str)
         .unwrap_or_default()
+}
+
+/// DescribeProcessingJob's answer for a job (times in epoch seconds, as the JSON protocol has
+/// them).
+fn description(job: &Job) -> Map<String, Value> {
+    let mut out = job.request.clone();
+    out.remove("Tags");
+    out.insert("ProcessingJobArn".into(), json!(job.arn));
+    out.insert("ProcessingJobStatus".into(), json!(job.status));
+    out.insert("CreationTime".into(), json!(job.creation_time));
+    out.insert("LastModifiedTime".into(), json!(job.last_modified));
+    if let Some(v) = job.start_time {
+        out.insert("ProcessingStartTime".into(), json!(v));
+    }
+    if let Some(v) = job.end_time {
+        out.insert("ProcessingEndTime".into(), json!(v));
+    }
+    if let Some(v) = &job.failure_reason {
+        out.insert("FailureReason".into(), json!(v));
+    }
+    if let Some(v) = &job.exit_message {
+        out.insert("ExitMessage".into(), json!(v));
+    }
+    out
 }
 
 fn summary(job: &Job) -> Value {

@@ -52,12 +52,15 @@ impl Stack {
             .unwrap_or_else(|| panic!("{key} missing from the stack env"))
     }
 
-    /// A command with the stack's environment (and no AWS profile from the host).
+    /// A command with the stack's environment (and no AWS profile from the host). Without the
+    /// stack's events queue: tests run in parallel, and controllers sharing one queue would take
+    /// each other's messages; a test of events passes a queue of its own.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.envs(&self.vars)
             .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL");
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("SMPC_EVENTS_QUEUE_URL");
         cmd
     }
 

@@ -1,0 +1,662 @@
+//! Event-driven status: SageMaker's state-change events, routed by an EventBridge rule to an SQS
+//! queue (`--events-queue-url`, [docs/events.md](../../docs/events.md)), are mirrored within about
+//! a second and without a Describe, and the List poll becomes a backstop.
+//!
+//! A message is deleted only once the resource's status shows what it reported — seen in the
+//! controller's cache, so written to the apiserver — or once it is known to need nothing: a job
+//! this controller does not track, an event the status already shows (a duplicate, or older than
+//! what is known), another kind of event, or a malformed message (it can never become valid, so
+//! redelivering it would only delay the queue; the List backstop covers whatever it meant). A
+//! message whose status is not written within [`WRITE_WAIT`] is left to SQS, which delivers it
+//! again after the queue's visibility timeout.
+//!
+//! While every receive succeeds, events flow, and the List poll slows to the backstop interval
+//! once one poll has run a whole normal interval after the flow began (that poll catches up what
+//! the gap before missed). A failed receive ends the flow: the poll is back at its normal
+//! interval at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::events::{self, Parsed};
+use crate::aws::sqs::{Message, Queue, BATCH};
+use crate::aws::AwsClients;
+use crate::job::{epoch_of, JobStatus};
+use crate::reconcile::tracker::{ChangeLister, Tracker};
+use crate::reconcile::Guarded;
+use crate::telemetry::metrics::{Metrics, OutcomeLabels};
+
+/// How long a message waits for its status to be written before it is left to SQS. Below the
+/// default visibility timeout (30 s), so that a message is not delivered twice while it waits.
+pub const WRITE_WAIT: Duration = Duration::from_secs(20);
+
+/// How often the cache is looked at while a message waits for its status.
+const WRITE_CHECK: Duration = Duration::from_millis(50);
+
+/// Batches waiting for their status at once; the next receive waits for a free place.
+const IN_FLIGHT: usize = 16;
+
+/// The longest pause between failed receives.
+const MAX_RECEIVE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The settings of `--events-queue-url`.
+#[derive(Debug, Clone)]
+pub struct EventsSettings {
+    pub queue_url: String,
+    /// The List poll's interval while events flow.
+    pub backstop_interval: Duration,
+}
+
+/// When the List poll runs: at `normal` intervals, at `backstop` ones while events flow.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    pub normal: Duration,
+    pub backstop: Duration,
+}
+
+impl Cadence {
+    /// Whether the poll is at its backstop interval: events have flowed since `flowing_since`,
+    /// and the last poll began a whole normal interval after that, so it covered every change
+    /// an event of the gap before could have missed.
+    pub fn at_backstop(&self, last_poll: Option<Instant>, flowing_since: Option<Instant>) -> bool {
+        matches!((last_poll, flowing_since), (Some(last), Some(since)) if last >= since + self.normal)
+    }
+
+    /// When the next poll is due (the first one at once). After a gap begins, the normal
+    /// interval from the last poll is usually past already: the catch-up poll runs at once.
+    pub fn next_poll(&self, last_poll: Option<Instant>, flowing_since: Option<Instant>, now: Instant) -> Instant {
+        let Some(last) = last_poll else { return now };
+        if self.at_backstop(last_poll, flowing_since) {
+            last + self.backstop
+        } else {
+            last + self.normal
+        }
+    }
+}
+
+/// Runs the consumer of the queue and the List poll at the cadence events allow, until
+/// `shutdown`.
+pub async fn run(
+    settings: EventsSettings,
+    poll_interval: Duration,
+    aws: Arc<AwsClients>,
+    tracker: Arc<Tracker>,
+    store: Store<Guarded>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let queue = aws.queue(&settings.queue_url);
+    let (flow_tx, flow_rx) = watch::channel(None);
+    let cadence = Cadence {
+        normal: poll_interval,
+        backstop: settings.backstop_interval,
+    };
+    let consumer = Consumer {
+        queue,
+        tracker: tracker.clone(),
+        store,
+        metrics: metrics.clone(),
+    };
+    tokio::join!(
+        poll(tracker, aws, cadence, flow_rx, metrics, shutdown.clone()),
+        consumer.run(flow_tx, shutdown),
+    );
+}
+
+/// The tracker's List poll, at the cadence the flow of events allows.
+pub async fn poll<L: ChangeLister + ?Sized>(
+    tracker: Arc<Tracker>,
+    lister: Arc<L>,
+    cadence: Cadence,
+    mut flow: watch::Receiver<Option<Instant>>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut last = None;
+    let mut open = true;
+    loop {
+        let since = if open { *flow.borrow_and_update() } else { None };
+        metrics.events_flowing.set(i64::from(cadence.at_backstop(last, since)));
+        let due = cadence.next_poll(last, since, Instant::now());
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(due.into()) => {}
+            changed = flow.changed(), if open => {
+                // The consumer is gone: no flow any more.
+                open = changed.is_ok();
+                continue;
+            }
+        }
+        last = Some(Instant::now());
+        tracker.poll_once(lister.as_ref()).await;
+    }
+}
+
+/// What becomes of one message.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// Delete it now; the outcome is counted.
+    Done(&'static str),
+    /// Delete it once the resource's status shows the job's change of `modified`.
+    AwaitStatus {
+        object: ObjectRef<Guarded>,
+        name: String,
+        modified: f64,
+    },
+}
+
+/// Whether a resource's status shows a job's change of `modified`.
+#[derive(Debug, PartialEq)]
+enum Shows {
+    Yes,
+    No,
+    /// The resource is gone, being deleted (cleanup reads the job itself), unreadable, or
+    /// records another job: the event is none of its business any more.
+    Gone,
+}
+
+fn status_shows(object: Option<&Guarded>, name: &str, modified: f64) -> Shows {
+    let Some(Ok(job)) = object.map(|o| &o.0) else {
+        return Shows::Gone;
+    };
+    if job.metadata.deletion_timestamp.is_some() {
+        return Shows::Gone;
+    }
+    let Some(status) = job.status.as_ref() else {
+        return Shows::No;
+    };
+    if status.processing_job_name.as_deref().is_some_and(|n| n != name) {
+        return Shows::Gone;
+    }
+    let ended = status
+        .processing_job_status
+        .as_deref()
+        .and_then(JobStatus::parse)
+        .is_some_and(JobStatus::is_terminal);
+    let known = status.last_modified_time.as_deref().and_then(epoch_of);
+    if ended || known.is_some_and(|k| k >= modified) {
+        Shows::Yes
+    } else {
+        Shows::No
+    }
+}
+
+/// Decides what one message needs, handing a new state to the tracker (which triggers the
+/// resource's reconcile).
+fn step(message: &Message, tracker: &Tracker, store: &Store<Guarded>) -> Step {
+    match events::parse(&message.body) {
+        Err(e) => {
+            tracing::warn!(message_id = message.id, error = %e, "deleting a malformed message from the events queue");
+            Step::Done("malformed")
+        }
+        Ok(Parsed::Other { source, detail_type }) => {
+            tracing::debug!(
+                message_id = message.id,
+                source,
+                detail_type,
+                "not a processing job state change: deleted"
+            );
+            Step::Done("other_event")
+        }
+        Ok(Parsed::Incomplete { region, name, missing }) => match tracker.describe_soon(&region, &name) {
+            Some(_) => {
+                tracing::info!(
+                    job = name,
+                    region,
+                    missing,
+                    "a state change event without {missing}: the job is described instead"
+                );
+                Step::Done("incomplete")
+            }
+            None => Step::Done("unknown_job"),
+        },
+        Ok(Parsed::Change { region, state }) => {
+            let (Some(object), Some(modified)) = (tracker.object_of(&region, &state.name), state.last_modified_epoch)
+            else {
+                return Step::Done("unknown_job");
+            };
+            match status_shows(store.get(&object).as_deref(), &state.name, modified) {
+                Shows::Yes => Step::Done("duplicate"),
+                Shows::Gone => Step::Done("unknown_job"),
+                Shows::No => {
+                    let name = state.name.clone();
+                    tracker.observe_event(&region, *state);
+                    Step::AwaitStatus { object, name, modified }
+                }
+            }
+        }
+    }
+}
+
+/// The consumer of the events queue.
+struct Consumer {
+    queue: Queue,
+    tracker: Arc<Tracker>,
+    store: Store<Guarded>,
+    metrics: Arc<Metrics>,
+}
+
+impl Consumer {
+    async fn run(self, flow: watch::Sender<Option<Instant>>, shutdown: CancellationToken) {
+        let reachable = self.queue.visibility_timeout().await;
+        // The queue answers: events flow from now (the first receive may wait 20 s for one).
+        if reachable.is_ok() {
+            flow.send_replace(Some(Instant::now()));
+        }
+        match reachable {
+            Ok(Some(v)) if Duration::from_secs(v) <= WRITE_WAIT => tracing::warn!(
+                queue = self.queue.url(),
+                visibility_timeout = v,
+                "the events queue's visibility timeout is not longer than the {}s a message waits for its status: messages may be delivered twice (harmless, but raise it to 30s or more)",
+                WRITE_WAIT.as_secs()
+            ),
+            Ok(v) => tracing::info!(queue = self.queue.url(), visibility_timeout = v, "consuming SageMaker events"),
+            // The receive loop retries; until it succeeds the List poll runs at its normal interval.
+            Err(e) => tracing::warn!(queue = self.queue.url(), error = %e, "the events queue cannot be read yet"),
+        }
+        let this = Arc::new(self);
+        let settling = Arc::new(Semaphore::new(IN_FLIGHT));
+        let mut failures = 0u32;
+        loop {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = this.queue.receive() => r,
+            };
+            match received {
+                Ok(messages) => {
+                    failures = 0;
+                    flow.send_if_modified(|since| {
+                        let started = since.is_none();
+                        if started {
+                            tracing::info!(queue = this.queue.url(), "SageMaker events flow: the List poll slows to its backstop interval after one more poll");
+                            *since = Some(Instant::now());
+                        }
+                        started
+                    });
+                    if messages.is_empty() {
+                        continue;
+                    }
+                    let permit = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        p = settling.clone().acquire_owned() => p,
+                    };
+                    let Ok(permit) = permit else { return };
+                    let this = this.clone();
+                    tokio::spawn(async move {
+                        this.settle(messages).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    failures += 1;
+                    this.metrics.event_receive_errors.inc();
+                    let pause = receive_backoff(failures);
+                    if flow.send_replace(None).is_some() {
+                        tracing::warn!(queue = this.queue.url(), error = %e, "SageMaker events stopped: the List poll is back at its normal interval and catches up");
+                    } else {
+                        tracing::warn!(queue = this.queue.url(), error = %e, retry_in = ?pause, "receiving from the events queue failed");
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one received batch: each message's step, the wait for the statuses, the delete.
+    async fn settle(&self, messages: Vec<Message>) {
+        let mut done: Vec<&Message> = Vec::new();
+        let mut waiting = Vec::new();
+        for m in &messages {
+            match step(m, &self.tracker, &self.store) {
+                Step::Done(outcome) => {
+                    self.count(outcome);
+                    done.push(m);
+                }
+                Step::AwaitStatus { object, name, modified } => waiting.push((m, object, name, modified)),
+            }
+        }
+        let written = join_all(
+            waiting
+                .iter()
+                .map(|(_, object, name, modified)| self.written(object, name, *modified)),
+        )
+        .await;
+        for ((m, object, ..), written) in waiting.iter().zip(written) {
+            if written {
+                self.count("applied");
+                done.push(m);
+            } else {
+                self.count("pending");
+                tracing::info!(object = %object, message_id = m.id, "the status was not written in time: the event is left for SQS to deliver again");
+            }
+        }
+        for chunk in done.chunks(BATCH as usize) {
+            match self.queue.delete(chunk).await {
+                Ok(failed) if failed.is_empty() => {}
+                Ok(failed) => tracing::warn!(
+                    ?failed,
+                    "SQS did not delete some handled events: they come back and are handled again"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "deleting handled events failed: they come back and are handled again")
+                }
+            }
+        }
+    }
+
+    /// Waits up to [`WRITE_WAIT`] until the cache shows the status written (or the resource gone).
+    async fn written(&self, object: &ObjectRef<Guarded>, name: &str, modified: f64) -> bool {
+        let deadline = Instant::now() + WRITE_WAIT;
+        loop {
+            if status_shows(self.store.get(object).as_deref(), name, modified) != Shows::No {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(WRITE_CHECK).await;
+        }
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.metrics.events.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+}
+
+/// 1 s, 2 s, 4 s, … up to [`MAX_RECEIVE_BACKOFF`].
+fn receive_backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(5)).min(MAX_RECEIVE_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::channel::mpsc;
+    use kube::runtime::watcher;
+    use serde_json::json;
+
+    const REGION: &str = "us-east-1";
+    const NORMAL: Duration = Duration::from_secs(30);
+    const BACKSTOP: Duration = Duration::from_secs(300);
+
+    fn cadence() -> Cadence {
+        Cadence {
+            normal: NORMAL,
+            backstop: BACKSTOP,
+        }
+    }
+
+    #[test]
+    fn without_events_the_poll_keeps_its_interval() {
+        let t0 = Instant::now();
+        let c = cadence();
+        assert_eq!(c.next_poll(None, None, t0), t0, "the first poll at once");
+        let mut last = t0;
+        for _ in 0..5 {
+            let next = c.next_poll(Some(last), None, last);
+            assert_eq!(next, last + NORMAL);
+            last = next;
+        }
+    }
+
+    #[test]
+    fn flowing_events_stretch_the_poll_after_one_catch_up_poll() {
+        let t0 = Instant::now();
+        let c = cadence();
+        let since = t0 + Duration::from_secs(1);
+        // The poll at t0 ran before the flow: the next one still comes at the normal interval,
+        // and covers the gap.
+        let catch_up = c.next_poll(Some(t0), Some(since), since);
+        assert_eq!(catch_up, t0 + NORMAL);
+        assert!(!c.at_backstop(Some(t0), Some(since)));
+        // It ran less than a normal interval after the flow began: once more.
+        let next = c.next_poll(Some(catch_up), Some(since), catch_up);
+        assert_eq!(next, catch_up + NORMAL);
+        // From then on, the backstop.
+        assert!(c.at_backstop(Some(next), Some(since)));
+        assert_eq!(c.next_poll(Some(next), Some(since), next), next + BACKSTOP);
+    }
+
+    #[test]
+    fn a_gap_brings_the_normal_interval_back_and_polls_at_once() {
+        let t0 = Instant::now();
+        let c = cadence();
+        let since = t0;
+        let last = t0 + Duration::from_secs(60);
+        assert_eq!(c.next_poll(Some(last), Some(since), last), last + BACKSTOP);
+        // A receive fails two minutes after that poll: the normal interval is past.
+        let gap = last + Duration::from_secs(120);
+        let due = c.next_poll(Some(last), None, gap);
+        assert!(due <= gap, "the catch-up poll is due at once");
+        // Events flow again right after the catch-up poll: not yet the backstop.
+        let again = gap + Duration::from_secs(1);
+        assert_eq!(c.next_poll(Some(gap), Some(again), again), gap + NORMAL);
+    }
+
+    #[test]
+    fn receive_backoff_grows_and_is_capped() {
+        assert_eq!(receive_backoff(1), Duration::from_secs(1));
+        assert_eq!(receive_backoff(2), Duration::from_secs(2));
+        assert_eq!(receive_backoff(4), Duration::from_secs(8));
+        assert_eq!(receive_backoff(40), MAX_RECEIVE_BACKOFF);
+    }
+
+    fn message(body: &str) -> Message {
+        Message {
+            id: "m-1".into(),
+            receipt: "r-1".into(),
+            body: body.into(),
+        }
+    }
+
+    fn event(name: &str, status: &str, modified_ms: i64) -> Message {
+        message(
+            &json!({
+                "source": events::SOURCE,
+                "detail-type": events::DETAIL_TYPE,
+                "region": REGION,
+                "detail": {"ProcessingJobName": name, "ProcessingJobStatus": status, "LastModifiedTime": modified_ms},
+            })
+            .to_string(),
+        )
+    }
+
+    /// A resource in the cache whose status records `job` as `status`, last modified at
+    /// `modified` (RFC 3339).
+    fn resource(name: &str, job: &str, status: &str, modified: Option<&str>) -> Guarded {
+        serde_json::from_value(json!({
+            "apiVersion": "sagemaker.processing.dev/v1alpha1",
+            "kind": "ProcessingJob",
+            "metadata": {"name": name, "namespace": "team-a", "uid": "u-1"},
+            "spec": {
+                "processingResources": {"clusterConfig": {"instanceCount": 1, "instanceType": "ml.m5.large", "volumeSizeInGB": 1}},
+                "appSpecification": {"imageURI": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"},
+                "roleARN": "arn:aws:iam::123456789012:role/r"
+            },
+            "status": {"processingJobName": job, "processingJobStatus": status, "lastModifiedTime": modified},
+        }))
+        .expect("a ProcessingJob")
+    }
+
+    struct World {
+        tracker: Tracker,
+        triggers: mpsc::UnboundedReceiver<ObjectRef<Guarded>>,
+        store: Store<Guarded>,
+        writer: kube::runtime::reflector::store::Writer<Guarded>,
+    }
+
+    fn world() -> World {
+        let (tx, triggers) = mpsc::unbounded();
+        let (store, writer) = kube::runtime::reflector::store();
+        World {
+            tracker: Tracker::new(tx, Duration::from_secs(600)),
+            triggers,
+            store,
+            writer,
+        }
+    }
+
+    impl World {
+        fn put(&mut self, obj: Guarded) {
+            self.writer.apply_watcher_event(&watcher::Event::Apply(obj));
+        }
+
+        fn track(&self, job: &str, known: f64) -> ObjectRef<Guarded> {
+            let object = ObjectRef::new("r").within("team-a");
+            self.tracker.track(REGION, job, object.clone(), known);
+            object
+        }
+
+        fn triggered(&mut self) -> usize {
+            let mut n = 0;
+            while self.triggers.try_recv().is_ok() {
+                n += 1;
+            }
+            n
+        }
+    }
+
+    /// 2026-01-01T00:00:10Z and a later instant, in the event's milliseconds and the status's
+    /// RFC 3339.
+    const T10_MS: i64 = 1_767_225_610_000;
+    const T10: &str = "2026-01-01T00:00:10Z";
+    const T20_MS: i64 = 1_767_225_620_000;
+
+    #[test]
+    fn a_new_state_is_handed_to_the_reconcile_and_waits_for_its_status() {
+        let mut w = world();
+        let object = w.track("job-a", 1_767_225_600.0);
+        w.put(resource("r", "job-a", "InProgress", Some(T10)));
+        let s = step(&event("job-a", "Completed", T20_MS), &w.tracker, &w.store);
+        assert_eq!(
+            s,
+            Step::AwaitStatus {
+                object,
+                name: "job-a".into(),
+                modified: 1_767_225_620.0
+            }
+        );
+        assert_eq!(w.triggered(), 1);
+        let handed = w.tracker.take_event(REGION, "job-a").expect("the event's state");
+        assert_eq!(handed.status, JobStatus::Completed);
+        assert!(w.tracker.take_changed(REGION, "job-a"));
+        assert!(w.tracker.take_event(REGION, "job-a").is_none(), "handed over once");
+
+        // Written: the same event again is a duplicate, deleted at once.
+        w.put(resource("r", "job-a", "Completed", Some("2026-01-01T00:00:20Z")));
+        assert_eq!(
+            step(&event("job-a", "Completed", T20_MS), &w.tracker, &w.store),
+            Step::Done("duplicate")
+        );
+        assert_eq!(w.triggered(), 0);
+    }
+
+    #[test]
+    fn an_event_older_than_the_status_or_the_last_event_changes_nothing() {
+        let mut w = world();
+        w.track("job-a", 1_767_225_600.0);
+        w.put(resource("r", "job-a", "InProgress", Some("2026-01-01T00:00:20Z")));
+        assert_eq!(
+            step(&event("job-a", "InProgress", T10_MS), &w.tracker, &w.store),
+            Step::Done("duplicate")
+        );
+        // Out of order while the newer state is not written yet: the newer one stays handed over.
+        w.put(resource("r", "job-a", "InProgress", None));
+        assert!(matches!(
+            step(&event("job-a", "Stopping", T20_MS), &w.tracker, &w.store),
+            Step::AwaitStatus { .. }
+        ));
+        assert!(matches!(
+            step(&event("job-a", "InProgress", T10_MS), &w.tracker, &w.store),
+            Step::AwaitStatus { .. }
+        ));
+        assert_eq!(w.triggered(), 1, "the older event triggers nothing");
+        let handed = w.tracker.take_event(REGION, "job-a").expect("the newer state");
+        assert_eq!(handed.status, JobStatus::Stopping);
+    }
+
+    #[test]
+    fn the_same_event_delivered_again_before_its_status_is_written_is_handed_over_again() {
+        let mut w = world();
+        w.track("job-a", 1_767_225_600.0);
+        w.put(resource("r", "job-a", "InProgress", Some(T10)));
+        step(&event("job-a", "Failed", T20_MS), &w.tracker, &w.store);
+        // The reconcile took it, but its status write failed: SQS delivers the message again.
+        assert!(w.tracker.take_event(REGION, "job-a").is_some());
+        assert_eq!(w.triggered(), 1);
+        step(&event("job-a", "Failed", T20_MS), &w.tracker, &w.store);
+        assert_eq!(w.triggered(), 1);
+        assert!(w.tracker.take_event(REGION, "job-a").is_some());
+    }
+
+    #[test]
+    fn an_ended_status_shows_every_event() {
+        let mut w = world();
+        w.track("job-a", 1_767_225_600.0);
+        // An ended status without a time (written from an older controller) still ends it.
+        w.put(resource("r", "job-a", "Stopped", None));
+        assert_eq!(
+            step(&event("job-a", "Stopping", T20_MS), &w.tracker, &w.store),
+            Step::Done("duplicate")
+        );
+    }
+
+    #[test]
+    fn untracked_jobs_gone_resources_and_foreign_messages_are_deleted_at_once() {
+        let mut w = world();
+        assert_eq!(
+            step(&event("someone-elses", "Completed", T20_MS), &w.tracker, &w.store),
+            Step::Done("unknown_job")
+        );
+        // Tracked, but the resource is gone from the cache (deleted meanwhile).
+        w.track("job-a", 1_767_225_600.0);
+        assert_eq!(
+            step(&event("job-a", "Completed", T20_MS), &w.tracker, &w.store),
+            Step::Done("unknown_job")
+        );
+        // The resource records another job now.
+        w.put(resource("r", "job-b", "InProgress", None));
+        assert_eq!(
+            step(&event("job-a", "Completed", T20_MS), &w.tracker, &w.store),
+            Step::Done("unknown_job")
+        );
+        let other =
+            json!({"source": "aws.sagemaker", "detail-type": "SageMaker Training Job State Change", "detail": {}});
+        assert_eq!(
+            step(&message(&other.to_string()), &w.tracker, &w.store),
+            Step::Done("other_event")
+        );
+        for body in ["", "{", r#"{"source": "aws.sagemaker"}"#] {
+            assert_eq!(step(&message(body), &w.tracker, &w.store), Step::Done("malformed"));
+        }
+        assert_eq!(w.triggered(), 0);
+    }
+
+    #[test]
+    fn an_event_without_a_time_asks_for_a_describe() {
+        let mut w = world();
+        w.track("job-a", 1_767_225_600.0);
+        let body = json!({
+            "source": events::SOURCE, "detail-type": events::DETAIL_TYPE, "region": REGION,
+            "detail": {"ProcessingJobName": "job-a", "ProcessingJobStatus": "Completed"},
+        });
+        assert_eq!(
+            step(&message(&body.to_string()), &w.tracker, &w.store),
+            Step::Done("incomplete")
+        );
+        assert_eq!(w.triggered(), 1);
+        assert!(w.tracker.take_event(REGION, "job-a").is_none(), "no state to mirror");
+        assert!(
+            w.tracker.take_changed(REGION, "job-a"),
+            "described on the next reconcile"
+        );
+    }
+}

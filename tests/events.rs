@@ -1,0 +1,192 @@
+//! Event-driven status end to end: the simulator publishes each job's state changes to moto's
+//! EventBridge, a rule of this test's own routes them to an SQS queue of its own, and a
+//! controller with `--events-queue-url` and a one-hour backstop poll mirrors them within seconds
+//! with no Describe and no List; a malformed message is counted and deleted without stopping
+//! the consumer; once the queue is gone the List poll catches up. A test binary of its own: it
+//! reads the simulator's global call counters.
+
+use smpc_test_support as support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::controller::*;
+use support::stack;
+use support::vpc::{healthy_setup, job_manifest_in};
+
+/// Runs a boto3 snippet against moto with `endpoint`, `region` and the arguments in `args`.
+fn boto(script: &str, args: &[&str]) -> String {
+    let s = stack();
+    let prelude = r#"
+import json, sys
+import boto3
+kw = dict(endpoint_url=sys.argv[1], region_name=sys.argv[2], aws_access_key_id="testing", aws_secret_access_key="testing")
+sqs, events = boto3.client("sqs", **kw), boto3.client("events", **kw)
+args = sys.argv[3:]
+"#;
+    let out = s
+        .command(s.var("MOTO_PYTHON"))
+        .arg("-c")
+        .arg(format!("{prelude}{script}"))
+        .arg(s.var("MOTO_URL"))
+        .arg(s.var("AWS_REGION"))
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A queue and an EventBridge rule routing the state changes of jobs named `prefix…` to it, as
+/// docs/events.md sets them up; returns the queue URL.
+fn queue_and_rule(name: &str, prefix: &str) -> String {
+    boto(
+        r#"
+name, prefix = args
+url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+pattern = {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Processing Job State Change"],
+           "detail": {"ProcessingJobName": [{"prefix": prefix}]}}
+events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
+events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
+print(url)
+"#,
+        &[name, prefix],
+    )
+}
+
+/// Messages in the queue, visible and in flight.
+fn queued(url: &str) -> u64 {
+    boto(
+        r#"
+a = sqs.get_queue_attributes(QueueUrl=args[0], AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+print(int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"]))
+"#,
+        &[url],
+    )
+    .parse()
+    .unwrap_or(u64::MAX)
+}
+
+fn calls() -> Value {
+    serde_json::from_str(&stack().sim_admin("GET", "/_sim/calls", None)).unwrap_or(Value::Null)
+}
+
+fn count(v: &Value, op: &str) -> u64 {
+    v[op].as_u64().unwrap_or(0)
+}
+
+/// A sample of the controller's metrics (`name{labels}` → value).
+fn metric(c: &ControllerProcess, sample: &str) -> f64 {
+    let (_, body) = http_get(&format!("{}/metrics", c.ops_url()));
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn wait_status(ns: &str, name: &str, status: &str, within: Duration) -> Value {
+    wait_job(ns, name, status, within, |j| {
+        status_str(j, "processingJobStatus").as_deref() == Some(status)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_drive_the_status_and_the_poll_catches_up_when_they_stop() {
+    let s = stack();
+    let _c;
+    let (t, ns) = healthy_setup("10.41", "e2e-events").await;
+    let prefix = format!("evt-{}", support::unique_suffix());
+    let url = queue_and_rule(&prefix, &prefix);
+    _c = ControllerProcess::start(
+        &ns,
+        &[
+            "--events-queue-url",
+            &url,
+            "--poll-interval",
+            "2s",
+            "--backstop-poll-interval",
+            "1h",
+        ],
+        &[],
+    );
+    let c = &_c;
+    // One poll a whole poll interval after the queue answered, then the backstop.
+    wait_for("the poll at its backstop interval", Duration::from_secs(30), || {
+        (metric(c, "smpc_events_flowing") == 1.0).then_some(())
+    });
+
+    let jobs = ["done", "failed", "after-malformed", "after-gap"];
+    let manifests: String = jobs
+        .iter()
+        .map(|j| {
+            let spec = format!("  processingJobName: {prefix}-{j}\n");
+            job_manifest_in(&ns, j, 1, &t.private, &[&t.sg], &spec)
+        })
+        .collect();
+    apply(&manifests);
+    for j in jobs {
+        wait_status(&ns, j, "InProgress", Duration::from_secs(60));
+    }
+
+    // Completed and Failed, mirrored from the events alone: no Describe, no List.
+    s.sim_admin("DELETE", "/_sim/calls", None);
+    let changed = Instant::now();
+    sim_set_status(&format!("{prefix}-done"), r#"{"status":"Completed"}"#);
+    sim_set_status(
+        &format!("{prefix}-failed"),
+        r#"{"status":"Failed","failureReason":"AlgorithmError: exit code 1"}"#,
+    );
+    wait_status(&ns, "done", "Completed", Duration::from_secs(10));
+    let failed = wait_status(&ns, "failed", "Failed", Duration::from_secs(10));
+    let lag = changed.elapsed();
+    println!("both ends mirrored {lag:?} after the change");
+    assert_eq!(
+        status_str(&failed, "failureReason").as_deref(),
+        Some("AlgorithmError: exit code 1")
+    );
+    assert_eq!(condition(&failed, "Ready"), Some(("False".into(), "Failed".into())));
+    let during = calls();
+    assert_eq!(count(&during, "DescribeProcessingJob"), 0, "{during}");
+    assert_eq!(count(&during, "ListProcessingJobs"), 0, "{during}");
+    // Every message deleted once its status was written.
+    wait_for("the queue emptied", Duration::from_secs(10), || {
+        (queued(&url) == 0).then_some(())
+    });
+    assert!(metric(c, r#"smpc_events_total{outcome="applied"}"#) >= 2.0);
+
+    // A malformed message: counted, deleted, and the consumer goes on.
+    boto(
+        r#"sqs.send_message(QueueUrl=args[0], MessageBody="{not an event")"#,
+        &[&url],
+    );
+    wait_for("the malformed message counted", Duration::from_secs(30), || {
+        (metric(c, r#"smpc_events_total{outcome="malformed"}"#) == 1.0).then_some(())
+    });
+    sim_set_status(&format!("{prefix}-after-malformed"), r#"{"status":"Completed"}"#);
+    wait_status(&ns, "after-malformed", "Completed", Duration::from_secs(10));
+    wait_for("the queue emptied", Duration::from_secs(10), || {
+        (queued(&url) == 0).then_some(())
+    });
+    let after = calls();
+    assert_eq!(count(&after, "DescribeProcessingJob"), 0, "{after}");
+    assert_eq!(count(&after, "ListProcessingJobs"), 0, "{after}");
+
+    // The queue goes away: the poll is back at its 2 s interval and catches the change up with
+    // List and Describe.
+    boto(
+        r#"
+url, rule = args
+events.remove_targets(Rule=rule, Ids=["queue"])
+events.delete_rule(Name=rule)
+sqs.delete_queue(QueueUrl=url)
+"#,
+        &[&url, &prefix],
+    );
+    sim_set_status(&format!("{prefix}-after-gap"), r#"{"status":"Completed"}"#);
+    wait_status(&ns, "after-gap", "Completed", Duration::from_secs(60));
+    let caught_up = calls();
+    assert!(count(&caught_up, "ListProcessingJobs") >= 1, "{caught_up}");
+    assert!(count(&caught_up, "DescribeProcessingJob") >= 1, "{caught_up}");
+    assert!(metric(c, "smpc_event_receive_errors_total") >= 1.0);
+    assert_eq!(metric(c, "smpc_events_flowing"), 0.0);
+}
