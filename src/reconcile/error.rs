@@ -33,6 +33,9 @@ pub enum Error {
     ReadObject(#[source] kube::Error),
     #[error("cannot remove the finalizer: {0}")]
     ReleaseFinalizer(#[source] kube::Error),
+    /// The account the job was created in cannot be reached (no role maps to it any more).
+    #[error("{0}")]
+    AccountUnreachable(String),
 }
 
 impl Error {
@@ -46,6 +49,7 @@ impl Error {
             Error::Finalizer(_) => "FinalizerError",
             Error::ReadObject(_) => "ObjectUnreadable",
             Error::ReleaseFinalizer(_) => "FinalizerReleaseFailed",
+            Error::AccountUnreachable(_) => crate::accounts::ACCOUNT_NOT_MAPPED,
         }
     }
 

@@ -15,6 +15,7 @@ use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::accounts::{Scope, ScopeKey};
 use crate::api::{JobPhase, ProcessingJobSpec};
 use crate::aws::logs::StreamTail;
 use crate::aws::{AwsError, ErrorClass};
@@ -24,6 +25,11 @@ use crate::role::{NamedDocument, RoleDocuments, RoleFacts};
 
 const NS: &str = "team-a";
 const REGION: &str = "us-east-1";
+
+/// The controller's own account in [`REGION`], as the tracker keys it.
+fn own_key() -> ScopeKey {
+    Scope::own(REGION).key()
+}
 const GROUP_PATH: &str = "/apis/sagemaker.processing.dev/v1alpha1";
 
 // ---------------------------------------------------------------------------------------------
@@ -271,9 +277,29 @@ fn missing(operation: &'static str, name: &str) -> AwsError {
     )
 }
 
+/// Where a fake call went: the region, prefixed by the account when it is not the controller's
+/// own (`222222222222:us-east-1`).
+fn place(scope: &Scope) -> String {
+    match scope.account() {
+        Some(account) => format!("{account}:{}", scope.region),
+        None => scope.region.clone(),
+    }
+}
+
 impl JobService for FakeJobs {
-    fn create<'a>(&'a self, region: &'a str, job: NewJob<'a>) -> Answer<'a, String> {
+    fn sign_in<'a>(&'a self, scope: &'a Scope) -> Answer<'a, ()> {
         async move {
+            match &scope.assumed {
+                Some(a) => self.call("AssumeRole", &place(scope), &a.role_arn),
+                None => Ok(()),
+            }
+        }
+        .boxed()
+    }
+
+    fn create<'a>(&'a self, scope: &'a Scope, job: NewJob<'a>) -> Answer<'a, String> {
+        async move {
+            let region = &place(scope);
             let (name, tags) = (job.name, job.tags);
             self.call("CreateProcessingJob", region, name)?;
             let key = (region.to_string(), name.to_string());
@@ -292,8 +318,9 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn describe<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, JobState> {
+    fn describe<'a>(&'a self, scope: &'a Scope, name: &'a str) -> Answer<'a, JobState> {
         async move {
+            let region = &place(scope);
             self.call("DescribeProcessingJob", region, name)?;
             let s = self.state();
             s.jobs
@@ -304,8 +331,9 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, ()> {
+    fn stop<'a>(&'a self, scope: &'a Scope, name: &'a str) -> Answer<'a, ()> {
         async move {
+            let region = &place(scope);
             self.call("StopProcessingJob", region, name)?;
             let mut s = self.state();
             match s.jobs.get_mut(&(region.to_string(), name.to_string())) {
@@ -319,8 +347,9 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn add_tag<'a>(&'a self, region: &'a str, arn: &'a str, tag: (&'a str, &'a str)) -> Answer<'a, ()> {
+    fn add_tag<'a>(&'a self, scope: &'a Scope, arn: &'a str, tag: (&'a str, &'a str)) -> Answer<'a, ()> {
         async move {
+            let region = &place(scope);
             self.call("AddTags", region, arn)?;
             let mut s = self.state();
             match s.jobs.values_mut().find(|(j, _)| j.arn.as_deref() == Some(arn)) {
@@ -334,8 +363,9 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> Answer<'a, Vec<(String, String)>> {
+    fn tags<'a>(&'a self, scope: &'a Scope, arn: &'a str) -> Answer<'a, Vec<(String, String)>> {
         async move {
+            let region = &place(scope);
             self.call("ListTags", region, arn)?;
             let s = self.state();
             Ok(s.jobs
@@ -355,20 +385,20 @@ impl JobService for FakeJobs {
 struct EmptyNetwork(Arc<Mutex<u32>>, Arc<Mutex<Vec<Vec<String>>>>, Arc<Mutex<u32>>);
 
 impl NetworkReader for EmptyNetwork {
-    fn snapshot<'a>(&'a self, region: &'a str, spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot> {
+    fn snapshot<'a>(&'a self, scope: &'a Scope, spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot> {
         async move {
             *self.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             let subnets = spec.vpc_config().map(|v| v.subnets.clone()).unwrap_or_default();
             self.1.lock().unwrap_or_else(|e| e.into_inner()).push(subnets);
             Ok(NetworkSnapshot {
-                region: region.into(),
+                region: scope.region.clone(),
                 ..Default::default()
             })
         }
         .boxed()
     }
 
-    fn forget(&self, _region: &str) {
+    fn forget(&self, _scope: &Scope) {
         *self.2.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 }
@@ -415,7 +445,7 @@ impl FakeRoles {
 }
 
 impl RoleReader for FakeRoles {
-    fn role<'a>(&'a self, _region: &'a str, _arn: &'a str) -> futures::future::BoxFuture<'a, Arc<RoleFacts>> {
+    fn role<'a>(&'a self, _scope: &'a Scope, _arn: &'a str) -> futures::future::BoxFuture<'a, Arc<RoleFacts>> {
         async move {
             *self.1.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -423,7 +453,7 @@ impl RoleReader for FakeRoles {
         .boxed()
     }
 
-    fn forget(&self, _region: &str) {
+    fn forget(&self, _scope: &Scope) {
         *self.2.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 }
@@ -446,7 +476,7 @@ impl FakeLogs {
 }
 
 impl JobLogs for FakeLogs {
-    fn tail<'a>(&'a self, _region: &'a str, _job_name: &'a str, _lines: i32) -> Answer<'a, Vec<StreamTail>> {
+    fn tail<'a>(&'a self, _scope: &'a Scope, _job_name: &'a str, _lines: i32) -> Answer<'a, Vec<StreamTail>> {
         async move {
             *self.1.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             match &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
@@ -492,6 +522,7 @@ fn settings() -> Settings {
         orphan_sweep_interval: Duration::from_secs(600),
         stop_orphans: false,
         max_active_jobs_per_region: None,
+        carm_namespace: "ack-system".into(),
     }
 }
 
@@ -710,7 +741,7 @@ async fn a_new_job_is_recorded_before_it_is_created_once() {
     assert!(h
         .ctx
         .tracker
-        .is_tracked(REGION, s.processing_job_name.as_deref().unwrap_or_default()));
+        .is_tracked(&own_key(), s.processing_job_name.as_deref().unwrap_or_default()));
     assert!(h.event_reasons().contains(&"JobCreated".to_string()));
 }
 
@@ -926,7 +957,7 @@ fn manifest_at(name: &str, minute: u32) -> Value {
 async fn end(h: &Harness, name: &str) {
     let job = h.status(name).processing_job_name.unwrap_or_default();
     h.sagemaker.set_status(REGION, &job, JobStatus::Completed);
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.reconcile(name).await.expect("mirrored");
     assert_eq!(h.status(name).processing_job_status.as_deref(), Some("Completed"));
 }
@@ -1223,7 +1254,7 @@ async fn changing_the_knobs_of_a_created_job_revalidates_and_recreates_nothing()
     assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
     // Ended jobs too: the generation is recorded, nothing is called.
     h.sagemaker.set_status(REGION, &job, JobStatus::Completed);
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.reconcile("knobs").await.expect("reconcile");
     let calls = h.sagemaker.calls().len();
     h.edit_spec("knobs", "networkValidation", json!({"mode": "Skip"}));
@@ -1310,11 +1341,11 @@ async fn an_active_job_is_described_only_when_the_tracker_saw_a_change() {
     let (calls, writes) = h.quiet_window("mirror", 5).await;
     assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
     h.sagemaker.set_status(REGION, &job, JobStatus::Completed);
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     assert_eq!(h.reconcile("mirror").await.ok(), Some(Action::await_change()));
     assert_eq!(h.status("mirror").processing_job_status.as_deref(), Some("Completed"));
     assert_eq!(h.condition("mirror", "Ready"), ("True".into(), "Completed".into()));
-    assert!(!h.ctx.tracker.is_tracked(REGION, &job));
+    assert!(!h.ctx.tracker.is_tracked(&own_key(), &job));
     // Ended: nothing, ever.
     let (calls, writes) = h.quiet_window("mirror", 10).await;
     assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
@@ -1353,7 +1384,7 @@ async fn a_failure_matching_a_pattern_is_diagnosed_once_with_the_log_tail() {
         &job,
         "ClientError: Access Denied (Service: Amazon S3; Status Code: 403)",
     );
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.reconcile("denied").await.expect("reconcile");
 
     let s = h.status("denied");
@@ -1403,7 +1434,7 @@ async fn a_failure_matching_no_pattern_gets_its_log_tail_and_no_guess() {
     h.logs.set(Err(ErrorClass::Credentials));
     h.sagemaker
         .fail_job(REGION, &job, "AlgorithmError: ZeroDivisionError: division by zero");
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.reconcile("algo")
         .await
         .expect("logs unreadable never fail the reconcile");
@@ -1421,7 +1452,7 @@ async fn refused_credentials_while_mirroring_keep_the_job_in_status() {
     let h = Harness::new();
     let job = running(&h, "outage").await;
     let arn = h.status("outage").processing_job_arn;
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.sagemaker.fail(
         "DescribeProcessingJob",
         1,
@@ -1455,7 +1486,7 @@ async fn throttling_backs_off_quietly_then_says_so_beside_the_job() {
         .fail("DescribeProcessingJob", 3, ErrorClass::Throttled, "ThrottlingException");
     let writes = h.status_writes();
     for _ in 0..2 {
-        h.ctx.tracker.mark_changed(REGION, &job);
+        h.ctx.tracker.mark_changed(&own_key(), &job);
         assert!(is_backoff(&h.reconcile("throttled").await, "AwsThrottled"));
     }
     assert_eq!(h.status_writes(), writes, "the first retries are quiet");
@@ -1476,7 +1507,9 @@ async fn a_recorded_region_is_used_whatever_the_defaults_say_now() {
     assert_eq!(h.status("pinned").region.as_deref(), Some("eu-central-1"));
     // The annotation (or the controller's default) changes afterwards.
     h.annotate("pinned", crate::api::ACK_REGION_ANNOTATION, "ap-south-1");
-    h.ctx.tracker.mark_changed("eu-central-1", "pinned-job");
+    h.ctx
+        .tracker
+        .mark_changed(&Scope::own("eu-central-1").key(), "pinned-job");
     h.reconcile("pinned").await.expect("reconcile");
     h.delete("pinned");
     assert!(is_backoff(&h.reconcile("pinned").await, "WaitingForStop"));
