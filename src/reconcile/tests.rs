@@ -1797,3 +1797,191 @@ async fn one_validation_is_announced_once() {
         h.api.state().events
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Accounts (ACK's cross-account resource management).
+
+const ACCOUNT_B: &str = "222222222222";
+const ROLE_B: &str = "arn:aws:iam::222222222222:role/smpc-b";
+const IN_B: &str = "222222222222:us-east-1";
+
+impl Harness {
+    /// The namespace's annotations, as the apiserver and the namespace watch see them.
+    fn annotate_namespace(&self, annotations: Value) {
+        self.api.state().namespaces.insert(
+            NS.into(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "annotations": annotations}}),
+        );
+        let annotations: BTreeMap<String, String> = serde_json::from_value(annotations).unwrap_or_default();
+        self.ctx.accounts.set_namespace(NS, Some(&annotations));
+    }
+
+    fn map_account(&self, account: &str, role: &str) {
+        let data = BTreeMap::from([(account.to_string(), role.to_string())]);
+        self.ctx.accounts.set_map(crate::accounts::ACCOUNT_MAP, Some(data));
+    }
+}
+
+#[tokio::test]
+async fn an_unmapped_account_waits_without_any_aws_call_and_proceeds_once_mapped() {
+    let h = Harness::new();
+    h.annotate_namespace(json!({crate::accounts::OWNER_ACCOUNT_ANNOTATION: ACCOUNT_B}));
+    h.apply(manifest("b", with_vpc("Warn")));
+    h.admit("b").await.expect("reconcile");
+    assert_eq!(h.status("b").phase, Some(JobPhase::Pending));
+    assert_eq!(
+        h.condition("b", "Reconciling"),
+        ("True".into(), "AccountNotMapped".into())
+    );
+    let message = h.reconciling_message("b");
+    for part in [
+        "services.k8s.aws/owner-account-id",
+        ACCOUNT_B,
+        "ack-system/ack-role-account-map",
+    ] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    assert!(
+        h.event_reasons().contains(&"AccountNotMapped".to_string()),
+        "{:?}",
+        h.event_reasons()
+    );
+    assert!(
+        h.sagemaker.calls().is_empty(),
+        "nothing is sent anywhere: {:?}",
+        h.sagemaker.calls()
+    );
+    assert_eq!(h.snapshots_read(), 0, "not even EC2 of the controller's own account");
+    // Still unmapped: quiet (no write, no call).
+    assert_eq!(h.quiet_window("b", 2).await, (vec![], 0));
+
+    h.map_account(ACCOUNT_B, ROLE_B);
+    h.reconcile("b").await.expect("reconcile");
+    assert_eq!(h.sagemaker.calls(), ["AssumeRole", "CreateProcessingJob"]);
+    assert!(
+        h.sagemaker.regions().iter().all(|r| r == IN_B),
+        "{:?}",
+        h.sagemaker.regions()
+    );
+    assert_eq!(h.snapshots_read(), 1, "the network is read once the account is reached");
+    let status = h.status("b");
+    assert_eq!(status.account.as_deref(), Some(ACCOUNT_B), "pinned");
+    assert_eq!(status.phase, Some(JobPhase::Created));
+}
+
+#[tokio::test]
+async fn a_job_is_only_ever_read_or_stopped_in_the_account_it_was_created_in() {
+    let h = Harness::new();
+    h.annotate_namespace(json!({crate::accounts::OWNER_ACCOUNT_ANNOTATION: ACCOUNT_B}));
+    h.map_account(ACCOUNT_B, ROLE_B);
+    h.apply(manifest("b", json!({"processingJobName": "b-job"})));
+    h.admit("b").await.expect("reconcile");
+    assert_eq!(h.status("b").account.as_deref(), Some(ACCOUNT_B));
+    // The namespace moves to another account, and B's mapping goes away.
+    h.annotate_namespace(json!({crate::accounts::OWNER_ACCOUNT_ANNOTATION: "333333333333"}));
+    h.map_account("333333333333", "arn:aws:iam::333333333333:role/smpc-c");
+    h.ctx.tracker.mark_changed(
+        &ScopeKey {
+            account: Some(ACCOUNT_B.into()),
+            region: REGION.into(),
+        },
+        "b-job",
+    );
+    let before = h.sagemaker.calls().len();
+    h.reconcile("b").await.expect("reconcile");
+    assert_eq!(h.sagemaker.calls().len(), before, "no Describe anywhere");
+    assert_eq!(
+        h.condition("b", "Reconciling"),
+        ("True".into(), "AccountNotMapped".into())
+    );
+    assert_eq!(
+        h.status("b").processing_job_status.as_deref(),
+        Some("InProgress"),
+        "kept"
+    );
+    h.delete("b");
+    assert!(h.reconcile("b").await.is_err(), "deletion waits for the account");
+    assert_eq!(
+        h.sagemaker.count("StopProcessingJob"),
+        0,
+        "never a Stop in another account"
+    );
+    assert!(h.object("b").is_some());
+    // B mapped again: its job is stopped there.
+    h.map_account(ACCOUNT_B, ROLE_B);
+    assert!(is_backoff(&h.reconcile("b").await, "WaitingForStop"));
+    assert_eq!(h.sagemaker.count("StopProcessingJob"), 1);
+    assert!(
+        h.sagemaker.regions().iter().all(|r| r == IN_B),
+        "{:?}",
+        h.sagemaker.state().calls
+    );
+}
+
+#[tokio::test]
+async fn a_role_that_cannot_be_assumed_is_said_with_stss_message_and_retried_with_backoff() {
+    let h = Harness::new();
+    h.annotate_namespace(json!({crate::accounts::OWNER_ACCOUNT_ANNOTATION: ACCOUNT_B}));
+    h.map_account(ACCOUNT_B, ROLE_B);
+    {
+        let mut s = h.sagemaker.state();
+        s.failures.entry("AssumeRole").or_default().push_back(AwsError {
+            service: "sts",
+            operation: "AssumeRole",
+            class: ErrorClass::Credentials,
+            code: Some(crate::accounts::ASSUME_ROLE_FAILED.into()),
+            message: format!("cannot assume {ROLE_B}: AccessDenied: not authorized to perform sts:AssumeRole"),
+        });
+    }
+    h.apply(manifest("b", with_vpc("Warn")));
+    let result = h.admit("b").await;
+    assert!(
+        matches!(&result, Err(e) if matches!(e.innermost(), Error::Aws(a) if a.operation == "AssumeRole")),
+        "backoff: {result:?}"
+    );
+    assert_eq!(
+        h.condition("b", "Reconciling"),
+        ("True".into(), "AssumeRoleFailed".into())
+    );
+    assert!(h
+        .reconciling_message("b")
+        .contains("not authorized to perform sts:AssumeRole"));
+    assert!(
+        h.event_reasons().contains(&"AssumeRoleFailed".to_string()),
+        "{:?}",
+        h.event_reasons()
+    );
+    assert_eq!(h.sagemaker.calls(), ["AssumeRole"], "nothing created");
+    assert_eq!(h.snapshots_read(), 0);
+    // STS lets it through next time.
+    h.reconcile("b").await.expect("reconcile");
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
+}
+
+#[tokio::test]
+async fn the_tenant_guard_still_applies_to_a_namespace_in_another_account() {
+    let h = Harness::new();
+    h.map_account(ACCOUNT_B, ROLE_B);
+    h.annotate_namespace(json!({
+        crate::accounts::OWNER_ACCOUNT_ANNOTATION: ACCOUNT_B,
+        guard::ALLOWED_ROLE_ARNS: "arn:aws:iam::222222222222:role/team-b-*"}));
+    h.apply(manifest("b", with_vpc("Enforce")));
+    h.admit("b").await.expect("reconcile");
+    assert_eq!(h.status("b").phase, Some(JobPhase::Blocked));
+    assert_eq!(
+        h.condition("b", "Stalled"),
+        ("True".into(), "NotAllowedInNamespace".into())
+    );
+    assert!(
+        h.sagemaker.calls().is_empty(),
+        "refused before the role is even assumed"
+    );
+    // Allowed by the guard: created in B.
+    h.annotate_namespace(json!({
+        crate::accounts::OWNER_ACCOUNT_ANNOTATION: ACCOUNT_B,
+        guard::ALLOWED_ROLE_ARNS: "arn:aws:iam::123456789012:role/*"}));
+    h.apply(manifest("b2", json!({})));
+    h.admit("b2").await.expect("reconcile");
+    assert_eq!(h.sagemaker.calls(), ["AssumeRole", "CreateProcessingJob"]);
+    assert!(h.sagemaker.regions().iter().all(|r| r == IN_B));
+}
