@@ -112,11 +112,10 @@ fn sim_job(name: &str) -> Option<(String, String)> {
 }
 
 fn configmap(ns: &str, entries: &[(&str, String)]) -> String {
-    let data: String = entries
-        .iter()
-        .map(|(k, v)| format!("  \"{k}\": \"{v}\"\n"))
-        .collect();
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ack-role-account-map\n  namespace: {ns}\ndata:\n{data}")
+    let data: String = entries.iter().map(|(k, v)| format!("  \"{k}\": \"{v}\"\n")).collect();
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ack-role-account-map\n  namespace: {ns}\ndata:\n{data}"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -124,8 +123,18 @@ async fn each_namespace_runs_its_jobs_in_its_own_account_and_an_unmapped_one_wai
     let s = stack();
     s.install_crd();
     let (a, b, c) = (s.namespace("acct-a"), s.namespace("acct-b"), s.namespace("acct-c"));
-    s.kubectl_ok(&["annotate", "namespace", b.as_str(), &format!("services.k8s.aws/owner-account-id={B}")]);
-    s.kubectl_ok(&["annotate", "namespace", c.as_str(), &format!("services.k8s.aws/owner-account-id={C}")]);
+    s.kubectl_ok(&[
+        "annotate",
+        "namespace",
+        b.as_str(),
+        &format!("services.k8s.aws/owner-account-id={B}"),
+    ]);
+    s.kubectl_ok(&[
+        "annotate",
+        "namespace",
+        c.as_str(),
+        &format!("services.k8s.aws/owner-account-id={C}"),
+    ]);
     apply(&configmap(a.as_str(), &[(B, role_of(B))]));
 
     // B's VPC exists in B only: moto scopes EC2 by account, as AWS does.
@@ -158,7 +167,11 @@ async fn each_namespace_runs_its_jobs_in_its_own_account_and_an_unmapped_one_wai
         status_str(j, "processingJobARN").is_some()
     });
     assert_eq!(status_str(&res_b, "account").as_deref(), Some(B));
-    assert_eq!(res_b["status"]["network"]["vpcID"].as_str(), Some(vpc.as_str()), "{res_b}");
+    assert_eq!(
+        res_b["status"]["network"]["vpcID"].as_str(),
+        Some(vpc.as_str()),
+        "{res_b}"
+    );
     let codes: Vec<&str> = res_b["status"]["network"]["findings"]
         .as_array()
         .map(|f| f.iter().filter_map(|f| f["code"].as_str()).collect())
@@ -190,7 +203,12 @@ async fn each_namespace_runs_its_jobs_in_its_own_account_and_an_unmapped_one_wai
         .and_then(|c| c["message"].as_str())
         .unwrap_or_default()
         .to_string();
-    for part in ["services.k8s.aws/owner-account-id", C, "ack-role-account-map", a.as_str()] {
+    for part in [
+        "services.k8s.aws/owner-account-id",
+        C,
+        "ack-role-account-map",
+        a.as_str(),
+    ] {
         assert!(message.contains(part), "{part} in {message}");
     }
     wait_for("the AccountNotMapped Event", Duration::from_secs(30), || {

@@ -42,10 +42,7 @@ impl Accounts {
 
 /// `GetCallerIdentity` for `access_key`, over plain HTTP to moto on loopback.
 async fn caller_identity(sts: &str, access_key: &str) -> std::io::Result<Option<String>> {
-    let authority = sts
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let authority = sts.trim_start_matches("http://").trim_end_matches('/').to_string();
     let body = "Action=GetCallerIdentity&Version=2011-06-15";
     let request = format!(
         "POST / HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nAuthorization: AWS4-HMAC-SHA256 Credential={access_key}/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=0\r\nConnection: close\r\n\r\n{body}",

@@ -595,11 +595,13 @@ impl Sim {
             .collect();
         json!(jobs)
     }
-
 }
 
 fn arn_in(region: &str, account: &str, name: &str) -> String {
-    format!("arn:aws:sagemaker:{region}:{account}:processing-job/{}", name.to_lowercase())
+    format!(
+        "arn:aws:sagemaker:{region}:{account}:processing-job/{}",
+        name.to_lowercase()
+    )
 }
 
 fn name_of(job: &Job) -> &str {
