@@ -106,6 +106,7 @@ fn resource(phase: Phase) -> Value {
         generation: Some(1),
         job_name: Some("j".into()),
         region: Some("us-east-1".into()),
+        account: None,
         network: Some(NetworkOutcome::Validated {
             mode: ValidationMode::Enforce,
             vpc_id: Some("vpc-1".into()),

@@ -231,6 +231,8 @@ fn bad_values_are_rejected_by_the_schema() {
         ("orphans.sweepInterval=1d", "sweepInterval"),
         ("topologySpreadConstraints=x", "topologySpreadConstraints"),
         ("admissionPolicy.validationActions={Block}", "validationActions"),
+        ("carm.accountRoles.12345=arn:aws:iam::123456789012:role/r", "12345"),
+        ("carm.teamRoles.team-a=not-a-role", "teamRoles"),
     ] {
         let out = helm(&["template", "smpc", &chart(), "--set", IMAGE, "--set", set]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -491,4 +493,53 @@ fn dashboard_and_alert_values_are_checked() {
         assert!(!out.status.success(), "{set} was accepted");
         assert!(stderr.contains(needle), "{set}: {stderr}");
     }
+}
+
+/// ACK's cross-account ConfigMaps from values, in the release namespace, and the RBAC to watch
+/// them by name; none without entries.
+#[test]
+fn the_chart_creates_the_carm_configmaps_from_values() {
+    let out = helm(&[
+        "template",
+        "smpc",
+        &chart(),
+        "--namespace",
+        "ml-system",
+        "--kube-version",
+        "1.33.0",
+        "--set",
+        IMAGE,
+        "--set",
+        "carm.accountRoles.222222222222=arn:aws:iam::222222222222:role/smpc",
+        "--set",
+        "carm.teamRoles.team-a=arn:aws:iam::333333333333:role/team-a",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "name: ack-role-account-map",
+        "\"222222222222\": \"arn:aws:iam::222222222222:role/smpc\"",
+        "name: ack-role-team-map",
+        "\"team-a\": \"arn:aws:iam::333333333333:role/team-a\"",
+        "resourceNames: [\"ack-role-account-map\", \"ack-role-team-map\"]",
+    ] {
+        assert!(text.contains(needle), "{needle} in:\n{text}");
+    }
+    let lint = helm(&[
+        "lint",
+        "--strict",
+        &chart(),
+        "--set",
+        IMAGE,
+        "--set",
+        "carm.accountRoles.222222222222=arn:aws:iam::222222222222:role/smpc",
+    ]);
+    assert!(lint.status.success(), "{}", String::from_utf8_lossy(&lint.stdout));
+    let plain = helm(&["template", "smpc", &chart(), "--kube-version", "1.33.0", "--set", IMAGE]);
+    let plain = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        !plain.contains("kind: ConfigMap\nmetadata:\n  name: ack-role"),
+        "no ConfigMap without entries"
+    );
+    assert!(plain.contains("-carm"), "the RBAC to watch them is always there");
 }

@@ -56,6 +56,11 @@ pub struct ProcessingJobStatus {
     /// AWS region the job runs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// AWS account the job runs in, when it is not the controller's own: the account of the
+    /// namespace's `services.k8s.aws/owner-account-id` (or its team's role), pinned when the
+    /// job is created like the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// CloudWatch Logs console link to the job's log streams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs_url: Option<String>,

@@ -20,10 +20,15 @@ pub const DETAIL_TYPE: &str = "SageMaker Processing Job State Change";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
     /// A state change with every field the status needs (name, status, LastModifiedTime).
-    Change { region: String, state: Box<JobState> },
+    Change {
+        account: Option<String>,
+        region: String,
+        state: Box<JobState>,
+    },
     /// A state change of the named job that lacks a field the status needs: the job is to be
     /// described instead.
     Incomplete {
+        account: Option<String>,
         region: String,
         name: String,
         missing: &'static str,
@@ -65,8 +70,14 @@ pub fn parse(body: &str) -> Result<Parsed, Malformed> {
     let Some(region) = region else {
         return Err(Malformed(format!("the state change of {name} names no region")));
     };
+    // The account the job runs in: the envelope's, else the ARN's (with CARM, jobs of other
+    // accounts arrive through their event buses forwarding to this queue).
+    let account = text(&envelope, "account")
+        .filter(|a| !a.is_empty())
+        .or_else(|| arn.as_deref().and_then(account_of_arn));
     let Some(status) = text(detail, "ProcessingJobStatus") else {
         return Ok(Parsed::Incomplete {
+            account,
             region,
             name,
             missing: "ProcessingJobStatus",
@@ -75,6 +86,7 @@ pub fn parse(body: &str) -> Result<Parsed, Malformed> {
     let time = |key: &str| detail.get(key).and_then(timestamp);
     let Some(last_modified) = time("LastModifiedTime") else {
         return Ok(Parsed::Incomplete {
+            account,
             region,
             name,
             missing: "LastModifiedTime",
@@ -96,6 +108,7 @@ pub fn parse(body: &str) -> Result<Parsed, Malformed> {
         training_job_arn: text(detail, "TrainingJobArn"),
     };
     Ok(Parsed::Change {
+        account,
         region,
         state: Box::new(state),
     })
@@ -105,6 +118,12 @@ pub fn parse(body: &str) -> Result<Parsed, Malformed> {
 fn region_of_arn(arn: &str) -> Option<String> {
     let region = arn.split(':').nth(3)?;
     (!region.is_empty()).then(|| region.to_string())
+}
+
+/// `arn:<partition>:sagemaker:<region>:<account>:processing-job/<name>` → the account.
+fn account_of_arn(arn: &str) -> Option<String> {
+    let account = arn.split(':').nth(4)?;
+    (!account.is_empty()).then(|| account.to_string())
 }
 
 /// A timestamp of the detail. SageMaker's events carry epoch milliseconds (numbers); epoch
@@ -168,7 +187,7 @@ mod tests {
 
     fn change(body: &str) -> (String, JobState) {
         match parse(body) {
-            Ok(Parsed::Change { region, state }) => (region, *state),
+            Ok(Parsed::Change { region, state, .. }) => (region, *state),
             other => panic!("not a change: {other:?}"),
         }
     }
@@ -224,6 +243,7 @@ mod tests {
             assert_eq!(
                 parse(&event(d)),
                 Ok(Parsed::Incomplete {
+                    account: Some("123456789012".into()),
                     region: "eu-west-1".into(),
                     name: "job-a".into(),
                     missing

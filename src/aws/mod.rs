@@ -1,5 +1,6 @@
 //! AWS adapters: they own the SDK types; the rest of the crate works on its own small types.
 
+pub mod assume;
 pub mod ec2;
 pub mod events;
 pub mod iam;
@@ -12,6 +13,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+pub use crate::accounts::Scope;
 
 /// How an AWS error should be handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -327,21 +330,25 @@ trait Adapter {
     }
 }
 
-/// SDK clients per region, created on first use from one shared configuration.
+/// SDK clients per [`Scope`] (account and region), created on first use from one shared
+/// configuration: a scope in another account signs with the credentials of its role
+/// ([`assume::RoleCredentials`], one per role, shared by the role's clients).
 pub struct AwsClients {
     sdk: aws_config::SdkConfig,
     pub calls: std::sync::Arc<CallCounter>,
     network_cache_ttl: Duration,
-    sagemaker: Mutex<BTreeMap<String, sagemaker::SageMaker>>,
-    ec2: Mutex<BTreeMap<String, std::sync::Arc<ec2::Ec2Resolver>>>,
-    /// One IAM reader per partition (IAM is global within a partition).
-    iam: Mutex<BTreeMap<String, std::sync::Arc<iam::IamReader>>>,
-    logs: Mutex<BTreeMap<String, std::sync::Arc<logs::LogReader>>>,
+    sagemaker: Mutex<BTreeMap<Scope, sagemaker::SageMaker>>,
+    ec2: Mutex<BTreeMap<Scope, std::sync::Arc<ec2::Ec2Resolver>>>,
+    /// One IAM reader per account and partition (IAM is global within a partition).
+    iam: Mutex<BTreeMap<Scope, std::sync::Arc<iam::IamReader>>>,
+    logs: Mutex<BTreeMap<Scope, std::sync::Arc<logs::LogReader>>>,
+    roles: Mutex<BTreeMap<String, std::sync::Arc<assume::RoleCredentials>>>,
 }
 
 impl AwsClients {
     /// Loads the standard chain (IRSA / web identity, environment, profile) and the standard
-    /// variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_EC2`).
+    /// variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SAGEMAKER`, `AWS_ENDPOINT_URL_EC2`,
+    /// `AWS_ENDPOINT_URL_STS`, ...).
     pub async fn load(network_cache_ttl: Duration, calls: std::sync::Arc<CallCounter>) -> Self {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
         Self::from_config(sdk, network_cache_ttl, calls)
@@ -360,6 +367,7 @@ impl AwsClients {
             ec2: Mutex::new(BTreeMap::new()),
             iam: Mutex::new(BTreeMap::new()),
             logs: Mutex::new(BTreeMap::new()),
+            roles: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -368,56 +376,102 @@ impl AwsClients {
         self.sdk.region().map(|r| r.to_string())
     }
 
-    pub fn sagemaker(&self, region: &str) -> sagemaker::SageMaker {
-        per_region(&self.sagemaker, region, || {
-            let client = aws_sdk_sagemaker::Client::new(&self.regional(region));
+    pub fn sagemaker(&self, scope: &Scope) -> sagemaker::SageMaker {
+        per_scope(&self.sagemaker, scope, || {
+            let client = aws_sdk_sagemaker::Client::new(&self.scoped(scope));
             sagemaker::SageMaker::new(client, self.calls.clone())
         })
     }
 
-    pub fn ec2(&self, region: &str) -> std::sync::Arc<ec2::Ec2Resolver> {
-        per_region(&self.ec2, region, || {
-            let client = aws_sdk_ec2::Client::new(&self.regional(region));
+    pub fn ec2(&self, scope: &Scope) -> std::sync::Arc<ec2::Ec2Resolver> {
+        per_scope(&self.ec2, scope, || {
+            let client = aws_sdk_ec2::Client::new(&self.scoped(scope));
             std::sync::Arc::new(ec2::Ec2Resolver::new(
                 client,
-                region,
+                &scope.region,
                 self.network_cache_ttl,
                 self.calls.clone(),
             ))
         })
     }
 
-    /// The IAM reader of `region`'s partition (roles cached for the network cache's TTL).
-    pub fn iam(&self, region: &str) -> std::sync::Arc<iam::IamReader> {
-        let home = iam_home_region(region);
-        per_region(&self.iam, home, || {
-            let client = aws_sdk_iam::Client::new(&self.regional(home));
+    /// The IAM reader of the scope's account in its region's partition (roles cached for the
+    /// network cache's TTL).
+    pub fn iam(&self, scope: &Scope) -> std::sync::Arc<iam::IamReader> {
+        let home = Scope {
+            assumed: scope.assumed.clone(),
+            region: iam_home_region(&scope.region).to_string(),
+        };
+        per_scope(&self.iam, &home, || {
+            let client = aws_sdk_iam::Client::new(&self.scoped(&home));
             std::sync::Arc::new(iam::IamReader::new(client, self.network_cache_ttl, self.calls.clone()))
         })
     }
 
-    pub fn logs(&self, region: &str) -> std::sync::Arc<logs::LogReader> {
-        per_region(&self.logs, region, || {
-            let client = aws_sdk_cloudwatchlogs::Client::new(&self.regional(region));
+    pub fn logs(&self, scope: &Scope) -> std::sync::Arc<logs::LogReader> {
+        per_scope(&self.logs, scope, || {
+            let client = aws_sdk_cloudwatchlogs::Client::new(&self.scoped(scope));
             std::sync::Arc::new(logs::LogReader::new(client, self.calls.clone()))
         })
     }
 
-    /// The shared configuration, for `region`.
-    /// The SQS queue at `url`, signed for the region its URL names (else the default region).
+    /// The SQS queue at `url`, signed for the region its URL names (else the default region),
+    /// with the controller's own credentials (the queue is in the controller's account).
     pub fn queue(&self, url: &str) -> sqs::Queue {
         let client = match sqs::region_of_url(url) {
-            Some(region) => aws_sdk_sqs::Client::new(&self.regional(&region)),
+            Some(region) => aws_sdk_sqs::Client::new(&self.scoped(&Scope::own(region))),
             None => aws_sdk_sqs::Client::new(&self.sdk),
         };
         sqs::Queue::new(client, url, self.calls.clone())
     }
 
-    fn regional(&self, region: &str) -> aws_config::SdkConfig {
-        self.sdk
+    /// Makes sure the scope's credentials can be had: for a role in another account, assumes it
+    /// unless its credentials are cached. `Err` (service `sts`, code `AssumeRoleFailed`)
+    /// carries STS's message. The controller's own credentials are not checked here.
+    pub async fn sign_in(&self, scope: &Scope) -> Result<(), AwsError> {
+        match &scope.assumed {
+            Some(a) => self.role(&a.role_arn).check().await,
+            None => Ok(()),
+        }
+    }
+
+    fn role(&self, role_arn: &str) -> std::sync::Arc<assume::RoleCredentials> {
+        per_scope(&self.roles, &role_arn.to_string(), || {
+            std::sync::Arc::new(assume::RoleCredentials::new(
+                role_arn,
+                self.sdk.clone(),
+                self.calls.clone(),
+            ))
+        })
+    }
+
+    /// The shared configuration, for the scope's region and account.
+    fn scoped(&self, scope: &Scope) -> aws_config::SdkConfig {
+        let builder = self
+            .sdk
             .to_builder()
-            .region(aws_config::Region::new(region.to_string()))
-            .build()
+            .region(aws_config::Region::new(scope.region.clone()));
+        match &scope.assumed {
+            Some(a) => builder
+                .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                    RoleProvider(self.role(&a.role_arn)),
+                ))
+                .build(),
+            None => builder.build(),
+        }
+    }
+}
+
+/// A role's shared credentials, as a provider the SDK clients own.
+#[derive(Debug)]
+struct RoleProvider(std::sync::Arc<assume::RoleCredentials>);
+
+impl aws_credential_types::provider::ProvideCredentials for RoleProvider {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        self.0.provide_credentials()
     }
 }
 
@@ -430,10 +484,10 @@ pub fn iam_home_region(region: &str) -> &'static str {
     }
 }
 
-/// The entry of `region` in `map`, made on first use.
-fn per_region<T: Clone>(map: &Mutex<BTreeMap<String, T>>, region: &str, make: impl FnOnce() -> T) -> T {
+/// The entry of `key` in `map`, made on first use.
+fn per_scope<K: Ord + Clone, T: Clone>(map: &Mutex<BTreeMap<K, T>>, key: &K, make: impl FnOnce() -> T) -> T {
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(region.to_string()).or_insert_with(make).clone()
+    map.entry(key.clone()).or_insert_with(make).clone()
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::{Api, Client};
 
+use crate::accounts::{Directory, Scope, ACCOUNT_MAP, TEAM_MAP};
 use crate::api::{JobPhase, ProcessingJob, ProcessingJobStatus};
 use crate::aws::logs::{LogLine, LogReader};
 use crate::aws::{AwsClients, AwsError, CallCounter, ErrorClass};
@@ -44,10 +46,14 @@ pub struct LogsArgs {
     /// How often `--follow` reads new lines.
     #[arg(long, default_value = "2s", value_parser = crate::cli::run::parse_duration)]
     pub interval: Duration,
+    /// Namespace of ACK's cross-account ConfigMaps, read for a job created in another account
+    /// (status.account) to assume the role mapped to that account, as the controller does.
+    #[arg(long, env = "SMPC_CARM_NAMESPACE", default_value = "default")]
+    pub carm_namespace: String,
 }
 
-/// The job a resource's status points at. `account` stays empty until status carries one (the
-/// reader of its region is then the account's).
+/// The job a resource's status points at: `account` is the account it was created in when not
+/// the caller's own (ACK's cross-account resource management).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobAt {
     pub name: String,
@@ -69,7 +75,7 @@ pub fn job_at(status: Option<&ProcessingJobStatus>) -> Result<JobAt, String> {
         (Some(name), Some(region)) if may_exist => Ok(JobAt {
             name: name.clone(),
             region: region.clone(),
-            account: None,
+            account: s.account.clone(),
         }),
         _ => {
             let phase = s
@@ -142,6 +148,33 @@ pub fn unreadable(e: &AwsError, region: &str) -> String {
     format!("cannot read the job's logs from CloudWatch Logs in {region}: {e}")
 }
 
+/// Where the job's logs are read: the caller's own account, or, for a job created in another
+/// account, the role ACK's ConfigMaps map to that account (through the namespace's team or
+/// account annotation, as the controller reaches it).
+async fn scope_of(client: &Client, namespace: &str, job: &JobAt, carm_namespace: &str) -> Result<Scope, Failure> {
+    let Some(account) = job.account.as_deref() else {
+        return Ok(Scope::own(job.region.clone()));
+    };
+    let directory = Directory::new(carm_namespace);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), carm_namespace);
+    for name in [ACCOUNT_MAP, TEAM_MAP] {
+        let map = maps.get_opt(name).await.map_err(|e| {
+            Failure(
+                format!("the job runs in account {account}: cannot read ConfigMap {carm_namespace}/{name}: {e}"),
+                exit::SETUP,
+            )
+        })?;
+        directory.set_map(name, map.map(|m| m.data.unwrap_or_default()));
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if let Ok(Some(ns)) = namespaces.get_metadata_opt(namespace).await {
+        directory.set_namespace(namespace, ns.metadata.annotations.as_ref());
+    }
+    directory
+        .pinned(namespace, Some(account), &job.region)
+        .map_err(|e| Failure(format!("the job runs in account {account}: {}", e.0), exit::UNREADABLE))
+}
+
 /// A failure of the command: its message and exit code.
 #[derive(Debug)]
 struct Failure(String, u8);
@@ -165,11 +198,15 @@ async fn logs(args: LogsArgs) -> Result<(), Failure> {
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
-    let api: Api<ProcessingJob> = Api::namespaced(client, &namespace);
+    let api: Api<ProcessingJob> = Api::namespaced(client.clone(), &namespace);
     let status = read_status(&api, &args.name, &namespace).await?;
     let job = job_at(status.as_ref()).map_err(|m| Failure(format!("{namespace}/{}: {m}", args.name), exit::NO_JOB))?;
+    let scope = scope_of(&client, &namespace, &job, &args.carm_namespace).await?;
     let aws = AwsClients::load(Duration::from_secs(60), std::sync::Arc::new(CallCounter::default())).await;
-    let reader = aws.logs(&job.region);
+    aws.sign_in(&scope)
+        .await
+        .map_err(|e| Failure(format!("cannot reach account {scope}: {e}"), exit::UNREADABLE))?;
+    let reader = aws.logs(&scope);
     let fail = |e: AwsError| Failure(unreadable(&e, &job.region), exit::UNREADABLE);
 
     let mut after: BTreeMap<String, Option<String>> = BTreeMap::new();

@@ -116,6 +116,10 @@ pub struct RunArgs {
     /// How long the lease is valid without renewal.
     #[arg(long, env = "SMPC_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
+    /// Namespace of ACK's cross-account ConfigMaps `ack-role-account-map` and
+    /// `ack-role-team-map` (default: the pod's namespace, else `default`).
+    #[arg(long, env = "SMPC_CARM_NAMESPACE")]
+    pub carm_namespace: Option<String>,
 }
 
 /// Runs the controller; returns the process exit code.
@@ -149,6 +153,11 @@ pub async fn run(args: RunArgs) -> u8 {
         orphan_sweep_interval: args.orphan_sweep_interval,
         stop_orphans: args.stop_orphans,
         max_active_jobs_per_region: args.max_active_jobs_per_region,
+        carm_namespace: args
+            .carm_namespace
+            .clone()
+            .or_else(|| args.leader_election_namespace.clone())
+            .unwrap_or_else(|| "default".into()),
     };
     tracing::info!(?settings, "starting controller");
     let election = args.leader_election.then(|| Election {

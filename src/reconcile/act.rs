@@ -18,6 +18,7 @@ use super::status::{FailureReport, NetworkOutcome, Observation, Phase, Problem, 
 use super::tracker;
 use super::validate::{self, Validated};
 use super::{object_ref, Context, Error};
+use crate::accounts::{Scope, ScopeKey, ACCOUNT_NOT_MAPPED, ASSUME_ROLE_FAILED};
 use crate::api::{Diagnosis, ProcessingJob, ProcessingJobStatus, Tag};
 use crate::aws::{AwsError, ErrorClass};
 use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_UID};
@@ -96,6 +97,7 @@ pub fn observation(
         generation: job.metadata.generation,
         job_name: at.filter(|_| may_exist).map(|a| a.name.clone()),
         region: at.map(|a| a.region.clone()),
+        account: at.and_then(|a| a.account.clone()),
         network,
         phase,
         failure: None,
@@ -138,6 +140,16 @@ fn adoption_requested(job: &ProcessingJob) -> bool {
 /// timers; anything else backs off, and is written to status only once it persists.
 pub fn trouble(ctx: &Context, job: &ProcessingJob, e: AwsError, doing: &str) -> (Option<Problem>, Next) {
     let reason = e.class.reason().to_string();
+    if e.code.as_deref() == Some(ASSUME_ROLE_FAILED) {
+        // The namespace's account cannot be reached: said at once, retried with backoff.
+        return (
+            Some(Problem {
+                reason: ASSUME_ROLE_FAILED.into(),
+                message: format!("{doing}: {}; nothing is done in that account until the role can be assumed (its trust policy must allow the controller's role; retrying with backoff)", e.message),
+            }),
+            Next::Backoff(Error::Aws(e)),
+        );
+    }
     match e.class {
         ErrorClass::Credentials => (
             Some(Problem {
@@ -195,13 +207,14 @@ pub async fn create(
     ctx: &Context,
     job: &ProcessingJob,
     at: JobRef,
+    scope: &Scope,
     validated: Validated,
     caps: Caps,
 ) -> Result<Outcome, Error> {
-    if let Some(waiting) = wait_in_line(ctx, job, &at.region, caps, Some(validated.network().clone())) {
+    if let Some(waiting) = wait_in_line(ctx, job, &at.key(), caps, Some(validated.network().clone())) {
         return Ok(waiting);
     }
-    let (place, lane) = ticket(job, &at.region);
+    let (place, lane) = ticket(job, &at.key());
     queue(ctx).begin(&place, &lane);
     let written = match timed("write_ahead", report::write_ahead(ctx, job, &at, validated.network())).await {
         Ok(written) => written,
@@ -210,13 +223,19 @@ pub async fn create(
             return Err(e);
         }
     };
-    let mut outcome = send_create(ctx, job, at, validated).await?;
+    let mut outcome = send_create(ctx, job, at, scope, validated).await?;
     outcome.written = written.map(Box::new);
     Ok(outcome)
 }
 
 /// CreateProcessingJob, once the write-ahead is recorded.
-async fn send_create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: Validated) -> Result<Outcome, Error> {
+async fn send_create(
+    ctx: &Context,
+    job: &ProcessingJob,
+    at: JobRef,
+    scope: &Scope,
+    validated: Validated,
+) -> Result<Outcome, Error> {
     let network = Some(validated.network().clone());
     let tags = owner_tags(job);
     let new = NewJob {
@@ -224,8 +243,8 @@ async fn send_create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: 
         spec: &job.spec,
         tags: &tags,
     };
-    let answer = timed("create", ctx.jobs.create(&at.region, new)).await;
-    let (place, lane) = ticket(job, &at.region);
+    let answer = timed("create", ctx.jobs.create(scope, new)).await;
+    let (place, lane) = ticket(job, &at.key());
     match &answer {
         // SageMaker's quota: nothing was created; the job waits in line.
         Err(e) if e.class == ErrorClass::LimitExceeded => {
@@ -233,7 +252,7 @@ async fn send_create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: 
             let hold = Hold::Quota {
                 message: e.message.clone(),
             };
-            return Ok(queued(job, &at.region, network, hold, retry));
+            return Ok(queued(job, &at.key(), network, hold, retry));
         }
         Ok(_) => {
             let next = queue(ctx).created(&place);
@@ -252,12 +271,8 @@ async fn send_create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: 
             };
             // Known as of now: the next change SageMaker records (normally the end) is what the
             // tracker reports; the resync backstop covers clock skew.
-            ctx.tracker.track(
-                &at.region,
-                &at.name,
-                object_ref(job),
-                crate::reconcile::tracker::now_epoch(),
-            );
+            ctx.tracker
+                .track(scope, &at.name, object_ref(job), crate::reconcile::tracker::now_epoch());
             Ok(Outcome::report(
                 job,
                 Some(&at),
@@ -270,8 +285,8 @@ async fn send_create(ctx: &Context, job: &ProcessingJob, at: JobRef, validated: 
                 Next::Requeue(Action::requeue(ctx.settings.resync_interval)),
             ))
         }
-        Err(e) if e.code.as_deref() == Some("ResourceInUse") => match ctx.jobs.describe(&at.region, &at.name).await {
-            Ok(state) => adopt_or_refuse(ctx, job, at, state, network).await,
+        Err(e) if e.code.as_deref() == Some("ResourceInUse") => match ctx.jobs.describe(scope, &at.name).await {
+            Ok(state) => adopt_or_refuse(ctx, job, at, scope, state, network).await,
             Err(e) => Ok(creating_problem(ctx, job, &at, network, e)),
         },
         // SageMaker refused the request, or something it names (a feature group, an
@@ -309,8 +324,21 @@ fn creating_problem(
 /// After a crash between write-ahead and create (or a create whose answer was lost): the job
 /// is adopted when it exists, else `None` and the caller checks and creates.
 pub async fn look_before_creating(ctx: &Context, job: &ProcessingJob, at: &JobRef) -> Result<Option<Outcome>, Error> {
-    match ctx.jobs.describe(&at.region, &at.name).await {
-        Ok(state) => Ok(Some(adopt_or_refuse(ctx, job, at.clone(), state, None).await?)),
+    let scope = match reach(ctx, job, at).await {
+        Ok(scope) => scope,
+        Err(unreachable) => {
+            let Unreachable(problem, next) = *unreachable;
+            return Ok(Some(Outcome::report(
+                job,
+                Some(at),
+                None,
+                Phase::Creating { problem: Some(problem) },
+                next,
+            )));
+        }
+    };
+    match ctx.jobs.describe(&scope, &at.name).await {
+        Ok(state) => Ok(Some(adopt_or_refuse(ctx, job, at.clone(), &scope, state, None).await?)),
         Err(e) if e.class == ErrorClass::NotFound => Ok(None),
         Err(e) => Ok(Some(creating_problem(ctx, job, at, None, e))),
     }
@@ -321,11 +349,12 @@ async fn adopt_or_refuse(
     ctx: &Context,
     job: &ProcessingJob,
     at: JobRef,
+    scope: &Scope,
     state: JobState,
     network: Option<NetworkOutcome>,
 ) -> Result<Outcome, Error> {
     let tags = match state.arn.as_deref() {
-        Some(arn) => match ctx.jobs.tags(&at.region, arn).await {
+        Some(arn) => match ctx.jobs.tags(scope, arn).await {
             Ok(t) => t,
             Err(e) => return Ok(creating_problem(ctx, job, &at, network, e)),
         },
@@ -350,7 +379,7 @@ async fn adopt_or_refuse(
             Next::Requeue(Action::await_change()),
         ));
     }
-    Ok(observed(ctx, job, at, state, true, network))
+    Ok(observed(ctx, job, at, scope, state, true, network))
 }
 
 /// What Describe said, reported and tracked.
@@ -358,16 +387,17 @@ fn observed(
     ctx: &Context,
     job: &ProcessingJob,
     at: JobRef,
+    scope: &Scope,
     state: JobState,
     adopted: bool,
     network: Option<NetworkOutcome>,
 ) -> Outcome {
     let next = if state.status.is_terminal() {
-        ctx.tracker.untrack(&at.region, &at.name);
+        ctx.tracker.untrack(&at.key(), &at.name);
         Action::await_change()
     } else {
         ctx.tracker.track(
-            &at.region,
+            scope,
             &at.name,
             object_ref(job),
             // Without SageMaker's time, the local one (the tracker caps it by SageMaker's clock).
@@ -392,12 +422,21 @@ fn observed(
 /// backstop is due, or this process never saw it), and not even then when a SageMaker event
 /// already said what changed.
 pub async fn mirror(ctx: &Context, job: &ProcessingJob, at: JobRef, last: JobState, adopted: bool) -> Outcome {
+    // Only ever the account the job was created in: a mapping that no longer reaches it makes
+    // the job wait, never look elsewhere.
+    let scope = match pinned(ctx, job, &at) {
+        Ok(scope) => scope,
+        Err(unreachable) => {
+            let Unreachable(problem, next) = *unreachable;
+            return beside(job, at, last, adopted, problem, next);
+        }
+    };
     let known = last.last_modified_epoch;
-    let tracked = ctx.tracker.is_tracked(&at.region, &at.name);
+    let tracked = ctx.tracker.is_tracked(&at.key(), &at.name);
     if let Some(known) = known {
-        ctx.tracker.track(&at.region, &at.name, object_ref(job), known);
+        ctx.tracker.track(&scope, &at.name, object_ref(job), known);
     }
-    let changed = ctx.tracker.take_changed(&at.region, &at.name);
+    let changed = ctx.tracker.take_changed(&at.key(), &at.name);
     if !changed && (known.is_some() || tracked) {
         return acknowledge(job, &at, Next::Requeue(Action::requeue(ctx.settings.resync_interval)));
     }
@@ -405,38 +444,48 @@ pub async fn mirror(ctx: &Context, job: &ProcessingJob, at: JobRef, last: JobSta
     // newer one (this reconcile started from an older copy of the resource).
     let event = ctx
         .tracker
-        .take_event(&at.region, &at.name)
+        .take_event(&at.key(), &at.name)
         .filter(|e| e.last_modified_epoch >= known);
     let answer = match event {
         Some(state) => Ok(state),
-        None => ctx.jobs.describe(&at.region, &at.name).await,
+        None => match ctx.jobs.sign_in(&scope).await {
+            Err(e) => {
+                ctx.tracker.mark_changed(&at.key(), &at.name);
+                return match trouble(ctx, job, e, "reading the job's state") {
+                    (Some(problem), next) => beside(job, at, last, adopted, problem, next),
+                    (None, next) => Outcome::quiet(next),
+                };
+            }
+            Ok(()) => ctx.jobs.describe(&scope, &at.name).await,
+        },
     };
     match answer {
         Ok(state) => {
             if state.status.is_terminal() {
-                capacity_freed(ctx, job, &at.region);
+                capacity_freed(ctx, job, &at.key());
             }
             // Looked into once: the reconcile that first sees the failure records what it
             // found, and an ended job is never read again.
             let failed_now = state.status == JobStatus::Failed && last.status != JobStatus::Failed;
             let failure = if failed_now {
-                Some(after_failure(ctx, job, &at, &state).await)
+                Some(after_failure(ctx, job, &at, &scope, &state).await)
             } else {
                 None
             };
-            let mut outcome = observed(ctx, job, at, state, adopted, None);
+            let mut outcome = observed(ctx, job, at, &scope, state, adopted, None);
             if let Some(observation) = outcome.observation.as_mut() {
                 observation.failure = failure;
             }
             outcome
         }
         Err(e) if e.class == ErrorClass::NotFound => {
-            ctx.tracker.untrack(&at.region, &at.name);
+            ctx.tracker.untrack(&at.key(), &at.name);
             let problem = Problem {
                 reason: "JobNotFound".into(),
                 message: format!(
                     "SageMaker has no job {} in {} any more: {e}; the last known state is kept",
-                    at.name, at.region
+                    at.name,
+                    at.key()
                 ),
             };
             beside(
@@ -450,7 +499,7 @@ pub async fn mirror(ctx: &Context, job: &ProcessingJob, at: JobRef, last: JobSta
         }
         Err(e) => {
             // Describe again on the retry, whatever the tracker sees by then.
-            ctx.tracker.mark_changed(&at.region, &at.name);
+            ctx.tracker.mark_changed(&at.key(), &at.name);
             match trouble(ctx, job, e, "reading the job's state") {
                 (Some(problem), next) => beside(job, at, last, adopted, problem, next),
                 (None, next) => Outcome::quiet(next),
@@ -482,7 +531,13 @@ pub fn acknowledge(job: &ProcessingJob, at: &JobRef, next: Next) -> Outcome {
 
 /// A job seen ending Failed: its last log lines (or why they could not be read: never an error
 /// of the reconcile), and, when its reason matches a documented pattern, a diagnosis.
-async fn after_failure(ctx: &Context, job: &ProcessingJob, at: &JobRef, state: &JobState) -> FailureReport {
+async fn after_failure(
+    ctx: &Context,
+    job: &ProcessingJob,
+    at: &JobRef,
+    scope: &Scope,
+    state: &JobState,
+) -> FailureReport {
     let no_lines = || {
         format!(
             "no log lines in {} for {}/…: the container may not have started",
@@ -490,7 +545,7 @@ async fn after_failure(ctx: &Context, job: &ProcessingJob, at: &JobRef, state: &
             at.name
         )
     };
-    let log_tail = match ctx.logs.tail(&at.region, &at.name, diagnosis::TAIL_LINES).await {
+    let log_tail = match ctx.logs.tail(scope, &at.name, diagnosis::TAIL_LINES).await {
         Ok(tails) => diagnosis::tail_text(&tails).unwrap_or_else(no_lines),
         // No log group yet: no job of the region ever wrote a line.
         Err(e) if e.class == ErrorClass::NotFound => no_lines(),
@@ -498,7 +553,7 @@ async fn after_failure(ctx: &Context, job: &ProcessingJob, at: &JobRef, state: &
     };
     let reason = state.failure_reason.as_deref().unwrap_or_default();
     let diagnosis = match diagnosis::pattern(reason, job.spec.vpc_config().is_some()) {
-        Some(pattern) => Some(diagnose(ctx, job, at, pattern).await),
+        Some(pattern) => Some(diagnose(ctx, job, at, scope, pattern).await),
         None => None,
     };
     FailureReport {
@@ -509,16 +564,22 @@ async fn after_failure(ctx: &Context, job: &ProcessingJob, at: &JobRef, state: &
 
 /// The network and the execution role read afresh (bypassing the caches) and validated again:
 /// what changed since the job was validated shows as the likely cause.
-async fn diagnose(ctx: &Context, job: &ProcessingJob, at: &JobRef, pattern: &diagnosis::Pattern) -> Diagnosis {
-    let findings = match resolve::network(ctx, &at.region, &job.spec, true).await {
+async fn diagnose(
+    ctx: &Context,
+    job: &ProcessingJob,
+    at: &JobRef,
+    scope: &Scope,
+    pattern: &diagnosis::Pattern,
+) -> Diagnosis {
+    let findings = match resolve::network(ctx, scope, &job.spec, true).await {
         Ok(facts @ NetworkFacts::Read { .. }) => match validate::outcome(&job.spec, &at.name, facts) {
             NetworkOutcome::Validated { findings, .. } => findings,
             _ => Vec::new(),
         },
         // No network validated for this job: its role alone.
         Ok(_) => {
-            ctx.roles.forget(&at.region);
-            let facts = ctx.roles.role(&at.region, &job.spec.role_arn).await;
+            ctx.roles.forget(scope);
+            let facts = ctx.roles.role(scope, &job.spec.role_arn).await;
             let under_check = role::JobUnderCheck {
                 spec: &job.spec,
                 region: &at.region,
@@ -562,9 +623,9 @@ pub fn beside(job: &ProcessingJob, at: JobRef, last: JobState, adopted: bool, pr
     )
 }
 
-/// The job's place in line (creationTimestamp, name, namespace) and its lane (region, instance
-/// type).
-fn ticket(job: &ProcessingJob, region: &str) -> (Place, Lane) {
+/// The job's place in line (creationTimestamp, name, namespace) and its lane (account, region,
+/// instance type).
+fn ticket(job: &ProcessingJob, region: &ScopeKey) -> (Place, Lane) {
     let place = Place {
         created: job
             .metadata
@@ -576,7 +637,7 @@ fn ticket(job: &ProcessingJob, region: &str) -> (Place, Lane) {
         namespace: job.namespace().unwrap_or_default(),
     };
     let lane = Lane {
-        region: region.to_string(),
+        region: region.clone(),
         instance_type: job.spec.processing_resources.cluster_config.instance_type.clone(),
     };
     (place, lane)
@@ -614,7 +675,7 @@ pub fn caps(ctx: &Context, annotations: &BTreeMap<String, String>) -> Result<Cap
 pub fn wait_in_line(
     ctx: &Context,
     job: &ProcessingJob,
-    region: &str,
+    region: &ScopeKey,
     caps: Caps,
     network: Option<NetworkOutcome>,
 ) -> Option<Outcome> {
@@ -639,7 +700,13 @@ pub fn wait_in_line(
 }
 
 /// The `Queued` status of a job held by `hold`, looked at again after `retry` (or when woken).
-fn queued(job: &ProcessingJob, region: &str, network: Option<NetworkOutcome>, hold: Hold, retry: Duration) -> Outcome {
+fn queued(
+    job: &ProcessingJob,
+    region: &ScopeKey,
+    network: Option<NetworkOutcome>,
+    hold: Hold,
+    retry: Duration,
+) -> Outcome {
     let (place, lane) = ticket(job, region);
     let then = "the job waits in creation order and is created when capacity frees";
     let (reason, message) = match hold {
@@ -657,12 +724,13 @@ fn queued(job: &ProcessingJob, region: &str, network: Option<NetworkOutcome>, ho
         ),
         Hold::RegionCap { limit } => (
             ACTIVE_JOB_LIMIT,
-            format!("the controller has {limit} active job(s) in {region}, the limit --max-active-jobs-per-region sets; {then} (one of them ending)"),
+            format!("the controller has {limit} active job(s) in {region}, the limit --max-active-jobs-per-region sets (per account and region); {then} (one of them ending)"),
         ),
     };
     let at = JobRef {
         name: super::observe::job_name(job),
-        region: region.to_string(),
+        region: region.region.clone(),
+        account: region.account.clone(),
     };
     Outcome::report(
         job,
@@ -676,18 +744,63 @@ fn queued(job: &ProcessingJob, region: &str, network: Option<NetworkOutcome>, ho
 /// The job leaves the queue (deleted, refused, or its create failed otherwise); the next in line
 /// takes its turn.
 pub fn leave_queue(ctx: &Context, job: &ProcessingJob) {
-    let (place, _) = ticket(job, "");
+    let (place, _) = ticket(job, &ScopeKey::default());
     let next = queue(ctx).forget(&place);
     wake(ctx, next);
 }
 
 /// A job of this resource ended: capacity of its lane, its namespace and its region is free, and
 /// the jobs waiting for it are woken at once (not only on their timers).
-pub fn capacity_freed(ctx: &Context, job: &ProcessingJob, region: &str) {
+pub fn capacity_freed(ctx: &Context, job: &ProcessingJob, region: &ScopeKey) {
     let (place, lane) = ticket(job, region);
     let next = queue(ctx).released(&lane, &place.namespace);
     wake(ctx, next);
 }
+
+/// The scope of a job that may exist, from its pinned account ([`crate::accounts::Directory::pinned`]):
+/// `Err` when the ConfigMaps no longer reach that account (the job waits; nothing is sent to
+/// another account).
+pub fn pinned(ctx: &Context, job: &ProcessingJob, at: &JobRef) -> Result<Scope, Box<Unreachable>> {
+    let namespace = job.namespace().unwrap_or_default();
+    ctx.accounts
+        .pinned(&namespace, at.account.as_deref(), &at.region)
+        .map_err(|e| not_mapped(ctx, e))
+}
+
+/// [`pinned`], signed in: the role of another account assumed (or its credentials cached).
+pub async fn reach(ctx: &Context, job: &ProcessingJob, at: &JobRef) -> Result<Scope, Box<Unreachable>> {
+    let scope = pinned(ctx, job, at)?;
+    match ctx.jobs.sign_in(&scope).await {
+        Ok(()) => Ok(scope),
+        Err(e) => match trouble(ctx, job, e, "reaching the job's account") {
+            (Some(problem), next) => Err(Box::new(Unreachable(problem, next))),
+            (None, next) => Err(Box::new(Unreachable(
+                Problem {
+                    reason: ASSUME_ROLE_FAILED.into(),
+                    message: "reaching the job's account".into(),
+                },
+                next,
+            ))),
+        },
+    }
+}
+
+/// An account without a role to reach it: said in status and an Event, looked at again when a
+/// ConfigMap or the namespace changes (the watches bring the job back) and on the revalidation
+/// timer.
+pub fn not_mapped(ctx: &Context, e: crate::accounts::NotMapped) -> Box<Unreachable> {
+    Box::new(Unreachable(
+        Problem {
+            reason: ACCOUNT_NOT_MAPPED.into(),
+            message: e.0,
+        },
+        Next::Requeue(Action::requeue(ctx.settings.revalidate_interval)),
+    ))
+}
+
+/// Why a job's account cannot be reached, and when to look again.
+#[derive(Debug)]
+pub struct Unreachable(pub Problem, pub Next);
 
 /// Fault injection for the crash tests (debug builds only): `SMPC_FAILPOINT=abort-after-create`
 /// kills the process right after CreateProcessingJob succeeded and before the status says so.

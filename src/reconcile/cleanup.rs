@@ -57,11 +57,27 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
         },
     };
     let at = known.at.clone();
+    // Only the account the job was created in is asked or told anything.
+    let scope = match act::reach(ctx, job, &at).await {
+        Ok(scope) => scope,
+        Err(unreachable) => {
+            let act::Unreachable(problem, next) = *unreachable;
+            let until = match next {
+                act::Next::Backoff(e) => e,
+                act::Next::Requeue(_) => Error::AccountUnreachable(problem.message.clone()),
+            };
+            let problem = Problem {
+                message: format!("deletion waits: {}", problem.message),
+                ..problem
+            };
+            return wait(job, known, problem, None, until);
+        }
+    };
     if job.deletion_policy() == DeletionPolicy::Retain {
         // Only the write-ahead is recorded: whether a job exists decides whether one is retained.
         let last = match &known.last {
             Some(last) => Some(last.clone()),
-            None => match ctx.jobs.describe(&at.region, &at.name).await {
+            None => match ctx.jobs.describe(&scope, &at.name).await {
                 Ok(state) => Some(state),
                 Err(e) if e.class == ErrorClass::NotFound => return released(ctx, &at, None),
                 Err(_) => None,
@@ -76,7 +92,7 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
         };
         // Marked, so that the orphan sweep knows it was left running on purpose.
         if let Some(arn) = last.as_ref().and_then(|l| l.arn.as_deref()) {
-            if let Err(e) = ctx.jobs.add_tag(&at.region, arn, (TAG_RETAINED, "true")).await {
+            if let Err(e) = ctx.jobs.add_tag(&scope, arn, (TAG_RETAINED, "true")).await {
                 note.push_str(&format!(
                     " (it could not be tagged {TAG_RETAINED}: {e}; the orphan sweep will report it)"
                 ));
@@ -84,7 +100,7 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
         }
         return released(ctx, &at, Some(("JobRetained", note)));
     }
-    let state = match ctx.jobs.describe(&at.region, &at.name).await {
+    let state = match ctx.jobs.describe(&scope, &at.name).await {
         Ok(s) => s,
         Err(e) if e.class == ErrorClass::NotFound => return released(ctx, &at, None),
         Err(e) => return blocked(job, known, "cannot tell whether the job still runs", e),
@@ -96,7 +112,7 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
     match state.status {
         JobStatus::InProgress => {
             let tags = match state.arn.as_deref() {
-                Some(arn) => match ctx.jobs.tags(&at.region, arn).await {
+                Some(arn) => match ctx.jobs.tags(&scope, arn).await {
                     Ok(t) => t,
                     Err(e) => return blocked(job, known, "cannot read the job's owner", e),
                 },
@@ -109,7 +125,7 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
                 );
                 return released(ctx, &at, Some(("JobNotOwned", note)));
             }
-            match ctx.jobs.stop(&at.region, &at.name).await {
+            match ctx.jobs.stop(&scope, &at.name).await {
                 Ok(()) => {
                     let note = format!(
                         "stopping SageMaker job {} because the resource is being deleted",
@@ -138,14 +154,14 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
         JobStatus::Stopping => stopping_wait(job, known, None),
         JobStatus::Completed | JobStatus::Failed | JobStatus::Stopped => {
             // An active job ended (stopped for this deletion, most often): capacity is free.
-            act::capacity_freed(ctx, job, &at.region);
+            act::capacity_freed(ctx, job, &at.key());
             released(ctx, &at, None)
         }
     }
 }
 
 fn released(ctx: &Context, at: &JobRef, note: Option<Note>) -> Cleanup {
-    ctx.tracker.untrack(&at.region, &at.name);
+    ctx.tracker.untrack(&at.key(), &at.name);
     Cleanup::Release { note }
 }
 
@@ -219,7 +235,7 @@ pub async fn malformed(
     let at = match observe::progress_of(status.as_ref(), generation, || None) {
         Progress::New | Progress::Blocked | Progress::Queued | Progress::Refused => return Malformed::Release,
         Progress::Ended { at } => {
-            ctx.tracker.untrack(&at.region, &at.name);
+            ctx.tracker.untrack(&at.key(), &at.name);
             return Malformed::Release;
         }
         Progress::Creating(at) | Progress::Active { at, .. } => at,
@@ -228,10 +244,25 @@ pub async fn malformed(
         "stop it yourself (aws sagemaker stop-processing-job --processing-job-name {} --region {}) and the controller releases the resource once SageMaker reports it ended",
         at.name, at.region
     );
-    match ctx.jobs.describe(&at.region, &at.name).await {
+    // Without a spec there is no namespace mapping to prefer: the account map reaches the job's
+    // account, or nothing is asked.
+    let scope = match ctx.accounts.pinned("", at.account.as_deref(), &at.region) {
+        Ok(scope) => scope,
+        Err(e) => {
+            return Malformed::Hold {
+                message: format!("cannot reach the job's account: {e}; if it runs, {how_out}"),
+            }
+        }
+    };
+    if let Err(e) = ctx.jobs.sign_in(&scope).await {
+        return Malformed::Hold {
+            message: format!("cannot reach the job's account: {e}; if it runs, {how_out}"),
+        };
+    }
+    match ctx.jobs.describe(&scope, &at.name).await {
         Err(e) if e.class == ErrorClass::NotFound => Malformed::Release,
         Ok(state) if state.status.is_terminal() => {
-            ctx.tracker.untrack(&at.region, &at.name);
+            ctx.tracker.untrack(&at.key(), &at.name);
             Malformed::Release
         }
         Ok(state) => Malformed::Hold {

@@ -35,6 +35,9 @@ pub enum Error {
     ReleaseFinalizer(#[source] kube::Error),
     #[error("cannot add the finalizer: {0}")]
     AddFinalizer(#[source] kube::Error),
+    /// The account the job was created in cannot be reached (no role maps to it any more).
+    #[error("{0}")]
+    AccountUnreachable(String),
 }
 
 impl Error {
@@ -48,6 +51,7 @@ impl Error {
             Error::Finalizer(_) | Error::AddFinalizer(_) => "FinalizerError",
             Error::ReadObject(_) => "ObjectUnreadable",
             Error::ReleaseFinalizer(_) => "FinalizerReleaseFailed",
+            Error::AccountUnreachable(_) => crate::accounts::ACCOUNT_NOT_MAPPED,
         }
     }
 

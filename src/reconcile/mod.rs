@@ -44,6 +44,7 @@ pub use error::{Backoff, Error};
 pub use observe::{JobRef, Progress};
 pub use ports::{Answer, JobLogs, JobService, NetworkReader, NewJob, RoleReader};
 
+use crate::accounts::Directory;
 use crate::api::{ProcessingJob, ACK_REGION_ANNOTATION};
 use crate::telemetry::metrics::{Metrics, ReasonLabels, ResultLabels};
 use crate::telemetry::stages::timed;
@@ -85,8 +86,11 @@ pub struct Settings {
     pub orphan_sweep_interval: Duration,
     /// Stop the orphans found, not only report them.
     pub stop_orphans: bool,
-    /// At most this many active jobs (created, not ended) per region; more wait `Queued`.
+    /// At most this many active jobs (created, not ended) per account and region; more wait
+    /// `Queued`.
     pub max_active_jobs_per_region: Option<u32>,
+    /// The namespace of ACK's CARM ConfigMaps (`ack-role-account-map`, `ack-role-team-map`).
+    pub carm_namespace: String,
 }
 
 /// Everything a reconcile needs.
@@ -100,6 +104,8 @@ pub struct Context {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
+    /// The CARM ConfigMaps and namespace annotations, as the watches last saw them.
+    pub accounts: Arc<Directory>,
     recorder: Recorder,
     /// Who may be created now (SageMaker's quota, the caps on active jobs).
     queue: std::sync::Mutex<queue::Queue>,
@@ -133,6 +139,7 @@ impl Context {
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            accounts: Arc::new(Directory::new(settings.carm_namespace.clone())),
             client,
             jobs: ports.jobs,
             network: ports.network,
@@ -230,7 +237,7 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
         // At rest: no AWS call, no write, no timer.
         Progress::Refused => return Ok(Action::await_change()),
         Progress::Ended { at } => {
-            ctx.tracker.untrack(&at.region, &at.name);
+            ctx.tracker.untrack(&at.key(), &at.name);
             act::acknowledge(job, &at, Next::Requeue(Action::await_change()))
         }
         Progress::Active { at, last, adopted } => act::mirror(ctx, job, at, *last, adopted).await,
@@ -247,34 +254,50 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     finish(ctx, job, outcome).await
 }
 
-/// resolve → validate → create. `pinned`: the name and region recorded by an earlier
+/// resolve → validate → create. `pinned`: the name, region and account recorded by an earlier
 /// write-ahead, kept.
 async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<JobRef>) -> Result<Outcome, Error> {
+    let namespace = job.namespace().unwrap_or_default();
+    let annotations = timed("namespace", resolve::namespace_annotations(ctx, job)).await?;
     let at = match pinned {
         Some(at) => at,
         None => match job.region(ctx.settings.default_region.as_deref()) {
-            Some(region) => JobRef {
-                name: observe::job_name(job),
-                region,
-            },
+            Some(region) => {
+                // The account of the namespace as the ConfigMaps map it now; recorded (pinned)
+                // by the write-ahead.
+                let account = match ctx.accounts.resolve(&namespace, &annotations, &region) {
+                    Ok(scope) => scope.account().map(str::to_string),
+                    Err(e) => return Ok(unreachable(ctx, job, None, *act::not_mapped(ctx, e))),
+                };
+                JobRef {
+                    name: observe::job_name(job),
+                    region,
+                    account,
+                }
+            }
             None => return Ok(region_missing(ctx, job)),
         },
     };
-    let annotations = timed("namespace", resolve::namespace_annotations(ctx, job)).await?;
-    if let Err(refusal) = validate::tenant(&job.namespace().unwrap_or_default(), &annotations, &job.spec) {
+    if let Err(refusal) = validate::tenant(&namespace, &annotations, &job.spec) {
         return Ok(refused(ctx, job, &at, refusal));
     }
+    // Every AWS call of the job goes to its account: nothing is read or created before the
+    // account is reached.
+    let scope = match act::reach(ctx, job, &at).await {
+        Ok(scope) => scope,
+        Err(why) => return Ok(unreachable(ctx, job, Some(&at), *why)),
+    };
     let caps = match act::caps(ctx, &annotations) {
         Ok(caps) => caps,
         Err(message) => return Ok(cap_unreadable(ctx, job, &at, message)),
     };
     let fresh = resolve::revalidation_request(job).is_some();
-    let facts = match timed("network", resolve::network(ctx, &at.region, &job.spec, fresh)).await {
+    let facts = match timed("network", resolve::network(ctx, &scope, &job.spec, fresh)).await {
         Ok(facts) => facts,
         Err(e) => return Ok(act::not_created(ctx, job, &at, None, e, "reading the network from EC2")),
     };
     match validate::network(&job.spec, &at.name, facts) {
-        Ok(validated) => act::create(ctx, job, at, validated, caps).await,
+        Ok(validated) => act::create(ctx, job, at, &scope, validated, caps).await,
         Err(refusal) => Ok(refused(ctx, job, &at, refusal)),
     }
 }
@@ -303,7 +326,13 @@ async fn still_queued(ctx: &Context, job: &ProcessingJob) -> Result<Option<Outco
     let Ok(caps) = act::caps(ctx, &annotations) else {
         return Ok(None);
     };
-    Ok(act::wait_in_line(ctx, job, &region, caps, None))
+    let Ok(scope) = ctx
+        .accounts
+        .resolve(&job.namespace().unwrap_or_default(), &annotations, &region)
+    else {
+        return Ok(None);
+    };
+    Ok(act::wait_in_line(ctx, job, &scope.key(), caps, None))
 }
 
 /// The namespace's cap cannot be read: its jobs wait (a cap that is not a number must not let
@@ -319,6 +348,22 @@ fn cap_unreadable(ctx: &Context, job: &ProcessingJob, at: &JobRef, message: Stri
         },
         Next::Requeue(Action::requeue(ctx.settings.revalidate_interval)),
     )
+}
+
+/// The job's account cannot be reached (no mapping, or the role cannot be assumed): nothing was
+/// read or created; it waits, said in status and an Event.
+fn unreachable(ctx: &Context, job: &ProcessingJob, at: Option<&JobRef>, why: act::Unreachable) -> Outcome {
+    let act::Unreachable(problem, next) = why;
+    act::leave_queue(ctx, job);
+    let phase = match job.status.as_ref().and_then(|s| s.phase) {
+        // A write-ahead was recorded: the job may exist, and keeps its name, region and account.
+        Some(crate::api::JobPhase::Creating) => Phase::Creating { problem: Some(problem) },
+        _ => Phase::Waiting {
+            reason: problem.reason,
+            message: problem.message,
+        },
+    };
+    Outcome::report(job, at, None, phase, next)
 }
 
 fn region_missing(ctx: &Context, job: &ProcessingJob) -> Outcome {

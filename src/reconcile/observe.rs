@@ -3,6 +3,7 @@
 
 use kube::ResourceExt;
 
+use crate::accounts::ScopeKey;
 use crate::api::{JobPhase, ProcessingJob, ProcessingJobStatus};
 use crate::job::{epoch_of, JobState, JobStatus};
 
@@ -13,6 +14,18 @@ use super::naming;
 pub struct JobRef {
     pub name: String,
     pub region: String,
+    /// The account, when not the controller's own (ACK's CARM): pinned with the region.
+    pub account: Option<String>,
+}
+
+impl JobRef {
+    /// (account, region): what the tracker and the queue key the job on.
+    pub fn key(&self) -> ScopeKey {
+        ScopeKey {
+            account: self.account.clone(),
+            region: self.region.clone(),
+        }
+    }
 }
 
 /// How far the resource has come, as its status records it.
@@ -64,7 +77,11 @@ pub fn progress_of(
     let at = || {
         let name = status.processing_job_name.clone()?;
         let region = status.region.clone().or_else(&region)?;
-        Some(JobRef { name, region })
+        Some(JobRef {
+            name,
+            region,
+            account: status.account.clone(),
+        })
     };
     match status.phase.or_else(|| legacy_phase(status)) {
         Some(JobPhase::Created | JobPhase::Adopted) => match at() {

@@ -5,13 +5,13 @@
 //! 200 jobs must not turn that into 200 failures or a storm of retries: jobs wait `Queued` and
 //! are created in creation order as capacity frees.
 //!
-//! - A **lane** is one region and instance type: the unit of SageMaker's quota. After a refusal
+//! - A **lane** is one account, region and instance type: the unit of SageMaker's quota. After a refusal
 //!   the lane is *full*: its oldest waiting job (the head) probes again after a backoff, the
 //!   others wait behind it without calling AWS.
 //! - A job of the lane ending (the tracker sees it end) *releases* the lane: its head is woken at
 //!   once. A success wakes the next waiting job, so capacity freed is used in order, one create
 //!   at a time, and a refusal stops the chain until the next release.
-//! - Optional **caps** on active jobs per namespace and per region hold jobs without any AWS
+//! - Optional **caps** on active jobs per namespace and per account and region hold jobs without any AWS
 //!   call; they too wait in creation order (a younger job never passes an older one held by the
 //!   same cap or the same lane).
 //!
@@ -20,6 +20,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
+
+use crate::accounts::ScopeKey;
 
 /// Where a job stands in line: oldest first (creationTimestamp, then name, then namespace).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,10 +32,11 @@ pub struct Place {
     pub namespace: String,
 }
 
-/// The unit of SageMaker's quota: one instance type in one region (of one account).
+/// The unit of SageMaker's quota: one instance type in one region of one account.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lane {
-    pub region: String,
+    /// The account (`None`: the controller's own) and region.
+    pub region: ScopeKey,
     pub instance_type: String,
 }
 
@@ -42,7 +45,7 @@ pub struct Lane {
 pub struct Caps {
     /// The namespace's `sagemaker.processing.dev/max-active-jobs`.
     pub namespace: Option<u32>,
-    /// The controller's `--max-active-jobs-per-region`.
+    /// The controller's `--max-active-jobs-per-region` (per account and region).
     pub region: Option<u32>,
 }
 
@@ -52,7 +55,7 @@ pub struct Caps {
 pub struct Active {
     /// Active jobs of the job's namespace, in every region.
     pub namespace: u32,
-    /// Active jobs in the job's region.
+    /// Active jobs in the job's account and region.
     pub region: u32,
 }
 
@@ -63,7 +66,7 @@ pub enum Hold {
     Quota { message: String },
     /// The namespace has `limit` active jobs.
     NamespaceCap { limit: u32 },
-    /// The region has `limit` active jobs of this controller.
+    /// The account and region have `limit` active jobs of this controller.
     RegionCap { limit: u32 },
 }
 
@@ -334,7 +337,10 @@ mod tests {
 
     fn lane(instance_type: &str) -> Lane {
         Lane {
-            region: "us-east-1".into(),
+            region: ScopeKey {
+                account: None,
+                region: "us-east-1".into(),
+            },
             instance_type: instance_type.into(),
         }
     }

@@ -71,6 +71,7 @@ pub async fn write_ahead(
         s.phase == Some(JobPhase::Creating)
             && s.processing_job_name.as_deref() == Some(at.name.as_str())
             && s.region.as_deref() == Some(at.region.as_str())
+            && s.account == at.account
     });
     if recorded {
         // A retry: already recorded (with the problem of the last attempt, which stays).
@@ -91,6 +92,7 @@ pub async fn write_ahead(
         generation: job.metadata.generation,
         job_name: Some(at.name.clone()),
         region: Some(at.region.clone()),
+        account: at.account.clone(),
         network: Some(network.clone()),
         phase: Phase::Creating { problem: queued },
         failure: None,

@@ -8,7 +8,7 @@ use kube::{Api, ResourceExt};
 
 use super::{Context, Error};
 use crate::api::{ProcessingJob, ProcessingJobSpec, ValidationMode, REVALIDATE_ANNOTATION};
-use crate::aws::AwsError;
+use crate::aws::{AwsError, Scope};
 use crate::network::NetworkSnapshot;
 use crate::role::RoleFacts;
 
@@ -55,7 +55,7 @@ pub enum NetworkFacts {
 /// network: a job without `vpcConfig` or in mode `Skip` is not validated at all.
 pub async fn network(
     ctx: &Context,
-    region: &str,
+    scope: &Scope,
     spec: &ProcessingJobSpec,
     fresh: bool,
 ) -> Result<NetworkFacts, AwsError> {
@@ -67,11 +67,11 @@ pub async fn network(
         return Ok(NetworkFacts::Skipped);
     }
     if fresh {
-        ctx.network.forget(region);
-        ctx.roles.forget(region);
+        ctx.network.forget(scope);
+        ctx.roles.forget(scope);
     }
     // Each ID read once: a repeated subnet must not count its free IPs twice.
-    let snapshot = ctx.network.snapshot(region, &spec.with_unique_network_ids()).await?;
-    let role = ctx.roles.role(region, &spec.role_arn).await;
+    let snapshot = ctx.network.snapshot(scope, &spec.with_unique_network_ids()).await?;
+    let role = ctx.roles.role(scope, &spec.role_arn).await;
     Ok(NetworkFacts::Read { mode, snapshot, role })
 }

@@ -4,6 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::accounts::{ACCOUNT_NOT_MAPPED, ASSUME_ROLE_FAILED};
 use crate::api::{Diagnosis, Finding, JobPhase, NetworkStatus, ProcessingJobStatus, Severity, ValidationMode};
 use crate::job::{JobState, JobStatus};
 use crate::partition::Partition;
@@ -118,6 +119,8 @@ pub struct Observation {
     pub generation: Option<i64>,
     pub job_name: Option<String>,
     pub region: Option<String>,
+    /// The account, when not the controller's own.
+    pub account: Option<String>,
     pub network: Option<NetworkOutcome>,
     pub phase: Phase,
     /// What was learnt when the job was seen ending Failed: set by that reconcile only.
@@ -205,6 +208,7 @@ pub fn desired_status(prev: &ProcessingJobStatus, obs: &Observation) -> Processi
         phase: Some(obs.phase.recorded()),
         processing_job_name: obs.job_name.clone(),
         region: obs.region.clone(),
+        account: obs.account.clone(),
         observed_generation: obs.generation,
         logs_url: match (&obs.region, &obs.job_name) {
             (Some(r), Some(n)) if matches!(obs.phase, Phase::Submitted { .. }) => Some(logs_url(r, n)),
@@ -565,6 +569,18 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
                 note: truncate(&c.message, 900),
                 action: c.reason.clone(),
             });
+        } else if matches!(c.reason.as_str(), ACCOUNT_NOT_MAPPED | ASSUME_ROLE_FAILED) {
+            // The namespace's account cannot be reached: said under its own reason.
+            out.push(EventSpec {
+                warning: true,
+                reason: if c.reason == ACCOUNT_NOT_MAPPED {
+                    ACCOUNT_NOT_MAPPED
+                } else {
+                    ASSUME_ROLE_FAILED
+                },
+                note: truncate(&c.message, 900),
+                action: "Account".into(),
+            });
         } else if !matches!(c.reason.as_str(), "Creating" | "InProgress" | "Stopping" | "Deleting") {
             out.push(EventSpec {
                 warning: true,
@@ -587,6 +603,7 @@ mod tests {
             generation: Some(1),
             job_name: Some("job-1".into()),
             region: Some("us-east-1".into()),
+            account: None,
             network: Some(NetworkOutcome::Validated {
                 mode: ValidationMode::Enforce,
                 vpc_id: Some("vpc-1".into()),

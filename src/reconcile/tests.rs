@@ -15,6 +15,7 @@ use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::accounts::{Scope, ScopeKey};
 use crate::api::{JobPhase, ProcessingJobSpec};
 use crate::aws::logs::StreamTail;
 use crate::aws::{AwsError, ErrorClass};
@@ -24,6 +25,11 @@ use crate::role::{NamedDocument, RoleDocuments, RoleFacts};
 
 const NS: &str = "team-a";
 const REGION: &str = "us-east-1";
+
+/// The controller's own account in [`REGION`], as the tracker keys it.
+fn own_key() -> ScopeKey {
+    Scope::own(REGION).key()
+}
 const GROUP_PATH: &str = "/apis/sagemaker.processing.dev/v1alpha1";
 
 // ---------------------------------------------------------------------------------------------
@@ -271,9 +277,29 @@ fn missing(operation: &'static str, name: &str) -> AwsError {
     )
 }
 
+/// Where a fake call went: the region, prefixed by the account when it is not the controller's
+/// own (`222222222222:us-east-1`).
+fn place(scope: &Scope) -> String {
+    match scope.account() {
+        Some(account) => format!("{account}:{}", scope.region),
+        None => scope.region.clone(),
+    }
+}
+
 impl JobService for FakeJobs {
-    fn create<'a>(&'a self, region: &'a str, job: NewJob<'a>) -> Answer<'a, String> {
+    fn sign_in<'a>(&'a self, scope: &'a Scope) -> Answer<'a, ()> {
         async move {
+            match &scope.assumed {
+                Some(a) => self.call("AssumeRole", &place(scope), &a.role_arn),
+                None => Ok(()),
+            }
+        }
+        .boxed()
+    }
+
+    fn create<'a>(&'a self, scope: &'a Scope, job: NewJob<'a>) -> Answer<'a, String> {
+        async move {
+            let region = &place(scope);
             let (name, tags) = (job.name, job.tags);
             self.call("CreateProcessingJob", region, name)?;
             let key = (region.to_string(), name.to_string());
@@ -292,8 +318,9 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn describe<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, JobState> {
+    fn describe<'a>(&'a self, scope: &'a Scope, name: &'a str) -> Answer<'a, JobState> {
         async move {
+            let region = &place(scope);
             self.call("DescribeProcessingJob", region, name)?;
             let s = self.state();
             s.jobs
@@ -304,8 +331,9 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> Answer<'a, ()> {
+    fn stop<'a>(&'a self, scope: &'a Scope, name: &'a str) -> Answer<'a, ()> {
         async move {
+            let region = &place(scope);
             self.call("StopProcessingJob", region, name)?;
             let mut s = self.state();
             match s.jobs.get_mut(&(region.to_string(), name.to_string())) {
@@ -319,8 +347,9 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn add_tag<'a>(&'a self, region: &'a str, arn: &'a str, tag: (&'a str, &'a str)) -> Answer<'a, ()> {
+    fn add_tag<'a>(&'a self, scope: &'a Scope, arn: &'a str, tag: (&'a str, &'a str)) -> Answer<'a, ()> {
         async move {
+            let region = &place(scope);
             self.call("AddTags", region, arn)?;
             let mut s = self.state();
             match s.jobs.values_mut().find(|(j, _)| j.arn.as_deref() == Some(arn)) {
@@ -334,8 +363,9 @@ impl JobService for FakeJobs {
         .boxed()
     }
 
-    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> Answer<'a, Vec<(String, String)>> {
+    fn tags<'a>(&'a self, scope: &'a Scope, arn: &'a str) -> Answer<'a, Vec<(String, String)>> {
         async move {
+            let region = &place(scope);
             self.call("ListTags", region, arn)?;
             let s = self.state();
             Ok(s.jobs
@@ -355,20 +385,20 @@ impl JobService for FakeJobs {
 struct EmptyNetwork(Arc<Mutex<u32>>, Arc<Mutex<Vec<Vec<String>>>>, Arc<Mutex<u32>>);
 
 impl NetworkReader for EmptyNetwork {
-    fn snapshot<'a>(&'a self, region: &'a str, spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot> {
+    fn snapshot<'a>(&'a self, scope: &'a Scope, spec: &'a ProcessingJobSpec) -> Answer<'a, NetworkSnapshot> {
         async move {
             *self.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             let subnets = spec.vpc_config().map(|v| v.subnets.clone()).unwrap_or_default();
             self.1.lock().unwrap_or_else(|e| e.into_inner()).push(subnets);
             Ok(NetworkSnapshot {
-                region: region.into(),
+                region: scope.region.clone(),
                 ..Default::default()
             })
         }
         .boxed()
     }
 
-    fn forget(&self, _region: &str) {
+    fn forget(&self, _scope: &Scope) {
         *self.2.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 }
@@ -415,7 +445,7 @@ impl FakeRoles {
 }
 
 impl RoleReader for FakeRoles {
-    fn role<'a>(&'a self, _region: &'a str, _arn: &'a str) -> futures::future::BoxFuture<'a, Arc<RoleFacts>> {
+    fn role<'a>(&'a self, _scope: &'a Scope, _arn: &'a str) -> futures::future::BoxFuture<'a, Arc<RoleFacts>> {
         async move {
             *self.1.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -423,7 +453,7 @@ impl RoleReader for FakeRoles {
         .boxed()
     }
 
-    fn forget(&self, _region: &str) {
+    fn forget(&self, _scope: &Scope) {
         *self.2.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 }
@@ -446,7 +476,7 @@ impl FakeLogs {
 }
 
 impl JobLogs for FakeLogs {
-    fn tail<'a>(&'a self, _region: &'a str, _job_name: &'a str, _lines: i32) -> Answer<'a, Vec<StreamTail>> {
+    fn tail<'a>(&'a self, _scope: &'a Scope, _job_name: &'a str, _lines: i32) -> Answer<'a, Vec<StreamTail>> {
         async move {
             *self.1.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             match &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
@@ -492,6 +522,7 @@ fn settings() -> Settings {
         orphan_sweep_interval: Duration::from_secs(600),
         stop_orphans: false,
         max_active_jobs_per_region: None,
+        carm_namespace: "ack-system".into(),
     }
 }
 
@@ -746,7 +777,7 @@ async fn a_new_job_is_recorded_before_it_is_created_once() {
     assert!(h
         .ctx
         .tracker
-        .is_tracked(REGION, s.processing_job_name.as_deref().unwrap_or_default()));
+        .is_tracked(&own_key(), s.processing_job_name.as_deref().unwrap_or_default()));
     assert!(h.event_reasons().contains(&"JobCreated".to_string()));
 }
 
@@ -962,7 +993,7 @@ fn manifest_at(name: &str, minute: u32) -> Value {
 async fn end(h: &Harness, name: &str) {
     let job = h.status(name).processing_job_name.unwrap_or_default();
     h.sagemaker.set_status(REGION, &job, JobStatus::Completed);
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.reconcile(name).await.expect("mirrored");
     assert_eq!(h.status(name).processing_job_status.as_deref(), Some("Completed"));
 }
@@ -1259,7 +1290,7 @@ async fn changing_the_knobs_of_a_created_job_revalidates_and_recreates_nothing()
     assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
     // Ended jobs too: the generation is recorded, nothing is called.
     h.sagemaker.set_status(REGION, &job, JobStatus::Completed);
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.reconcile("knobs").await.expect("reconcile");
     let calls = h.sagemaker.calls().len();
     h.edit_spec("knobs", "networkValidation", json!({"mode": "Skip"}));
@@ -1346,11 +1377,11 @@ async fn an_active_job_is_described_only_when_the_tracker_saw_a_change() {
     let (calls, writes) = h.quiet_window("mirror", 5).await;
     assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
     h.sagemaker.set_status(REGION, &job, JobStatus::Completed);
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     assert_eq!(h.reconcile("mirror").await.ok(), Some(Action::await_change()));
     assert_eq!(h.status("mirror").processing_job_status.as_deref(), Some("Completed"));
     assert_eq!(h.condition("mirror", "Ready"), ("True".into(), "Completed".into()));
-    assert!(!h.ctx.tracker.is_tracked(REGION, &job));
+    assert!(!h.ctx.tracker.is_tracked(&own_key(), &job));
     // Ended: nothing, ever.
     let (calls, writes) = h.quiet_window("mirror", 10).await;
     assert!(calls.is_empty() && writes == 0, "{calls:?} {writes}");
@@ -1369,7 +1400,7 @@ async fn a_state_from_a_sagemaker_event_is_mirrored_without_a_describe() {
         last_modified_epoch: Some(1_893_456_000.0),
         ..JobState::default()
     };
-    assert!(h.ctx.tracker.observe_event(REGION, event).is_some());
+    assert!(h.ctx.tracker.observe_event(&own_key(), event).is_some());
     h.reconcile("evented").await.expect("reconcile");
     let s = h.status("evented");
     assert_eq!(s.processing_job_status.as_deref(), Some("Failed"));
@@ -1381,14 +1412,14 @@ async fn a_state_from_a_sagemaker_event_is_mirrored_without_a_describe() {
         "{:?}",
         h.sagemaker.calls()
     );
-    assert!(!h.ctx.tracker.is_tracked(REGION, &job), "ended: untracked");
+    assert!(!h.ctx.tracker.is_tracked(&own_key(), &job), "ended: untracked");
 }
 
 #[tokio::test]
 async fn an_event_older_than_the_status_is_not_mirrored_over_it() {
     let h = Harness::new();
     let job = running(&h, "stale-event").await;
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.reconcile("stale-event").await.expect("reconcile");
     let known = h.status("stale-event").last_modified_time.clone();
     let known_epoch = known
@@ -1403,7 +1434,7 @@ async fn an_event_older_than_the_status_is_not_mirrored_over_it() {
         last_modified_epoch: Some(known_epoch - 60.0),
         ..JobState::default()
     };
-    h.ctx.tracker.observe_event(REGION, event);
+    h.ctx.tracker.observe_event(&own_key(), event);
     let calls = h.sagemaker.calls().len();
     h.reconcile("stale-event").await.expect("reconcile");
     assert_eq!(h.sagemaker.calls()[calls..], ["DescribeProcessingJob"]);
@@ -1445,7 +1476,7 @@ async fn a_failure_matching_a_pattern_is_diagnosed_once_with_the_log_tail() {
         &job,
         "ClientError: Access Denied (Service: Amazon S3; Status Code: 403)",
     );
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.reconcile("denied").await.expect("reconcile");
 
     let s = h.status("denied");
@@ -1495,7 +1526,7 @@ async fn a_failure_matching_no_pattern_gets_its_log_tail_and_no_guess() {
     h.logs.set(Err(ErrorClass::Credentials));
     h.sagemaker
         .fail_job(REGION, &job, "AlgorithmError: ZeroDivisionError: division by zero");
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.reconcile("algo")
         .await
         .expect("logs unreadable never fail the reconcile");
@@ -1513,7 +1544,7 @@ async fn refused_credentials_while_mirroring_keep_the_job_in_status() {
     let h = Harness::new();
     let job = running(&h, "outage").await;
     let arn = h.status("outage").processing_job_arn;
-    h.ctx.tracker.mark_changed(REGION, &job);
+    h.ctx.tracker.mark_changed(&own_key(), &job);
     h.sagemaker.fail(
         "DescribeProcessingJob",
         1,
@@ -1547,7 +1578,7 @@ async fn throttling_backs_off_quietly_then_says_so_beside_the_job() {
         .fail("DescribeProcessingJob", 3, ErrorClass::Throttled, "ThrottlingException");
     let writes = h.status_writes();
     for _ in 0..2 {
-        h.ctx.tracker.mark_changed(REGION, &job);
+        h.ctx.tracker.mark_changed(&own_key(), &job);
         assert!(is_backoff(&h.reconcile("throttled").await, "AwsThrottled"));
     }
     assert_eq!(h.status_writes(), writes, "the first retries are quiet");
@@ -1568,7 +1599,9 @@ async fn a_recorded_region_is_used_whatever_the_defaults_say_now() {
     assert_eq!(h.status("pinned").region.as_deref(), Some("eu-central-1"));
     // The annotation (or the controller's default) changes afterwards.
     h.annotate("pinned", crate::api::ACK_REGION_ANNOTATION, "ap-south-1");
-    h.ctx.tracker.mark_changed("eu-central-1", "pinned-job");
+    h.ctx
+        .tracker
+        .mark_changed(&Scope::own("eu-central-1").key(), "pinned-job");
     h.reconcile("pinned").await.expect("reconcile");
     h.delete("pinned");
     assert!(is_backoff(&h.reconcile("pinned").await, "WaitingForStop"));
@@ -1859,4 +1892,192 @@ async fn one_validation_is_announced_once() {
         "{:#?}",
         h.api.state().events
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts (ACK's cross-account resource management).
+
+const ACCOUNT_B: &str = "222222222222";
+const ROLE_B: &str = "arn:aws:iam::222222222222:role/smpc-b";
+const IN_B: &str = "222222222222:us-east-1";
+
+impl Harness {
+    /// The namespace's annotations, as the apiserver and the namespace watch see them.
+    fn annotate_namespace(&self, annotations: Value) {
+        self.api.state().namespaces.insert(
+            NS.into(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "annotations": annotations}}),
+        );
+        let annotations: BTreeMap<String, String> = serde_json::from_value(annotations).unwrap_or_default();
+        self.ctx.accounts.set_namespace(NS, Some(&annotations));
+    }
+
+    fn map_account(&self, account: &str, role: &str) {
+        let data = BTreeMap::from([(account.to_string(), role.to_string())]);
+        self.ctx.accounts.set_map(crate::accounts::ACCOUNT_MAP, Some(data));
+    }
+}
+
+#[tokio::test]
+async fn an_unmapped_account_waits_without_any_aws_call_and_proceeds_once_mapped() {
+    let h = Harness::new();
+    h.annotate_namespace(json!({crate::accounts::OWNER_ACCOUNT_ANNOTATION: ACCOUNT_B}));
+    h.apply(manifest("b", with_vpc("Warn")));
+    h.admit("b").await.expect("reconcile");
+    assert_eq!(h.status("b").phase, Some(JobPhase::Pending));
+    assert_eq!(
+        h.condition("b", "Reconciling"),
+        ("True".into(), "AccountNotMapped".into())
+    );
+    let message = h.reconciling_message("b");
+    for part in [
+        "services.k8s.aws/owner-account-id",
+        ACCOUNT_B,
+        "ack-system/ack-role-account-map",
+    ] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    assert!(
+        h.event_reasons().contains(&"AccountNotMapped".to_string()),
+        "{:?}",
+        h.event_reasons()
+    );
+    assert!(
+        h.sagemaker.calls().is_empty(),
+        "nothing is sent anywhere: {:?}",
+        h.sagemaker.calls()
+    );
+    assert_eq!(h.snapshots_read(), 0, "not even EC2 of the controller's own account");
+    // Still unmapped: quiet (no write, no call).
+    assert_eq!(h.quiet_window("b", 2).await, (vec![], 0));
+
+    h.map_account(ACCOUNT_B, ROLE_B);
+    h.reconcile("b").await.expect("reconcile");
+    assert_eq!(h.sagemaker.calls(), ["AssumeRole", "CreateProcessingJob"]);
+    assert!(
+        h.sagemaker.regions().iter().all(|r| r == IN_B),
+        "{:?}",
+        h.sagemaker.regions()
+    );
+    assert_eq!(h.snapshots_read(), 1, "the network is read once the account is reached");
+    let status = h.status("b");
+    assert_eq!(status.account.as_deref(), Some(ACCOUNT_B), "pinned");
+    assert_eq!(status.phase, Some(JobPhase::Created));
+}
+
+#[tokio::test]
+async fn a_job_is_only_ever_read_or_stopped_in_the_account_it_was_created_in() {
+    let h = Harness::new();
+    h.annotate_namespace(json!({crate::accounts::OWNER_ACCOUNT_ANNOTATION: ACCOUNT_B}));
+    h.map_account(ACCOUNT_B, ROLE_B);
+    h.apply(manifest("b", json!({"processingJobName": "b-job"})));
+    h.admit("b").await.expect("reconcile");
+    assert_eq!(h.status("b").account.as_deref(), Some(ACCOUNT_B));
+    // The namespace moves to another account, and B's mapping goes away.
+    h.annotate_namespace(json!({crate::accounts::OWNER_ACCOUNT_ANNOTATION: "333333333333"}));
+    h.map_account("333333333333", "arn:aws:iam::333333333333:role/smpc-c");
+    h.ctx.tracker.mark_changed(
+        &ScopeKey {
+            account: Some(ACCOUNT_B.into()),
+            region: REGION.into(),
+        },
+        "b-job",
+    );
+    let before = h.sagemaker.calls().len();
+    h.reconcile("b").await.expect("reconcile");
+    assert_eq!(h.sagemaker.calls().len(), before, "no Describe anywhere");
+    assert_eq!(
+        h.condition("b", "Reconciling"),
+        ("True".into(), "AccountNotMapped".into())
+    );
+    assert_eq!(
+        h.status("b").processing_job_status.as_deref(),
+        Some("InProgress"),
+        "kept"
+    );
+    h.delete("b");
+    assert!(h.reconcile("b").await.is_err(), "deletion waits for the account");
+    assert_eq!(
+        h.sagemaker.count("StopProcessingJob"),
+        0,
+        "never a Stop in another account"
+    );
+    assert!(h.object("b").is_some());
+    // B mapped again: its job is stopped there.
+    h.map_account(ACCOUNT_B, ROLE_B);
+    assert!(is_backoff(&h.reconcile("b").await, "WaitingForStop"));
+    assert_eq!(h.sagemaker.count("StopProcessingJob"), 1);
+    assert!(
+        h.sagemaker.regions().iter().all(|r| r == IN_B),
+        "{:?}",
+        h.sagemaker.state().calls
+    );
+}
+
+#[tokio::test]
+async fn a_role_that_cannot_be_assumed_is_said_with_stss_message_and_retried_with_backoff() {
+    let h = Harness::new();
+    h.annotate_namespace(json!({crate::accounts::OWNER_ACCOUNT_ANNOTATION: ACCOUNT_B}));
+    h.map_account(ACCOUNT_B, ROLE_B);
+    {
+        let mut s = h.sagemaker.state();
+        s.failures.entry("AssumeRole").or_default().push_back(AwsError {
+            service: "sts",
+            operation: "AssumeRole",
+            class: ErrorClass::Credentials,
+            code: Some(crate::accounts::ASSUME_ROLE_FAILED.into()),
+            message: format!("cannot assume {ROLE_B}: AccessDenied: not authorized to perform sts:AssumeRole"),
+        });
+    }
+    h.apply(manifest("b", with_vpc("Warn")));
+    let result = h.admit("b").await;
+    assert!(
+        matches!(&result, Err(e) if matches!(e.innermost(), Error::Aws(a) if a.operation == "AssumeRole")),
+        "backoff: {result:?}"
+    );
+    assert_eq!(
+        h.condition("b", "Reconciling"),
+        ("True".into(), "AssumeRoleFailed".into())
+    );
+    assert!(h
+        .reconciling_message("b")
+        .contains("not authorized to perform sts:AssumeRole"));
+    assert!(
+        h.event_reasons().contains(&"AssumeRoleFailed".to_string()),
+        "{:?}",
+        h.event_reasons()
+    );
+    assert_eq!(h.sagemaker.calls(), ["AssumeRole"], "nothing created");
+    assert_eq!(h.snapshots_read(), 0);
+    // STS lets it through next time.
+    h.reconcile("b").await.expect("reconcile");
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
+}
+
+#[tokio::test]
+async fn the_tenant_guard_still_applies_to_a_namespace_in_another_account() {
+    let h = Harness::new();
+    h.map_account(ACCOUNT_B, ROLE_B);
+    h.annotate_namespace(json!({
+        crate::accounts::OWNER_ACCOUNT_ANNOTATION: ACCOUNT_B,
+        guard::ALLOWED_ROLE_ARNS: "arn:aws:iam::222222222222:role/team-b-*"}));
+    h.apply(manifest("b", with_vpc("Enforce")));
+    h.admit("b").await.expect("reconcile");
+    assert_eq!(h.status("b").phase, Some(JobPhase::Blocked));
+    assert_eq!(
+        h.condition("b", "Stalled"),
+        ("True".into(), "NotAllowedInNamespace".into())
+    );
+    assert!(
+        h.sagemaker.calls().is_empty(),
+        "refused before the role is even assumed"
+    );
+    // Allowed by the guard: created in B.
+    h.annotate_namespace(json!({
+        crate::accounts::OWNER_ACCOUNT_ANNOTATION: ACCOUNT_B,
+        guard::ALLOWED_ROLE_ARNS: "arn:aws:iam::123456789012:role/*"}));
+    h.apply(manifest("b2", json!({})));
+    h.admit("b2").await.expect("reconcile");
+    assert_eq!(h.sagemaker.calls(), ["AssumeRole", "CreateProcessingJob"]);
+    assert!(h.sagemaker.regions().iter().all(|r| r == IN_B));
 }

@@ -1,5 +1,5 @@
 //! Tracks active SageMaker jobs with one batched `ListProcessingJobs(LastModifiedTimeAfter)` per
-//! region and poll interval, and triggers a reconcile (which then describes the job) only for the
+//! account and region (a [`ScopeKey`]) and poll interval, and triggers a reconcile (which then describes the job) only for the
 //! jobs that changed. Ended jobs are untracked and never polled again.
 //!
 //! Every List window is bounded in SageMaker's time, never in this machine's: a region's cursor
@@ -19,6 +19,7 @@ use kube::runtime::reflector::ObjectRef;
 use tokio_util::sync::CancellationToken;
 
 use super::Guarded;
+use crate::accounts::{Scope, ScopeKey};
 use crate::aws::{AwsClients, AwsError};
 use crate::job::{JobState, JobSummary};
 
@@ -43,13 +44,14 @@ const OFFSET_MEMORY: f64 = 600.0;
 
 /// The List call, apart from the SDK so that the poll can be tested without AWS.
 pub trait ChangeLister: Send + Sync {
-    /// Every job of the region modified after `after` (SageMaker time, seconds since the epoch).
-    fn list_changed_since(&self, region: &str, after: f64) -> BoxFuture<'_, Result<Vec<JobSummary>, AwsError>>;
+    /// Every job of the scope's account and region modified after `after` (SageMaker time,
+    /// seconds since the epoch).
+    fn list_changed_since(&self, scope: &Scope, after: f64) -> BoxFuture<'_, Result<Vec<JobSummary>, AwsError>>;
 }
 
 impl ChangeLister for AwsClients {
-    fn list_changed_since(&self, region: &str, after: f64) -> BoxFuture<'_, Result<Vec<JobSummary>, AwsError>> {
-        let sagemaker = self.sagemaker(region);
+    fn list_changed_since(&self, scope: &Scope, after: f64) -> BoxFuture<'_, Result<Vec<JobSummary>, AwsError>> {
+        let sagemaker = self.sagemaker(scope);
         Box::pin(async move { sagemaker.list_changed_since(after).await })
     }
 }
@@ -72,8 +74,10 @@ struct Tracked {
     event_newest: f64,
 }
 
-#[derive(Default)]
+/// The tracked jobs of one account and region.
 struct Region {
+    /// Whom to ask: the scope of the latest job tracked (any role of the account sees its jobs).
+    scope: Scope,
     jobs: HashMap<String, Tracked>,
     /// Every change not yet listed has a LastModifiedTime after this.
     cursor: Option<f64>,
@@ -128,7 +132,7 @@ impl ClockOffset {
 
 #[derive(Default)]
 struct State {
-    regions: BTreeMap<String, Region>,
+    regions: BTreeMap<ScopeKey, Region>,
     offset: Option<ClockOffset>,
 }
 
@@ -172,7 +176,7 @@ impl Tracker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn tracked(&self, region: &str, job: &str, f: impl FnOnce(&mut Tracked)) {
+    fn tracked(&self, region: &ScopeKey, job: &str, f: impl FnOnce(&mut Tracked)) {
         if let Some(t) = self.state().regions.get_mut(region).and_then(|r| r.jobs.get_mut(job)) {
             f(t);
         }
@@ -185,11 +189,17 @@ impl Tracker {
     /// `known_modified`; tracking it again on every reconcile does not. A first value that is not
     /// in the local clock's past may be a local reading (the create path has nothing else): it is
     /// capped at the measured SageMaker time, so that a clock running ahead hides no change.
-    pub fn track(&self, region: &str, job: &str, object: ObjectRef<Guarded>, known_modified: f64) {
+    pub fn track(&self, scope: &Scope, job: &str, object: ObjectRef<Guarded>, known_modified: f64) {
         let now = (self.clock)();
         let mut s = self.state();
         let offset = s.offset;
-        let r = s.regions.entry(region.to_string()).or_default();
+        let r = s.regions.entry(scope.key()).or_insert_with(|| Region {
+            scope: scope.clone(),
+            jobs: HashMap::new(),
+            cursor: None,
+            reach_back: None,
+        });
+        r.scope = scope.clone();
         match r.jobs.entry(job.to_string()) {
             Entry::Occupied(mut e) => {
                 let t = e.get_mut();
@@ -228,7 +238,7 @@ impl Tracker {
 
     /// Whether the job should be described now: it changed since it was last described, or the
     /// resync backstop is due. Clears the mark.
-    pub fn take_changed(&self, region: &str, job: &str) -> bool {
+    pub fn take_changed(&self, region: &ScopeKey, job: &str) -> bool {
         let resync = self.resync;
         let mut due = false;
         self.tracked(region, job, |t| {
@@ -240,7 +250,7 @@ impl Tracker {
         due
     }
 
-    pub fn is_tracked(&self, region: &str, job: &str) -> bool {
+    pub fn is_tracked(&self, region: &ScopeKey, job: &str) -> bool {
         self.state()
             .regions
             .get(region)
@@ -248,12 +258,34 @@ impl Tracker {
     }
 
     /// Marks a tracked job for a describe on its next reconcile.
-    pub fn mark_changed(&self, region: &str, job: &str) {
+    pub fn mark_changed(&self, region: &ScopeKey, job: &str) {
         self.tracked(region, job, |t| t.changed = true);
     }
 
+    /// Where a job an event names is tracked: under its account when jobs of that account were
+    /// created through an assumed role, else under the controller's own credentials in that
+    /// region (whose account number the controller does not need to know). `None` when no
+    /// tracked job has that name there.
+    pub fn locate(&self, account: Option<&str>, region: &str, job: &str) -> Option<ScopeKey> {
+        let s = self.state();
+        let candidates = [
+            account.map(|a| ScopeKey {
+                account: Some(a.to_string()),
+                region: region.to_string(),
+            }),
+            Some(ScopeKey {
+                account: None,
+                region: region.to_string(),
+            }),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .find(|key| s.regions.get(key).is_some_and(|r| r.jobs.contains_key(job)))
+    }
+
     /// The resource of a tracked job.
-    pub fn object_of(&self, region: &str, job: &str) -> Option<ObjectRef<Guarded>> {
+    pub fn object_of(&self, region: &ScopeKey, job: &str) -> Option<ObjectRef<Guarded>> {
         let mut object = None;
         self.tracked(region, job, |t| object = Some(t.object.clone()));
         object
@@ -267,7 +299,7 @@ impl Tracker {
     /// out of order and more than once), is not handed over; the resource is still returned so
     /// that the caller can wait for its status. Called only for an event the resource's status
     /// does not show yet.
-    pub fn observe_event(&self, region: &str, state: JobState) -> Option<ObjectRef<Guarded>> {
+    pub fn observe_event(&self, region: &ScopeKey, state: JobState) -> Option<ObjectRef<Guarded>> {
         let modified = state.last_modified_epoch?;
         let name = state.name.clone();
         let mut object = None;
@@ -294,7 +326,7 @@ impl Tracker {
     }
 
     /// The state an event handed over for the job, once.
-    pub fn take_event(&self, region: &str, job: &str) -> Option<JobState> {
+    pub fn take_event(&self, region: &ScopeKey, job: &str) -> Option<JobState> {
         let mut event = None;
         self.tracked(region, job, |t| event = t.event.take());
         event
@@ -302,7 +334,7 @@ impl Tracker {
 
     /// A tracked job an event reported changed without saying how: described on its next
     /// reconcile, which is triggered now. `None` when the job is not tracked.
-    pub fn describe_soon(&self, region: &str, job: &str) -> Option<ObjectRef<Guarded>> {
+    pub fn describe_soon(&self, region: &ScopeKey, job: &str) -> Option<ObjectRef<Guarded>> {
         let mut object = None;
         self.tracked(region, job, |t| {
             t.changed = true;
@@ -314,7 +346,7 @@ impl Tracker {
         object
     }
 
-    pub fn untrack(&self, region: &str, job: &str) {
+    pub fn untrack(&self, region: &ScopeKey, job: &str) {
         let mut s = self.state();
         if let Some(r) = s.regions.get_mut(region) {
             r.jobs.remove(job);
@@ -330,8 +362,9 @@ impl Tracker {
         let _ = self.trigger.unbounded_send(object);
     }
 
-    /// Active jobs tracked: (of `namespace`, in every region; in `region`, of every namespace).
-    pub fn active_jobs(&self, region: &str, namespace: &str) -> (u32, u32) {
+    /// Active jobs tracked: (of `namespace`, in every account and region; in `region` (an
+    /// account and region), of every namespace).
+    pub fn active_jobs(&self, region: &ScopeKey, namespace: &str) -> (u32, u32) {
         let s = self.state();
         let of_namespace = s
             .regions
@@ -365,27 +398,27 @@ impl Tracker {
         }
     }
 
-    /// One poll of every region with tracked jobs.
+    /// One poll of every account and region with tracked jobs.
     pub async fn poll_once<L: ChangeLister + ?Sized>(&self, lister: &L) {
-        let plan: Vec<(String, f64)> = self
+        let plan: Vec<(Scope, f64)> = self
             .state()
             .regions
-            .iter()
-            .map(|(region, r)| (region.clone(), r.window_start()))
+            .values()
+            .map(|r| (r.scope.clone(), r.window_start()))
             .collect();
-        for (region, after) in plan {
-            match lister.list_changed_since(&region, after).await {
-                Ok(summaries) => self.absorb(&region, after, &summaries),
+        for (scope, after) in plan {
+            match lister.list_changed_since(&scope, after).await {
+                Ok(summaries) => self.absorb(&scope.key(), after, &summaries),
                 // The cursor and the pending reach-back stay: the next window is no narrower.
                 Err(e) => {
-                    tracing::warn!(region, error = %e, "listing changed processing jobs failed; retrying next poll")
+                    tracing::warn!(scope = %scope, error = %e, "listing changed processing jobs failed; retrying next poll")
                 }
             }
         }
     }
 
     /// Takes in a successful answer to `ListProcessingJobs(LastModifiedTimeAfter = after)`.
-    fn absorb(&self, region: &str, after: f64, summaries: &[JobSummary]) {
+    fn absorb(&self, region: &ScopeKey, after: f64, summaries: &[JobSummary]) {
         let received = (self.clock)();
         let newest = summaries.iter().map(|j| j.last_modified_epoch).reduce(f64::max);
         let mut s = self.state();
@@ -422,7 +455,7 @@ impl Tracker {
             r.reach_back = None;
         }
         tracing::debug!(
-            region,
+            scope = %region,
             after,
             listed = summaries.len(),
             triggered,
@@ -437,6 +470,14 @@ mod tests {
     use futures::channel::mpsc::{self, UnboundedReceiver};
 
     const REGION: &str = "us-east-1";
+
+    fn own() -> Scope {
+        Scope::own(REGION)
+    }
+
+    fn key() -> ScopeKey {
+        own().key()
+    }
     /// SageMaker's clock when a test starts.
     const T0: f64 = 1_800_000_000.0;
     const DAY: f64 = 86_400.0;
@@ -504,8 +545,8 @@ mod tests {
     }
 
     impl ChangeLister for FakeSageMaker {
-        fn list_changed_since(&self, region: &str, after: f64) -> BoxFuture<'_, Result<Vec<JobSummary>, AwsError>> {
-            assert_eq!(region, REGION);
+        fn list_changed_since(&self, scope: &Scope, after: f64) -> BoxFuture<'_, Result<Vec<JobSummary>, AwsError>> {
+            assert_eq!(scope, &own());
             let mut a = self.account();
             a.asked.push(after);
             let answer = if a.failures > 0 {
@@ -566,7 +607,7 @@ mod tests {
 
     impl Harness {
         fn track(&self, job: &str, known: f64) {
-            self.tracker.track(REGION, job, object(job), known);
+            self.tracker.track(&own(), job, object(job), known);
         }
 
         /// What the create path tracks: the local clock.
@@ -589,7 +630,7 @@ mod tests {
 
         /// What a reconcile does for a triggered job: describe it and track the answer.
         fn describe(&self, job: &str) {
-            assert!(self.tracker.take_changed(REGION, job), "{job} should be due");
+            assert!(self.tracker.take_changed(&key(), job), "{job} should be due");
             let a = self.sagemaker.account();
             let (modified, _) = *a.jobs[job].last().unwrap();
             drop(a);
@@ -791,8 +832,8 @@ mod tests {
         h.sagemaker.pass(5.0);
         h.poll().await;
         assert!(h.triggered().is_empty());
-        assert!(h.tracker.take_changed(REGION, "a"));
-        assert!(!h.tracker.take_changed(REGION, "a"));
+        assert!(h.tracker.take_changed(&key(), "a"));
+        assert!(!h.tracker.take_changed(&key(), "a"));
     }
 
     #[tokio::test]
@@ -806,8 +847,8 @@ mod tests {
         h.poll().await;
         assert_eq!(h.triggered(), ["mine"]);
 
-        h.tracker.untrack(REGION, "mine");
-        assert!(!h.tracker.is_tracked(REGION, "mine"));
+        h.tracker.untrack(&key(), "mine");
+        assert!(!h.tracker.is_tracked(&key(), "mine"));
         assert_eq!(h.tracker.active(), 0);
         h.sagemaker.modify("mine", 0.0);
         h.sagemaker.pass(5.0);
@@ -827,7 +868,7 @@ mod tests {
         h.sagemaker.modify("yesterday", 0.0);
         h.track("yesterday", T0);
         h.poll().await;
-        h.tracker.untrack(REGION, "yesterday");
+        h.tracker.untrack(&key(), "yesterday");
 
         h.sagemaker.pass(DAY);
         let created = h.sagemaker.modify("today", 0.0);
@@ -843,25 +884,25 @@ mod tests {
         let mut h = harness(0.0, Duration::from_secs(3600));
         h.sagemaker.modified_at("a", T0 - 100.0);
         h.track("a", T0 - 100.0);
-        assert!(h.tracker.is_tracked(REGION, "a"));
-        assert!(!h.tracker.take_changed(REGION, "a"), "no change, resync not due");
+        assert!(h.tracker.is_tracked(&key(), "a"));
+        assert!(!h.tracker.take_changed(&key(), "a"), "no change, resync not due");
         h.sagemaker.modify("a", 0.0);
         h.sagemaker.pass(5.0);
         h.poll().await;
         assert_eq!(h.triggered(), ["a"]);
-        assert!(h.tracker.take_changed(REGION, "a"));
-        assert!(!h.tracker.take_changed(REGION, "a"));
-        h.tracker.mark_changed(REGION, "a");
-        assert!(h.tracker.take_changed(REGION, "a"));
-        assert!(!h.tracker.take_changed(REGION, "a"));
-        assert!(!h.tracker.take_changed(REGION, "never-tracked"));
+        assert!(h.tracker.take_changed(&key(), "a"));
+        assert!(!h.tracker.take_changed(&key(), "a"));
+        h.tracker.mark_changed(&key(), "a");
+        assert!(h.tracker.take_changed(&key(), "a"));
+        assert!(!h.tracker.take_changed(&key(), "a"));
+        assert!(!h.tracker.take_changed(&key(), "never-tracked"));
 
         let backstop = harness(0.0, Duration::ZERO);
         backstop.track("a", T0 - 100.0);
         assert!(
-            backstop.tracker.take_changed(REGION, "a"),
+            backstop.tracker.take_changed(&key(), "a"),
             "resync due without a change"
         );
-        assert!(backstop.tracker.take_changed(REGION, "a"));
+        assert!(backstop.tracker.take_changed(&key(), "a"));
     }
 }

@@ -203,7 +203,15 @@ fn step(message: &Message, tracker: &Tracker, store: &Store<Guarded>) -> Step {
             );
             Step::Done("other_event")
         }
-        Ok(Parsed::Incomplete { region, name, missing }) => match tracker.describe_soon(&region, &name) {
+        Ok(Parsed::Incomplete {
+            account,
+            region,
+            name,
+            missing,
+        }) => match tracker
+            .locate(account.as_deref(), &region, &name)
+            .and_then(|key| tracker.describe_soon(&key, &name))
+        {
             Some(_) => {
                 tracing::info!(
                     job = name,
@@ -215,8 +223,11 @@ fn step(message: &Message, tracker: &Tracker, store: &Store<Guarded>) -> Step {
             }
             None => Step::Done("unknown_job"),
         },
-        Ok(Parsed::Change { region, state }) => {
-            let (Some(object), Some(modified)) = (tracker.object_of(&region, &state.name), state.last_modified_epoch)
+        Ok(Parsed::Change { account, region, state }) => {
+            let Some(key) = tracker.locate(account.as_deref(), &region, &state.name) else {
+                return Step::Done("unknown_job");
+            };
+            let (Some(object), Some(modified)) = (tracker.object_of(&key, &state.name), state.last_modified_epoch)
             else {
                 return Step::Done("unknown_job");
             };
@@ -225,7 +236,7 @@ fn step(message: &Message, tracker: &Tracker, store: &Store<Guarded>) -> Step {
                 Shows::Gone => Step::Done("unknown_job"),
                 Shows::No => {
                     let name = state.name.clone();
-                    tracker.observe_event(&region, *state);
+                    tracker.observe_event(&key, *state);
                     Step::AwaitStatus { object, name, modified }
                 }
             }
@@ -511,7 +522,8 @@ mod tests {
 
         fn track(&self, job: &str, known: f64) -> ObjectRef<Guarded> {
             let object = ObjectRef::new("r").within("team-a");
-            self.tracker.track(REGION, job, object.clone(), known);
+            self.tracker
+                .track(&crate::accounts::Scope::own(REGION), job, object.clone(), known);
             object
         }
 
@@ -545,10 +557,20 @@ mod tests {
             }
         );
         assert_eq!(w.triggered(), 1);
-        let handed = w.tracker.take_event(REGION, "job-a").expect("the event's state");
+        let handed = w
+            .tracker
+            .take_event(&crate::accounts::Scope::own(REGION).key(), "job-a")
+            .expect("the event's state");
         assert_eq!(handed.status, JobStatus::Completed);
-        assert!(w.tracker.take_changed(REGION, "job-a"));
-        assert!(w.tracker.take_event(REGION, "job-a").is_none(), "handed over once");
+        assert!(w
+            .tracker
+            .take_changed(&crate::accounts::Scope::own(REGION).key(), "job-a"));
+        assert!(
+            w.tracker
+                .take_event(&crate::accounts::Scope::own(REGION).key(), "job-a")
+                .is_none(),
+            "handed over once"
+        );
 
         // Written: the same event again is a duplicate, deleted at once.
         w.put(resource("r", "job-a", "Completed", Some("2026-01-01T00:00:20Z")));
@@ -579,7 +601,10 @@ mod tests {
             Step::AwaitStatus { .. }
         ));
         assert_eq!(w.triggered(), 1, "the older event triggers nothing");
-        let handed = w.tracker.take_event(REGION, "job-a").expect("the newer state");
+        let handed = w
+            .tracker
+            .take_event(&crate::accounts::Scope::own(REGION).key(), "job-a")
+            .expect("the newer state");
         assert_eq!(handed.status, JobStatus::Stopping);
     }
 
@@ -590,11 +615,17 @@ mod tests {
         w.put(resource("r", "job-a", "InProgress", Some(T10)));
         step(&event("job-a", "Failed", T20_MS), &w.tracker, &w.store);
         // The reconcile took it, but its status write failed: SQS delivers the message again.
-        assert!(w.tracker.take_event(REGION, "job-a").is_some());
+        assert!(w
+            .tracker
+            .take_event(&crate::accounts::Scope::own(REGION).key(), "job-a")
+            .is_some());
         assert_eq!(w.triggered(), 1);
         step(&event("job-a", "Failed", T20_MS), &w.tracker, &w.store);
         assert_eq!(w.triggered(), 1);
-        assert!(w.tracker.take_event(REGION, "job-a").is_some());
+        assert!(w
+            .tracker
+            .take_event(&crate::accounts::Scope::own(REGION).key(), "job-a")
+            .is_some());
     }
 
     #[test]
@@ -653,9 +684,15 @@ mod tests {
             Step::Done("incomplete")
         );
         assert_eq!(w.triggered(), 1);
-        assert!(w.tracker.take_event(REGION, "job-a").is_none(), "no state to mirror");
         assert!(
-            w.tracker.take_changed(REGION, "job-a"),
+            w.tracker
+                .take_event(&crate::accounts::Scope::own(REGION).key(), "job-a")
+                .is_none(),
+            "no state to mirror"
+        );
+        assert!(
+            w.tracker
+                .take_changed(&crate::accounts::Scope::own(REGION).key(), "job-a"),
             "described on the next reconcile"
         );
     }

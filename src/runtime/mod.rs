@@ -1,7 +1,8 @@
-//! The process around the reconciler: wiring of the watches (ProcessingJobs, and namespaces for
-//! the tenant guard), the tracker and the controller, readiness and gauges, leader election, the
+//! The process around the reconciler: wiring of the watches (ProcessingJobs, namespaces for the
+//! tenant guard and the accounts, ACK's cross-account ConfigMaps), the tracker and the controller, readiness and gauges, leader election, the
 //! ops server, signals and shutdown.
 
+pub mod carm;
 pub mod events;
 mod gauges;
 pub mod lease;
@@ -126,8 +127,17 @@ pub async fn run_controller(
     };
     let guard_changed = {
         let metrics = metrics.clone();
-        namespaces::changes(client.clone(), settings.namespace.as_deref(), store.clone())
-            .inspect(move |_| count(&metrics, "namespace"))
+        namespaces::changes(
+            client.clone(),
+            settings.namespace.as_deref(),
+            store.clone(),
+            ctx.accounts.clone(),
+        )
+        .inspect(move |_| count(&metrics, "namespace"))
+    };
+    let mapping_changed = {
+        let metrics = metrics.clone();
+        carm::changes(client.clone(), ctx.accounts.clone(), store.clone()).inspect(move |_| count(&metrics, "carm"))
     };
     let gauges = tokio::spawn(gauges::report(
         store.clone(),
@@ -149,6 +159,7 @@ pub async fn run_controller(
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
         .reconcile_on(tracked)
         .reconcile_on(guard_changed)
+        .reconcile_on(mapping_changed)
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| {

@@ -4,8 +4,13 @@
 //! anyone touching the resource. Only jobs that were never created are checked by the guard: a
 //! running job is never stopped by a later tightening.
 //!
-//! Metadata only (no spec or status of namespaces travels), and only changes of the guard's own
-//! annotations count: labels, other annotations and the first sight of a namespace bring nothing.
+//! The same holds for ACK's account annotations (`services.k8s.aws/owner-account-id`,
+//! `services.k8s.aws/team-id`): the watch records them in the [`Directory`] the reconciler reads,
+//! and a change brings the namespace's jobs back, so they are checked in their new account.
+//!
+//! Metadata only (no spec or status of namespaces travels), and only changes of the guard's and
+//! the account annotations count: labels, other annotations and the first sight of a namespace
+//! bring nothing.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,6 +21,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 
+use crate::accounts::{self, Directory};
 use crate::reconcile::guard;
 use crate::reconcile::Guarded;
 
@@ -30,9 +36,15 @@ impl LimitsSeen {
         match event {
             watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => {
                 let name = ns.name_any();
-                let limits = guard::limits(ns.annotations())
+                let annotations = ns.annotations();
+                let limits = guard::limits(annotations)
                     .into_iter()
                     .map(|(k, v)| (k, v.to_string()))
+                    .chain(
+                        accounts::ANNOTATIONS
+                            .iter()
+                            .filter_map(|k| annotations.get(*k).map(|v| (*k, v.clone()))),
+                    )
                     .collect();
                 let before = self.0.insert(name.clone(), limits);
                 (before.is_some() && before.as_ref() != self.0.get(&name)).then_some(name)
@@ -43,6 +55,17 @@ impl LimitsSeen {
             }
             watcher::Event::Init | watcher::Event::InitDone => None,
         }
+    }
+}
+
+/// Keeps the directory's copy of the namespaces' account annotations current.
+fn record(directory: &Directory, event: &watcher::Event<PartialObjectMeta<Namespace>>) {
+    match event {
+        watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => {
+            directory.set_namespace(&ns.name_any(), Some(ns.annotations()))
+        }
+        watcher::Event::Delete(ns) => directory.set_namespace(&ns.name_any(), None),
+        watcher::Event::Init | watcher::Event::InitDone => {}
     }
 }
 
@@ -62,6 +85,7 @@ pub fn changes(
     client: Client,
     scope: Option<&str>,
     store: Store<Guarded>,
+    directory: std::sync::Arc<Directory>,
 ) -> impl Stream<Item = ObjectRef<Guarded>> + Send + 'static {
     let config = match scope {
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
@@ -73,7 +97,10 @@ pub fn changes(
         .default_backoff()
         .filter_map(move |event| {
             future::ready(match event {
-                Ok(event) => seen.changed(&event),
+                Ok(event) => {
+                    record(&directory, &event);
+                    seen.changed(&event)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot watch namespaces: changes of the tenant guard's annotations are noticed only on the revalidation timer (RBAC: list and watch namespaces)");
                     None
@@ -140,6 +167,25 @@ mod tests {
             seen.changed(&Apply(ns("a", &[(guard::MAX_INSTANCE_COUNT, "1")]))),
             None,
             "recreated: first sight"
+        );
+        assert_eq!(
+            seen.changed(&Apply(ns(
+                "a",
+                &[
+                    (guard::MAX_INSTANCE_COUNT, "1"),
+                    (accounts::OWNER_ACCOUNT_ANNOTATION, "222222222222")
+                ]
+            ))),
+            Some("a".into()),
+            "an account annotation counts"
+        );
+        assert_eq!(
+            seen.changed(&Apply(ns(
+                "a",
+                &[(guard::MAX_INSTANCE_COUNT, "1"), (accounts::TEAM_ANNOTATION, "x")]
+            ))),
+            Some("a".into()),
+            "so does the team"
         );
     }
 }

@@ -7,7 +7,9 @@
 //! job and process). A job is an orphan when its ownership tags name a UID no resource has and a
 //! namespace this controller watches. Each orphan is reported once per process — a warning log
 //! line and a Warning Event `OrphanedJob` on its Namespace — and the gauge `smpc_orphaned_jobs`
-//! holds the count of the last sweep. With `--stop-orphans` the sweep also stops them.
+//! holds the count of the last sweep. With `--stop-orphans` the sweep also stops them. The sweep
+//! covers the controller's own account; jobs in accounts reached through ACK's CARM roles are not
+//! swept (docs/multi-account.md).
 //!
 //! The AWS I/O sits behind [`OrphanAws`], the Event behind [`Announce`], and the resources come
 //! in as plain [`Resource`] values, so the sweep runs in-process against fakes (tests below).
@@ -25,7 +27,7 @@ use kube::{Api, Client, Resource as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ProcessingJob;
-use crate::aws::{AwsClients, AwsError};
+use crate::aws::{AwsClients, AwsError, Scope};
 use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_RETAINED, TAG_UID};
 use crate::reconcile::{Guarded, Settings, ACK_ADOPTION_POLICY_ANNOTATION, FIELD_MANAGER};
 use crate::telemetry::metrics::Metrics;
@@ -45,15 +47,15 @@ pub trait OrphanAws: Send + Sync {
 
 impl OrphanAws for AwsClients {
     fn list_active<'a>(&'a self, region: &'a str) -> BoxFuture<'a, Result<Vec<JobState>, AwsError>> {
-        async move { self.sagemaker(region).list_active().await }.boxed()
+        async move { self.sagemaker(&Scope::own(region)).list_active().await }.boxed()
     }
 
     fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>> {
-        async move { self.sagemaker(region).tags(arn).await }.boxed()
+        async move { self.sagemaker(&Scope::own(region)).tags(arn).await }.boxed()
     }
 
     fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
-        async move { self.sagemaker(region).stop(name).await }.boxed()
+        async move { self.sagemaker(&Scope::own(region)).stop(name).await }.boxed()
     }
 }
 

@@ -111,7 +111,7 @@ impl Metrics {
         );
         r.register(
             "reconcile_triggers",
-            "What brought resources to the reconciler: watch, tracker, namespace, requeue; ignored counts watch events that changed nothing the controller acts on",
+            "What brought resources to the reconciler: watch, tracker, namespace, carm (a cross-account ConfigMap), requeue; ignored counts watch events that changed nothing the controller acts on",
             self.triggers.clone(),
         );
         r.register(

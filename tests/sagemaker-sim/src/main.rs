@@ -7,6 +7,7 @@
 //! API under `/_sim/` injects faults, makes jobs regional on demand, drives job states and reports
 //! call counts.
 
+mod accounts;
 mod events;
 mod model;
 mod validate;
@@ -24,7 +25,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use model::{ApiError, Sim, SimConfig};
+use model::{ApiError, Caller, Sim, SimConfig};
 
 /// SageMaker processing-job simulator.
 #[derive(Parser)]
@@ -38,7 +39,7 @@ struct Args {
     /// Region used in job ARNs.
     #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
     region: String,
-    /// Account ID used in job ARNs.
+    /// Account of callers whose access key STS does not know (moto's default account).
     #[arg(long, default_value = "123456789012")]
     account: String,
     /// EventBridge endpoint (`http://host:port`, e.g. moto's) that every job state change is
@@ -46,18 +47,31 @@ struct Args {
     /// Unset: no events.
     #[arg(long, env = "SIM_EVENTS_URL")]
     events_url: Option<String>,
+    /// STS endpoint (moto) asked for the account of an access key it issued (GetCallerIdentity),
+    /// so that jobs are partitioned by the caller's account; without it every caller is
+    /// `--account`.
+    #[arg(long, env = "SIM_STS_ENDPOINT")]
+    sts_endpoint: Option<String>,
 }
 
-type Shared = Arc<Mutex<Sim>>;
+/// The simulator, and who owns which access key.
+#[derive(Clone)]
+struct Shared {
+    sim: Arc<Mutex<Sim>>,
+    accounts: Arc<accounts::Accounts>,
+}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let mut state = Sim::new(args.region, args.account);
     state.publish_events = args.events_url.is_some();
-    let sim = Arc::new(Mutex::new(state));
+    let sim = Shared {
+        sim: Arc::new(Mutex::new(state)),
+        accounts: Arc::new(accounts::Accounts::new(args.sts_endpoint)),
+    };
     if let Some(url) = args.events_url {
-        tokio::spawn(events::publish(sim.clone(), url));
+        tokio::spawn(events::publish(sim.sim.clone(), url));
     }
     let app = Router::new()
         .route("/", post(api))
@@ -83,7 +97,8 @@ async fn main() -> std::io::Result<()> {
 }
 
 /// The SageMaker API: one POST endpoint dispatching on `X-Amz-Target`.
-async fn api(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn api(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let sim = shared.sim;
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -111,7 +126,15 @@ async fn api(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
     if let Some(err) = fault {
         return error_response(err);
     }
-    let result = sim.lock().await.handle(operation, &input, signing_region(&headers));
+    let account = match credential_scope(&headers).and_then(|s| s.split('/').next()) {
+        Some(key) => shared.accounts.of(key).await,
+        None => None,
+    };
+    let caller = Caller {
+        region: signing_region(&headers),
+        account: account.as_deref(),
+    };
+    let result = sim.lock().await.handle(operation, &input, caller);
     match result {
         Ok(v) => (
             StatusCode::OK,
@@ -126,9 +149,13 @@ async fn api(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
 /// The region a request was signed for: the third field of the SigV4 credential scope
 /// (`Authorization: AWS4-HMAC-SHA256 Credential=AKID/20261128/us-east-1/sagemaker/aws4_request, …`).
 fn signing_region(headers: &HeaderMap) -> Option<&str> {
+    credential_scope(headers)?.split('/').nth(2).filter(|r| !r.is_empty())
+}
+
+/// The SigV4 credential (`AKID/date/region/service/aws4_request`) of a request.
+fn credential_scope(headers: &HeaderMap) -> Option<&str> {
     let auth = headers.get("authorization")?.to_str().ok()?;
-    let scope = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
-    scope.split('/').nth(2).filter(|r| !r.is_empty())
+    auth.split("Credential=").nth(1)?.split([',', ' ']).next()
 }
 
 fn error_response(e: ApiError) -> Response {
@@ -144,7 +171,7 @@ fn error_response(e: ApiError) -> Response {
         .into_response()
 }
 
-async fn put_config(State(sim): State<Shared>, body: Bytes) -> Response {
+async fn put_config(State(Shared { sim, .. }): State<Shared>, body: Bytes) -> Response {
     match serde_json::from_slice::<SimConfig>(&body) {
         Ok(config) => {
             let mut s = sim.lock().await;
@@ -155,15 +182,15 @@ async fn put_config(State(sim): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn get_config(State(sim): State<Shared>) -> Response {
+async fn get_config(State(Shared { sim, .. }): State<Shared>) -> Response {
     axum::Json(json!(sim.lock().await.config)).into_response()
 }
 
-async fn list_jobs(State(sim): State<Shared>) -> Response {
+async fn list_jobs(State(Shared { sim, .. }): State<Shared>) -> Response {
     axum::Json(sim.lock().await.admin_jobs()).into_response()
 }
 
-async fn set_status(State(sim): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
+async fn set_status(State(Shared { sim, .. }): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
     let req: model::StatusChange = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid status change: {e}")).into_response(),
@@ -174,7 +201,7 @@ async fn set_status(State(sim): State<Shared>, Path(name): Path<String>, body: B
     }
 }
 
-async fn get_calls(State(sim): State<Shared>) -> Response {
+async fn get_calls(State(Shared { sim, .. }): State<Shared>) -> Response {
     axum::Json(json!(sim.lock().await.calls)).into_response()
 }
 
@@ -184,7 +211,7 @@ struct BulkStatus {
     status: String,
 }
 
-async fn bulk_status(State(sim): State<Shared>, body: Bytes) -> Response {
+async fn bulk_status(State(Shared { sim, .. }): State<Shared>, body: Bytes) -> Response {
     let req: BulkStatus = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid bulk status: {e}")).into_response(),
@@ -195,11 +222,11 @@ async fn bulk_status(State(sim): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-async fn get_creates(State(sim): State<Shared>) -> Response {
+async fn get_creates(State(Shared { sim, .. }): State<Shared>) -> Response {
     axum::Json(json!(sim.lock().await.create_attempts)).into_response()
 }
 
-async fn reset_calls(State(sim): State<Shared>) -> Response {
+async fn reset_calls(State(Shared { sim, .. }): State<Shared>) -> Response {
     sim.lock().await.calls.clear();
     StatusCode::NO_CONTENT.into_response()
 }

@@ -151,6 +151,16 @@ struct Job {
     tags: Vec<Value>,
     /// The region the create was signed for (`None`: unsigned request).
     region: Option<String>,
+    /// The account of the credentials the create was signed with.
+    account: String,
+}
+
+/// Who calls: the region the request was signed for (`None`: unsigned) and the account of its
+/// credentials (`None`: the simulator's default account).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    pub region: Option<&'a str>,
+    pub account: Option<&'a str>,
 }
 
 pub struct Sim {
@@ -310,26 +320,37 @@ impl Sim {
         }
     }
 
-    /// Answers one API call; `region` is the region the request was signed for.
-    pub fn handle(&mut self, operation: &str, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
+    /// Answers one API call of `caller`. Jobs are partitioned by account as in SageMaker: a
+    /// call sees, stops and counts against the quota only the jobs of its own account.
+    pub fn handle(&mut self, operation: &str, input: &Value, caller: Caller<'_>) -> Result<Value, ApiError> {
         self.advance();
+        let account = caller.account.unwrap_or(&self.account).to_string();
+        let caller = Caller {
+            region: caller.region,
+            account: Some(&account),
+        };
         match operation {
-            "CreateProcessingJob" => self.create(input, region),
-            "DescribeProcessingJob" => self.describe(input, region),
-            "StopProcessingJob" => self.stop(input, region),
-            "ListProcessingJobs" => self.list(input, region),
-            "AddTags" => self.add_tags(input, region),
-            "ListTags" => self.list_tags(input, region),
+            "CreateProcessingJob" => self.create(input, caller),
+            "DescribeProcessingJob" => self.describe(input, caller),
+            "StopProcessingJob" => self.stop(input, caller),
+            "ListProcessingJobs" => self.list(input, caller),
+            "AddTags" => self.add_tags(input, caller),
+            "ListTags" => self.list_tags(input, caller),
             other => Err(ApiError::unknown_operation(other)),
         }
     }
 
-    /// Whether a call signed for `region` sees `job` (always, unless jobs are regional).
-    fn visible(&self, job: &Job, region: Option<&str>) -> bool {
-        !self.config.regional || region.is_none() || job.region.is_none() || job.region.as_deref() == region
+    /// Whether `caller` sees `job`: a job of its account, of its region unless jobs are not
+    /// regional.
+    fn visible(&self, job: &Job, caller: Caller<'_>) -> bool {
+        let region = caller.region;
+        let regional =
+            !self.config.regional || region.is_none() || job.region.is_none() || job.region.as_deref() == region;
+        regional && caller.account.unwrap_or(&self.account) == job.account
     }
 
-    fn create(&mut self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
+    fn create(&mut self, input: &Value, caller: Caller<'_>) -> Result<Value, ApiError> {
+        let region = caller.region;
         if let Some(name) = input.get("ProcessingJobName").and_then(Value::as_str) {
             *self.create_attempts.entry(name.to_string()).or_default() += 1;
         }
@@ -340,20 +361,21 @@ impl Sim {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        // Jobs are keyed by name alone: even with `regional`, a name taken in another region is
-        // refused as in use (SageMaker would create a second job there). Either way the attempt
-        // is counted in `create_attempts`.
+        // Jobs are keyed by name alone: even with `regional`, a name taken in another region or
+        // account is refused as in use (SageMaker would create a second job there). Either way
+        // the attempt is counted in `create_attempts`.
         if let Some(existing) = self.jobs.get(&name) {
             return Err(ApiError::in_use(format!(
                 "Job name must be unique within an AWS account and region, and a job with this name already exists ({})",
                 existing.arn
             )));
         }
-        self.within_quota(&request, region)?;
+        self.within_quota(&request, caller)?;
         let t = now();
+        let account = caller.account.unwrap_or(&self.account).to_string();
         let arn = match region.filter(|_| self.config.regional) {
-            Some(r) => self.arn_in(r, &name),
-            None => self.arn(&name),
+            Some(r) => arn_in(r, &account, &name),
+            None => arn_in(&self.region, &account, &name),
         };
         let tags = request
             .get("Tags")
@@ -376,6 +398,7 @@ impl Sim {
                 due,
                 tags,
                 region: region.map(str::to_string),
+                account,
             },
         );
         self.changed(&name);
@@ -383,7 +406,7 @@ impl Sim {
     }
 
     /// The instance quota of the requested type, checked as SageMaker does at create.
-    fn within_quota(&self, request: &Map<String, Value>, region: Option<&str>) -> Result<(), ApiError> {
+    fn within_quota(&self, request: &Map<String, Value>, caller: Caller<'_>) -> Result<(), ApiError> {
         let cluster = |r: &Map<String, Value>| {
             r.get("ProcessingResources")
                 .and_then(|p| p.get("ClusterConfig"))
@@ -405,7 +428,7 @@ impl Sim {
         let used: u64 = self
             .jobs
             .values()
-            .filter(|j| matches!(j.status.as_str(), "InProgress" | "Stopping") && self.visible(j, region))
+            .filter(|j| matches!(j.status.as_str(), "InProgress" | "Stopping") && self.visible(j, caller))
             .map(|j| shape(cluster(&j.request)))
             .filter(|(t, _)| *t == instance_type)
             .map(|(_, n)| n)
@@ -428,7 +451,7 @@ impl Sim {
             })
     }
 
-    fn describe(&self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
+    fn describe(&self, input: &Value, region: Caller<'_>) -> Result<Value, ApiError> {
         let name = self.job_name(input)?;
         let job = self
             .jobs
@@ -438,7 +461,7 @@ impl Sim {
         Ok(Value::Object(description(job)))
     }
 
-    fn stop(&mut self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
+    fn stop(&mut self, input: &Value, region: Caller<'_>) -> Result<Value, ApiError> {
         let name = self.job_name(input)?.to_string();
         let stopping = self.config.stopping_seconds;
         if !self.jobs.get(&name).is_some_and(|j| self.visible(j, region)) {
@@ -459,7 +482,7 @@ impl Sim {
         Ok(json!({}))
     }
 
-    fn list(&self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
+    fn list(&self, input: &Value, region: Caller<'_>) -> Result<Value, ApiError> {
         let num = |k: &str| input.get(k).and_then(Value::as_f64);
         let text = |k: &str| input.get(k).and_then(Value::as_str);
         let max_results = match input.get("MaxResults").and_then(Value::as_i64) {
@@ -522,7 +545,7 @@ impl Sim {
         Ok(out)
     }
 
-    fn job_by_arn(&mut self, input: &Value, region: Option<&str>) -> Result<&mut Job, ApiError> {
+    fn job_by_arn(&mut self, input: &Value, region: Caller<'_>) -> Result<&mut Job, ApiError> {
         let arn = input
             .get("ResourceArn")
             .and_then(Value::as_str)
@@ -537,7 +560,7 @@ impl Sim {
             .ok_or_else(|| ApiError::validation(format!("Could not find resource with ARN {arn}")))
     }
 
-    fn add_tags(&mut self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
+    fn add_tags(&mut self, input: &Value, region: Caller<'_>) -> Result<Value, ApiError> {
         let new_tags = input.get("Tags").and_then(Value::as_array).cloned().unwrap_or_default();
         validate::tags(&new_tags).map_err(ApiError::validation)?;
         let job = self.job_by_arn(input, region)?;
@@ -549,7 +572,7 @@ impl Sim {
         Ok(json!({ "Tags": job.tags }))
     }
 
-    fn list_tags(&mut self, input: &Value, region: Option<&str>) -> Result<Value, ApiError> {
+    fn list_tags(&mut self, input: &Value, region: Caller<'_>) -> Result<Value, ApiError> {
         let max = input.get("MaxResults").and_then(Value::as_u64).unwrap_or(50) as usize;
         let start = input
             .get("NextToken")
@@ -608,24 +631,20 @@ impl Sim {
             .map(|(name, j)| {
                 let creates = self.create_attempts.get(name).copied().unwrap_or(0);
                 let v = json!({"status": j.status, "arn": j.arn, "tags": j.tags, "createCalls": creates,
-                    "createdAt": j.creation_time, "lastModified": j.last_modified, "region": j.region});
+                    "createdAt": j.creation_time, "lastModified": j.last_modified, "region": j.region,
+                    "account": j.account});
                 (name, v)
             })
             .collect();
         json!(jobs)
     }
+}
 
-    fn arn(&self, name: &str) -> String {
-        self.arn_in(&self.region, name)
-    }
-
-    fn arn_in(&self, region: &str, name: &str) -> String {
-        format!(
-            "arn:aws:sagemaker:{region}:{}:processing-job/{}",
-            self.account,
-            name.to_lowercase()
-        )
-    }
+fn arn_in(region: &str, account: &str, name: &str) -> String {
+    format!(
+        "arn:aws:sagemaker:{region}:{account}:processing-job/{}",
+        name.to_lowercase()
+    )
 }
 
 fn name_of(job: &Job) -> &str {
