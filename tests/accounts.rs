@@ -45,21 +45,61 @@ spec:
     )
 }
 
-/// EC2 of account B in moto, through moto's STS (AssumeRole of a role of B).
-async fn ec2_of_b() -> aws_sdk_ec2::Client {
-    let s = stack();
-    let base = s.sdk_config().await;
-    let sts = aws_sdk_sts_endpoint(&base, s.var("AWS_ENDPOINT_URL_STS"));
-    let provider = aws_config::sts::AssumeRoleProvider::builder(role_of(B))
+/// Credentials of account B in moto, through moto's STS (AssumeRole of a role of B).
+async fn credentials_of_b(base: &aws_config::SdkConfig) -> aws_config::sts::AssumeRoleProvider {
+    let sts = aws_sdk_sts_endpoint(base, stack().var("AWS_ENDPOINT_URL_STS"));
+    aws_config::sts::AssumeRoleProvider::builder(role_of(B))
         .session_name("accounts-test")
         .configure(&sts)
         .build()
-        .await;
+        .await
+}
+
+/// EC2 of account B in moto.
+async fn ec2_of_b() -> aws_sdk_ec2::Client {
+    let s = stack();
+    let base = s.sdk_config().await;
     let conf = aws_sdk_ec2::config::Builder::from(&base)
         .endpoint_url(s.var("AWS_ENDPOINT_URL_EC2"))
-        .credentials_provider(provider)
+        .credentials_provider(credentials_of_b(&base).await)
         .build();
     aws_sdk_ec2::Client::from_conf(conf)
+}
+
+/// One log line of `job` in account B's CloudWatch Logs (moto), where SageMaker would write it.
+async fn log_in_b(job: &str, line: &str) {
+    let s = stack();
+    let base = s.sdk_config().await;
+    let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&base)
+        .endpoint_url(s.var("AWS_ENDPOINT_URL_LOGS"))
+        .credentials_provider(credentials_of_b(&base).await)
+        .build();
+    let logs = aws_sdk_cloudwatchlogs::Client::from_conf(conf);
+    let group = "/aws/sagemaker/ProcessingJobs";
+    let stream = format!("{job}/algo-1-1700000000");
+    let _ = logs.create_log_group().log_group_name(group).send().await;
+    logs.create_log_stream()
+        .log_group_name(group)
+        .log_stream_name(&stream)
+        .send()
+        .await
+        .expect("create log stream in B");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let event = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+        .timestamp(now)
+        .message(line)
+        .build()
+        .expect("log event");
+    logs.put_log_events()
+        .log_group_name(group)
+        .log_stream_name(&stream)
+        .log_events(event)
+        .send()
+        .await
+        .expect("put log events in B");
 }
 
 fn aws_sdk_sts_endpoint(base: &aws_config::SdkConfig, endpoint: &str) -> aws_config::SdkConfig {
@@ -184,6 +224,22 @@ async fn each_namespace_runs_its_jobs_in_its_own_account_and_an_unmapped_one_wai
     assert!(
         status_str(&res_b, "processingJobARN").is_some_and(|arn| arn.contains(&format!(":{B}:"))),
         "{res_b}"
+    );
+
+    // `logs` reads B's job in B, through the role the ConfigMap maps to B.
+    log_in_b(&job_b, "hello from account B").await;
+    let out = s
+        .command(support::controller_bin())
+        .args(["logs", "-n", b.as_str(), "in-b", "--carm-namespace", a.as_str()])
+        .output()
+        .expect("run logs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("hello from account B"),
+        "logs of B's job: {stdout}{stderr}"
     );
 
     // A: the controller's own account, no annotation, nothing assumed.

@@ -605,6 +605,40 @@ mod tests {
         ObjectRef::new(job).within("team-a")
     }
 
+    /// An event names the job's account; jobs created with the controller's own credentials are
+    /// tracked without one, jobs of an assumed role under their account.
+    #[test]
+    fn an_event_finds_its_job_under_its_account_or_the_controllers_own() {
+        let h = harness(0.0, Duration::from_secs(3600));
+        let other = Scope {
+            assumed: Some(crate::accounts::Assumed {
+                account: "222222222222".into(),
+                role_arn: "arn:aws:iam::222222222222:role/ack".into(),
+            }),
+            region: REGION.into(),
+        };
+        h.tracker.track(&own(), "mine", object("mine"), 1.0);
+        h.tracker.track(&other, "theirs", object("theirs"), 1.0);
+        h.tracker.track(&own(), "both", object("both"), 1.0);
+        h.tracker.track(&other, "both", object("both-b"), 1.0);
+
+        assert_eq!(h.tracker.locate(Some("123456789012"), REGION, "mine"), Some(key()));
+        assert_eq!(h.tracker.locate(None, REGION, "mine"), Some(key()));
+        assert_eq!(
+            h.tracker.locate(Some("222222222222"), REGION, "theirs"),
+            Some(other.key())
+        );
+        // The same name in two accounts: the event's account decides.
+        assert_eq!(
+            h.tracker.locate(Some("222222222222"), REGION, "both"),
+            Some(other.key())
+        );
+        // Not tracked: under no key, nor in another region, nor of another assumed account.
+        assert_eq!(h.tracker.locate(Some("333333333333"), REGION, "theirs"), None);
+        assert_eq!(h.tracker.locate(Some("222222222222"), "eu-west-1", "theirs"), None);
+        assert_eq!(h.tracker.locate(None, REGION, "nobody"), None);
+    }
+
     impl Harness {
         fn track(&self, job: &str, known: f64) {
             self.tracker.track(&own(), job, object(job), known);
