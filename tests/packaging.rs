@@ -59,6 +59,13 @@ fn the_iam_policy_lists_exactly_the_actions_used() {
             .into_iter()
             .map(|o| format!("sqs:{}", o.trim_end_matches("Batch"))),
     );
+    // Cross-account jobs (docs/multi-account.md): the roles of the ConfigMaps are assumed.
+    if std::fs::read_to_string(repo_root().join("src/aws/assume.rs"))
+        .expect("assume.rs")
+        .contains("AssumeRoleProvider::builder")
+    {
+        used.insert("sts:AssumeRole".into());
+    }
     // Creating a job with tags needs AddTags; passing the job's role needs PassRole.
     used.insert("sagemaker:AddTags".into());
     used.insert("iam:PassRole".into());
