@@ -149,6 +149,7 @@ pub async fn run_controller(
     let sweep = tokio::spawn(orphans::run(
         store.clone(),
         aws,
+        ctx.accounts.clone(),
         client,
         settings.clone(),
         metrics.clone(),

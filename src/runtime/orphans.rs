@@ -8,13 +8,15 @@
 //! namespace this controller watches. Each orphan is reported once per process — a warning log
 //! line and a Warning Event `OrphanedJob` on its Namespace — and the gauge `smpc_orphaned_jobs`
 //! holds the count of the last sweep. With `--stop-orphans` the sweep also stops them. The sweep
-//! covers the controller's own account; jobs in accounts reached through ACK's CARM roles are not
-//! swept (docs/multi-account.md).
+//! covers each (account, region) in use: the controller's own account in the default region and
+//! in the regions of the resources, and each account a resource's job was created in through
+//! ACK's CARM roles (reached through the role the ConfigMaps map to it now; an account no role
+//! reaches any more is not swept, docs/multi-account.md).
 //!
 //! The AWS I/O sits behind [`OrphanAws`], the Event behind [`Announce`], and the resources come
 //! in as plain [`Resource`] values, so the sweep runs in-process against fakes (tests below).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource as _};
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::{Directory, ScopeKey};
 use crate::api::ProcessingJob;
 use crate::aws::{AwsClients, AwsError, Scope};
 use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_RETAINED, TAG_UID};
@@ -35,27 +38,31 @@ use crate::telemetry::metrics::Metrics;
 /// Reason of the Event that reports an orphan.
 pub const ORPHANED_JOB: &str = "OrphanedJob";
 
-/// The AWS calls of a sweep, in one region per call.
+/// The AWS calls of a sweep, in one account and region per call.
 pub trait OrphanAws: Send + Sync {
-    /// The InProgress and Stopping processing jobs of the region.
-    fn list_active<'a>(&'a self, region: &'a str) -> BoxFuture<'a, Result<Vec<JobState>, AwsError>>;
+    /// The InProgress and Stopping processing jobs of the scope.
+    fn list_active<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Vec<JobState>, AwsError>>;
     /// The job's tags as (key, value) pairs.
-    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>>;
+    fn tags<'a>(&'a self, scope: &'a Scope, arn: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>>;
     /// StopProcessingJob.
-    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>>;
+    fn stop<'a>(&'a self, scope: &'a Scope, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>>;
 }
 
 impl OrphanAws for AwsClients {
-    fn list_active<'a>(&'a self, region: &'a str) -> BoxFuture<'a, Result<Vec<JobState>, AwsError>> {
-        async move { self.sagemaker(&Scope::own(region)).list_active().await }.boxed()
+    fn list_active<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Vec<JobState>, AwsError>> {
+        async move {
+            self.sign_in(scope).await?;
+            self.sagemaker(scope).list_active().await
+        }
+        .boxed()
     }
 
-    fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>> {
-        async move { self.sagemaker(&Scope::own(region)).tags(arn).await }.boxed()
+    fn tags<'a>(&'a self, scope: &'a Scope, arn: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>> {
+        async move { self.sagemaker(scope).tags(arn).await }.boxed()
     }
 
-    fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
-        async move { self.sagemaker(&Scope::own(region)).stop(name).await }.boxed()
+    fn stop<'a>(&'a self, scope: &'a Scope, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
+        async move { self.sagemaker(scope).stop(name).await }.boxed()
     }
 }
 
@@ -69,6 +76,9 @@ pub trait Announce: Send + Sync {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resource {
     pub uid: Option<String>,
+    pub namespace: Option<String>,
+    /// The account its job was created in (`status.account`), when not the controller's own.
+    pub account: Option<String>,
     /// The region of its job: `status.region`, else the region it would be created in.
     pub region: Option<String>,
     /// The names its job goes by: `status.processingJobName`, and `spec.processingJobName` (a
@@ -95,6 +105,8 @@ impl Resource {
         job_names.extend(job.spec.processing_job_name.clone());
         Resource {
             uid: job.metadata.uid.clone(),
+            namespace: job.metadata.namespace.clone(),
+            account: status.and_then(|s| s.account.clone()),
             region: status
                 .and_then(|s| s.region.clone())
                 .or_else(|| job.region(default_region)),
@@ -128,6 +140,8 @@ pub enum StopOutcome {
 /// A job of this controller whose resource no longer exists.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Orphan {
+    /// The account its job runs in, when not the controller's own.
+    pub account: Option<String>,
     pub region: String,
     pub job: String,
     pub arn: String,
@@ -139,7 +153,7 @@ pub struct Orphan {
     pub stop: StopOutcome,
 }
 
-/// The orphans of one region.
+/// The orphans of one account and region.
 #[derive(Default)]
 struct RegionState {
     /// Tags read in earlier sweeps, by ARN; only jobs still listed as active are kept.
@@ -156,7 +170,10 @@ pub struct Sweeper {
     stop_orphans: bool,
     /// ARNs of the orphans announced by this process.
     announced: HashSet<String>,
-    regions: BTreeMap<String, RegionState>,
+    regions: BTreeMap<ScopeKey, RegionState>,
+    /// How the accounts of cross-account jobs are reached; without it only the controller's own
+    /// account is swept.
+    accounts: Option<Arc<Directory>>,
 }
 
 impl Sweeper {
@@ -167,29 +184,57 @@ impl Sweeper {
             stop_orphans,
             announced: HashSet::new(),
             regions: BTreeMap::new(),
+            accounts: None,
         }
     }
 
-    /// One sweep of every region in use: the default region and those of the resources.
-    /// `resources` reads the controller's cache; it is read again after each region's List, so
-    /// that a job listed was created after its resource reached the cache. Returns the number
-    /// of orphans, counting a region whose List failed with its last known count.
+    /// Sweeps the accounts of cross-account jobs too, reached as `accounts` maps them.
+    pub fn with_accounts(mut self, accounts: Arc<Directory>) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// Where a resource's job is to be looked for: its account and region, reached now.
+    fn scope_of(&self, r: &Resource) -> Option<Scope> {
+        let region = r.region.as_deref()?;
+        match r.account.as_deref() {
+            None => Some(Scope::own(region)),
+            Some(account) => {
+                let directory = self.accounts.as_ref()?;
+                let namespace = r.namespace.as_deref().unwrap_or_default();
+                match directory.pinned(namespace, Some(account), region) {
+                    Ok(scope) => Some(scope),
+                    Err(e) => {
+                        tracing::debug!(account, region, error = e.0, "orphan sweep: account not reached");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// One sweep of every account and region in use: the default region and those of the
+    /// resources, in the controller's own account and in those the resources' jobs were created
+    /// in. `resources` reads the controller's cache; it is read again after each List, so that a
+    /// job listed was created after its resource reached the cache. Returns the number of
+    /// orphans, counting a scope whose List failed with its last known count.
     pub async fn sweep<A, F>(&mut self, aws: &A, resources: F, announce: &dyn Announce) -> usize
     where
         A: OrphanAws + ?Sized,
         F: Fn() -> Vec<Resource>,
     {
-        let regions: BTreeSet<String> = resources()
-            .into_iter()
-            .filter_map(|r| r.region)
-            .chain(self.default_region.clone())
+        let scopes: BTreeMap<ScopeKey, Scope> = resources()
+            .iter()
+            .filter_map(|r| self.scope_of(r))
+            .chain(self.default_region.as_deref().map(Scope::own))
+            .map(|scope| (scope.key(), scope))
             .collect();
-        self.regions.retain(|r, _| regions.contains(r));
-        for region in regions {
-            match self.sweep_region(aws, &region, &resources, announce).await {
-                Ok(found) => self.regions.entry(region).or_default().found = found,
+        self.regions.retain(|k, _| scopes.contains_key(k));
+        for (key, scope) in &scopes {
+            match self.sweep_region(aws, scope, &resources, announce).await {
+                Ok(found) => self.regions.entry(key.clone()).or_default().found = found,
                 Err(e) => tracing::warn!(
-                    region,
+                    scope = %key,
                     error = %e,
                     "listing active processing jobs for the orphan sweep failed; retrying at the next sweep"
                 ),
@@ -201,7 +246,7 @@ impl Sweeper {
     async fn sweep_region<A, F>(
         &mut self,
         aws: &A,
-        region: &str,
+        scope: &Scope,
         resources: &F,
         announce: &dyn Announce,
     ) -> Result<usize, AwsError>
@@ -209,15 +254,17 @@ impl Sweeper {
         A: OrphanAws + ?Sized,
         F: Fn() -> Vec<Resource>,
     {
-        let active = aws.list_active(region).await?;
+        let region = scope.region.as_str();
+        let account = scope.account().map(str::to_string);
+        let active = aws.list_active(scope).await?;
         let resources = resources();
         let uids: HashSet<&str> = resources.iter().filter_map(|r| r.uid.as_deref()).collect();
         let referenced: HashSet<&str> = resources
             .iter()
-            .filter(|r| r.region.as_deref() == Some(region))
+            .filter(|r| r.region.as_deref() == Some(region) && r.account == account)
             .flat_map(|r| r.job_names.iter().map(String::as_str))
             .collect();
-        let state = self.regions.entry(region.to_string()).or_default();
+        let state = self.regions.entry(scope.key()).or_default();
         let listed: HashSet<&str> = active.iter().filter_map(|j| j.arn.as_deref()).collect();
         state.tags.retain(|arn, _| listed.contains(arn.as_str()));
 
@@ -229,7 +276,7 @@ impl Sweeper {
                 continue;
             }
             if !state.tags.contains_key(arn) {
-                match aws.tags(region, arn).await {
+                match aws.tags(scope, arn).await {
                     Ok(tags) => {
                         state.tags.insert(arn.to_string(), tags);
                     }
@@ -252,6 +299,7 @@ impl Sweeper {
                 continue;
             }
             orphans.push(Orphan {
+                account: account.clone(),
                 region: region.to_string(),
                 job: job.name.clone(),
                 arn: arn.to_string(),
@@ -267,7 +315,7 @@ impl Sweeper {
         for mut orphan in orphans {
             if self.stop_orphans {
                 orphan.stop = match orphan.status {
-                    JobStatus::InProgress => match aws.stop(region, &orphan.job).await {
+                    JobStatus::InProgress => match aws.stop(scope, &orphan.job).await {
                         Ok(()) => StopOutcome::Stopped,
                         Err(e) => StopOutcome::Failed(e.to_string()),
                     },
@@ -319,6 +367,7 @@ impl Sweeper {
 /// An Event note (at most 1024 bytes): the job, whose it was, and what to do.
 pub fn note(orphan: &Orphan) -> String {
     let Orphan {
+        account,
         region,
         job,
         arn,
@@ -328,15 +377,20 @@ pub fn note(orphan: &Orphan) -> String {
         uid,
         stop,
     } = orphan;
+    let in_account = account
+        .as_deref()
+        .map(|a| format!(" with the credentials of account {a} (the role ack-role-account-map maps to it)"))
+        .unwrap_or_default();
+    let of_account = account.as_deref().map(|a| format!(", account {a}")).unwrap_or_default();
     let what = format!(
-        "SageMaker processing job {job} ({arn}, region {region}, {status}) was created for ProcessingJob {namespace}/{name} (UID {uid}), which no longer exists."
+        "SageMaker processing job {job} ({arn}, region {region}{of_account}, {status}) was created for ProcessingJob {namespace}/{name} (UID {uid}), which no longer exists."
     );
     let todo = match stop {
         StopOutcome::Stopped => "The controller stopped it (--stop-orphans).".to_string(),
         StopOutcome::AlreadyStopping => "It is stopping.".to_string(),
         StopOutcome::Failed(error) => format!("Stopping it failed, retried at the next sweep: {error}"),
         StopOutcome::NotAsked => format!(
-            "To keep it, adopt it: a new ProcessingJob in {namespace} annotated {ACK_ADOPTION_POLICY_ANNOTATION}=adopt with spec.processingJobName {job} in region {region}. To end it: aws sagemaker stop-processing-job --region {region} --processing-job-name {job}, or run the controller with --stop-orphans."
+            "To keep it, adopt it: a new ProcessingJob in {namespace} annotated {ACK_ADOPTION_POLICY_ANNOTATION}=adopt with spec.processingJobName {job} in region {region}. To end it: aws sagemaker stop-processing-job --region {region} --processing-job-name {job}{in_account}, or run the controller with --stop-orphans."
         ),
     };
     truncate(format!("{what} {todo}"), 1024)
@@ -435,6 +489,7 @@ impl Announce for EventAnnouncer {
 pub async fn run(
     store: Store<Guarded>,
     aws: Arc<AwsClients>,
+    accounts: Arc<Directory>,
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
@@ -446,7 +501,8 @@ pub async fn run(
         settings.namespace.clone(),
         settings.default_region.clone(),
         settings.stop_orphans,
-    );
+    )
+    .with_accounts(accounts);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -479,6 +535,7 @@ mod tests {
 
     use super::*;
     use crate::aws::ErrorClass;
+    use std::collections::BTreeSet;
 
     const EAST: &str = "us-east-1";
     const WEST: &str = "us-west-2";
@@ -546,8 +603,18 @@ mod tests {
         }
     }
 
+    /// Where the fake keeps a scope's jobs: the region for the controller's own account,
+    /// `account/region` for another.
+    fn place(scope: &Scope) -> String {
+        match scope.account() {
+            Some(account) => format!("{account}/{}", scope.region),
+            None => scope.region.clone(),
+        }
+    }
+
     impl OrphanAws for FakeSageMaker {
-        fn list_active<'a>(&'a self, region: &'a str) -> BoxFuture<'a, Result<Vec<JobState>, AwsError>> {
+        fn list_active<'a>(&'a self, scope: &'a Scope) -> BoxFuture<'a, Result<Vec<JobState>, AwsError>> {
+            let region = &place(scope);
             let mut a = self.account();
             a.lists.push(region.into());
             let result = if a.broken.contains(region) {
@@ -566,7 +633,12 @@ mod tests {
             async move { result }.boxed()
         }
 
-        fn tags<'a>(&'a self, region: &'a str, arn: &'a str) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>> {
+        fn tags<'a>(
+            &'a self,
+            scope: &'a Scope,
+            arn: &'a str,
+        ) -> BoxFuture<'a, Result<Vec<(String, String)>, AwsError>> {
+            let region = &place(scope);
             let mut a = self.account();
             a.tag_reads.push(arn.into());
             let result = if a.untaggable.contains(arn) {
@@ -581,7 +653,8 @@ mod tests {
             async move { result }.boxed()
         }
 
-        fn stop<'a>(&'a self, region: &'a str, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
+        fn stop<'a>(&'a self, scope: &'a Scope, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
+            let region = &place(scope);
             let mut a = self.account();
             a.stops.push((region.into(), name.into()));
             if let Some((job, _)) = a
@@ -623,6 +696,7 @@ mod tests {
             uid: Some(uid.into()),
             region: Some(region.into()),
             job_names: vec![job.into()],
+            ..Resource::default()
         }
     }
 
@@ -647,6 +721,7 @@ mod tests {
         assert_eq!(
             announced,
             [Orphan {
+                account: None,
                 region: EAST.into(),
                 job: "lost".into(),
                 arn: arn(EAST, "lost"),
@@ -689,6 +764,7 @@ mod tests {
             uid: Some("uid-new2".into()),
             region: Some(EAST.into()),
             job_names: vec!["named".into()],
+            ..Resource::default()
         };
         let resources = || vec![live(EAST, "adopted", "uid-new"), adopting.clone()];
         let events = Announced::default();
@@ -710,6 +786,7 @@ mod tests {
                 uid: Some("uid-live".into()),
                 region: None,
                 job_names: vec![],
+                ..Resource::default()
             }]
         };
         let events = Announced::default();
@@ -865,9 +942,47 @@ mod tests {
         assert_eq!(aws.account().lists, [EAST, WEST, EAST]);
     }
 
+    /// A cross-account job's account is swept through the role the ConfigMaps map to it, and
+    /// only once a role reaches it; its orphan is stopped there and its note names the account.
+    #[tokio::test]
+    async fn the_accounts_of_cross_account_jobs_are_swept_through_their_roles() {
+        const B: &str = "222222222222";
+        let in_b = format!("{B}/{EAST}");
+        let aws = FakeSageMaker::default();
+        aws.job(&in_b, "lost-in-b", JobStatus::InProgress, ours(NS, "gone", "uid-gone"));
+        aws.job(&in_b, "live-in-b", JobStatus::InProgress, ours(NS, "live", "uid-live"));
+        let directory = Arc::new(Directory::new("controller"));
+        let resources = || {
+            vec![Resource {
+                account: Some(B.into()),
+                namespace: Some(NS.into()),
+                ..live(EAST, "live-in-b", "uid-live")
+            }]
+        };
+        let events = Announced::default();
+        let mut s = sweeper(None, true).with_accounts(directory.clone());
+
+        // No role reaches B: only the controller's own account is listed.
+        assert_eq!(s.sweep(&aws, resources, &events).await, 0);
+        assert_eq!(aws.account().lists, [EAST.to_string()]);
+
+        directory.set_map(
+            crate::accounts::ACCOUNT_MAP,
+            Some(BTreeMap::from([(B.to_string(), format!("arn:aws:iam::{B}:role/ack"))])),
+        );
+        assert_eq!(s.sweep(&aws, resources, &events).await, 1);
+        assert!(aws.account().lists.contains(&in_b), "{:?}", aws.account().lists);
+        assert_eq!(events.jobs(), ["lost-in-b"]);
+        let orphan = events.orphans.lock().unwrap()[0].clone();
+        assert_eq!(orphan.account.as_deref(), Some(B));
+        assert!(note(&orphan).contains(&format!("account {B}")), "{}", note(&orphan));
+        assert_eq!(aws.account().stops, [(in_b.clone(), "lost-in-b".to_string())]);
+    }
+
     #[test]
     fn the_note_names_the_job_its_resource_and_what_to_do() {
         let mut orphan = Orphan {
+            account: None,
             region: EAST.into(),
             job: "churn-1a2b3c".into(),
             arn: arn(EAST, "churn-1a2b3c"),
@@ -926,6 +1041,8 @@ mod tests {
                 uid: Some("u-1".into()),
                 region: Some(WEST.into()),
                 job_names: vec!["recorded".into(), "wanted".into()],
+                namespace: Some(NS.into()),
+                account: None,
             }
         );
         let mut fresh = job.clone();
