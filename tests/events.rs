@@ -11,62 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::controller::*;
+use support::events::{boto, queue_and_rule, queued, remove_queue_and_rule};
 use support::stack;
 use support::vpc::{healthy_setup, job_manifest_in};
-
-/// Runs a boto3 snippet against moto with `endpoint`, `region` and the arguments in `args`.
-fn boto(script: &str, args: &[&str]) -> String {
-    let s = stack();
-    let prelude = r#"
-import json, sys
-import boto3
-kw = dict(endpoint_url=sys.argv[1], region_name=sys.argv[2], aws_access_key_id="testing", aws_secret_access_key="testing")
-sqs, events = boto3.client("sqs", **kw), boto3.client("events", **kw)
-args = sys.argv[3:]
-"#;
-    let out = s
-        .command(s.var("MOTO_PYTHON"))
-        .arg("-c")
-        .arg(format!("{prelude}{script}"))
-        .arg(s.var("MOTO_URL"))
-        .arg(s.var("AWS_REGION"))
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A queue and an EventBridge rule routing the state changes of jobs named `prefix…` to it, as
-/// docs/events.md sets them up; returns the queue URL.
-fn queue_and_rule(name: &str, prefix: &str) -> String {
-    boto(
-        r#"
-name, prefix = args
-url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
-arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-pattern = {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Processing Job State Change"],
-           "detail": {"ProcessingJobName": [{"prefix": prefix}]}}
-events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
-events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
-print(url)
-"#,
-        &[name, prefix],
-    )
-}
-
-/// Messages in the queue, visible and in flight.
-fn queued(url: &str) -> u64 {
-    boto(
-        r#"
-a = sqs.get_queue_attributes(QueueUrl=args[0], AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-print(int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"]))
-"#,
-        &[url],
-    )
-    .parse()
-    .unwrap_or(u64::MAX)
-}
 
 fn calls() -> Value {
     serde_json::from_str(&stack().sim_admin("GET", "/_sim/calls", None)).unwrap_or(Value::Null)
@@ -173,15 +120,7 @@ async fn events_drive_the_status_and_the_poll_catches_up_when_they_stop() {
 
     // The queue goes away: the poll is back at its 2 s interval and catches the change up with
     // List and Describe.
-    boto(
-        r#"
-url, rule = args
-events.remove_targets(Rule=rule, Ids=["queue"])
-events.delete_rule(Name=rule)
-sqs.delete_queue(QueueUrl=url)
-"#,
-        &[&url, &prefix],
-    );
+    remove_queue_and_rule(&url, &prefix);
     sim_set_status(&format!("{prefix}-after-gap"), r#"{"status":"Completed"}"#);
     wait_status(&ns, "after-gap", "Completed", Duration::from_secs(60));
     let caught_up = calls();

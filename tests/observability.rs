@@ -382,9 +382,17 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
     let (t, ns) = healthy_setup("10.157", "obs-metrics").await;
     let faults = Ec2Faults::set(r#"{"errorRate":1.0}"#);
     let proxy = stack().var("EC2_FAULT_PROXY_URL").to_string();
-    c = ControllerProcess::start(&ns, &[], &[("AWS_ENDPOINT_URL_EC2", proxy.as_str())]);
+    // A queue of this test's own, so that the events panels' metrics are exported too.
+    let prefix = format!("obs-{}", unique_suffix());
+    let queue = support::events::queue_and_rule(&prefix, &prefix);
+    c = ControllerProcess::start(
+        &ns,
+        &["--events-queue-url", &queue],
+        &[("AWS_ENDPOINT_URL_EC2", proxy.as_str())],
+    );
     let url = c.ops_url();
-    apply(&job_manifest_in(&ns, "observed", 1, &t.private, &[&t.sg], ""));
+    let spec = format!("  processingJobName: {prefix}-observed\n");
+    apply(&job_manifest_in(&ns, "observed", 1, &t.private, &[&t.sg], &spec));
     wait_for("a reconcile error while EC2 fails", T, || {
         let (code, body) = http_get(&format!("{url}/metrics"));
         (code == 200 && body.contains("smpc_reconcile_errors_total{")).then_some(())
@@ -402,8 +410,12 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
     });
     let exposed = wait_for("the gauges of the completed job", T, || {
         let (code, body) = http_get(&format!("{url}/metrics"));
-        (code == 200 && body.contains(r#"smpc_jobs{status="Completed"} 1"#)).then(|| sample_names(&body))
+        (code == 200
+            && body.contains(r#"smpc_jobs{status="Completed"} 1"#)
+            && body.contains(r#"smpc_events_total{outcome="applied"}"#))
+        .then(|| sample_names(&body))
     });
+    support::events::remove_queue_and_rule(&queue, &prefix);
 
     let missing: Vec<String> = queried
         .iter()

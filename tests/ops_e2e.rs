@@ -53,7 +53,8 @@ async fn metrics_follow_the_jobs() {
         let (code, body) = http_get(&format!("{url}/metrics"));
         (code == 200 && metric(&body, r#"smpc_jobs{status="Completed"}"#) == 1.0).then_some(body)
     });
-    assert!(metric(&text, r#"smpc_reconciles_total{result="ok"}"#) >= 3.0, "{text}");
+    // One reconcile adds the finalizer and creates the job, one mirrors Completed.
+    assert!(metric(&text, r#"smpc_reconciles_total{result="ok"}"#) >= 2.0, "{text}");
     assert_eq!(
         metric(
             &text,

@@ -426,5 +426,6 @@ pub fn controller_bin() -> PathBuf {
 }
 
 pub mod controller;
+pub mod events;
 pub mod iam;
 pub mod vpc;
