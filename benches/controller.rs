@@ -379,6 +379,8 @@ fn main() {
     let queue = events.then(|| queue_and_rule(&prefix));
     let paused = pause_other_rules(&prefix);
     let poll_arg = format!("{poll}s");
+    // The stage events are needed; more (e.g. `info,smpc=debug`) to study a run's log.
+    let log_level = std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "info,smpc::stages=debug".into());
     let conc_arg = concurrency.to_string();
     let mut args = vec![
         "--poll-interval",
@@ -386,7 +388,7 @@ fn main() {
         "--concurrency",
         &conc_arg,
         "--log-level",
-        "info,smpc::stages=debug",
+        &log_level,
     ];
     if let Some(url) = &queue {
         args.extend(["--events-queue-url", url.as_str()]);

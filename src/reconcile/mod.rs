@@ -260,7 +260,7 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
             act::acknowledge(job, &at, Next::Requeue(Action::await_change()))
         }
         Progress::Active { at, last, adopted } => act::mirror(ctx, job, at, *last, adopted).await,
-        Progress::Creating(at) => match act::look_before_creating(ctx, job, &at).await? {
+        Progress::Creating(at) => match timed("look_before_create", act::look_before_creating(ctx, job, &at)).await? {
             Some(outcome) => outcome,
             None => check_and_create(ctx, job, Some(at)).await?,
         },
