@@ -17,6 +17,7 @@ pub mod guard;
 pub mod naming;
 mod observe;
 mod ports;
+pub mod publisher;
 pub mod queue;
 mod report;
 mod resolve;
@@ -30,13 +31,15 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::error_boundary::InvalidObject;
 use kube::core::DeserializeGuard;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
 pub use act::ACK_ADOPTION_POLICY_ANNOTATION;
@@ -106,7 +109,11 @@ pub struct Context {
     pub backoff: Backoff,
     /// The CARM ConfigMaps and namespace annotations, as the watches last saw them.
     pub accounts: Arc<Directory>,
-    recorder: Recorder,
+    /// Kubernetes Events, written in the background.
+    pub events: publisher::EventPublisher,
+    /// The namespaces' metadata as the namespace watch last saw it (empty without the watch):
+    /// read instead of a GET per reconcile.
+    namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Who may be created now (SageMaker's quota, the caps on active jobs).
     queue: std::sync::Mutex<queue::Queue>,
 }
@@ -132,14 +139,19 @@ impl Ports {
 }
 
 impl Context {
+    /// A context; its Event publisher starts on the current tokio runtime.
     pub fn new(client: Client, ports: Ports, tracker: Arc<Tracker>, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: settings.instance.clone(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
             accounts: Arc::new(Directory::new(settings.carm_namespace.clone())),
+            events: publisher::EventPublisher::new(
+                Recorder::new(client.clone(), reporter),
+                metrics.kube_events_dropped.clone(),
+            ),
+            namespaces: kube::runtime::reflector::store().0,
             client,
             jobs: ports.jobs,
             network: ports.network,
@@ -151,6 +163,13 @@ impl Context {
             backoff: Backoff::default(),
             queue: Default::default(),
         }
+    }
+
+    /// Reads namespaces from `store` (filled by the namespace watch), falling back to a GET for
+    /// a namespace it has not seen.
+    pub fn with_namespaces(mut self, store: Store<PartialObjectMeta<Namespace>>) -> Self {
+        self.namespaces = store;
+        self
     }
 }
 
@@ -241,7 +260,7 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
             act::acknowledge(job, &at, Next::Requeue(Action::await_change()))
         }
         Progress::Active { at, last, adopted } => act::mirror(ctx, job, at, *last, adopted).await,
-        Progress::Creating(at) => match act::look_before_creating(ctx, job, &at).await? {
+        Progress::Creating(at) => match timed("look_before_create", act::look_before_creating(ctx, job, &at)).await? {
             Some(outcome) => outcome,
             None => check_and_create(ctx, job, Some(at)).await?,
         },
@@ -388,7 +407,7 @@ async fn delete(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     match cleanup::cleanup(ctx, job, progress).await {
         Cleanup::Release { note } => {
             if let Some((reason, note)) = note {
-                report::publish(ctx, job, false, reason, note, "Delete").await;
+                report::publish(ctx, job, false, reason, note, "Delete");
             }
             Ok(Action::await_change())
         }
@@ -398,7 +417,7 @@ async fn delete(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
             until,
         } => {
             if let Some((reason, note)) = note {
-                report::publish(ctx, job, false, reason, note, "Delete").await;
+                report::publish(ctx, job, false, reason, note, "Delete");
             }
             report::report(ctx, job, &observation).await?;
             Err(until)

@@ -53,7 +53,7 @@ pub async fn report_over(
         .map_err(Error::WriteStatus)?;
     ctx.metrics.status_patches.inc();
     for e in status::transition_events(&prev, &next) {
-        publish(ctx, job, e.warning, e.reason, e.note, &e.action).await;
+        publish(ctx, job, e.warning, e.reason, e.note, &e.action);
     }
     Ok(next)
 }
@@ -100,8 +100,9 @@ pub async fn write_ahead(
     report(ctx, job, &obs).await.map(Some)
 }
 
-/// One Event about the resource (folded into a series by the recorder when repeated).
-pub async fn publish(ctx: &Context, job: &ProcessingJob, warning: bool, reason: &str, note: String, action: &str) {
+/// One Event about the resource (folded into a series by the recorder when repeated), written
+/// in the background: the reconcile does not wait for it.
+pub fn publish(ctx: &Context, job: &ProcessingJob, warning: bool, reason: &str, note: String, action: &str) {
     // The Events tell a job's story; the log tells it too (the reconcile span names the object).
     if warning {
         tracing::warn!(reason, "{note}");
@@ -115,9 +116,7 @@ pub async fn publish(ctx: &Context, job: &ProcessingJob, warning: bool, reason: 
         action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &job.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "cannot publish event");
-    }
+    ctx.events.publish(event, job.object_ref(&()));
 }
 
 /// The ProcessingJobs of a namespace, untyped: for objects the typed API cannot read.
@@ -236,7 +235,5 @@ pub async fn invalid_object(ctx: &Context, invalid: &InvalidObject, deleting: Op
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-        tracing::warn!(error = %e, "cannot publish event");
-    }
+    ctx.events.publish(event, reference);
 }

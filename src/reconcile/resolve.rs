@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::{Context, Error};
@@ -12,9 +13,16 @@ use crate::aws::{AwsError, Scope};
 use crate::network::NetworkSnapshot;
 use crate::role::RoleFacts;
 
-/// The namespace's annotations (the tenant guard's limits live there).
+/// The namespace's annotations (the tenant guard's limits live there), from the namespace
+/// watch's store: a GET per reconcile was one more apiserver round trip for every new job
+/// (docs/performance.md). A namespace the store has not seen (the watch not synced yet, or not
+/// allowed by RBAC) is read with a GET. The watch brings a namespace's jobs back once the store
+/// holds its changed annotations (`runtime::namespaces`).
 pub async fn namespace_annotations(ctx: &Context, job: &ProcessingJob) -> Result<BTreeMap<String, String>, Error> {
     let namespace = job.namespace().unwrap_or_default();
+    if let Some(ns) = ctx.namespaces.get(&ObjectRef::new(&namespace)) {
+        return Ok(ns.annotations().clone());
+    }
     let ns = Api::<Namespace>::all(ctx.client.clone())
         .get(&namespace)
         .await

@@ -487,19 +487,29 @@ pub fn transition_events(prev: &ProcessingJobStatus, next: &ProcessingJobStatus)
             _ => {}
         }
     }
+    // A job created (or adopted) running: one Event says both, JobCreated with its state — a
+    // JobStatusChanged "SageMaker job is InProgress" beside it said it again, one more apiserver
+    // write per job (docs/performance.md).
+    let mut told = false;
     if prev.processing_job_arn.is_none() {
         if let Some(arn) = &next.processing_job_arn {
             let adopted = next.phase == Some(JobPhase::Adopted);
             let verb = if adopted { "adopted" } else { "created" };
+            told = prev.processing_job_status.is_none()
+                && next.processing_job_status.as_deref() == Some(crate::job::JobStatus::InProgress.as_str());
+            let note = match (told, next.processing_job_status.as_deref()) {
+                (true, Some(state)) => format!("{verb} SageMaker job {arn}: {state}"),
+                _ => format!("{verb} SageMaker job {arn}"),
+            };
             out.push(EventSpec {
                 warning: false,
                 reason: "JobCreated",
-                note: format!("{verb} SageMaker job {arn}"),
+                note,
                 action: "Create".into(),
             });
         }
     }
-    if next.processing_job_status.is_some() && prev.processing_job_status != next.processing_job_status {
+    if !told && next.processing_job_status.is_some() && prev.processing_job_status != next.processing_job_status {
         let to = next.processing_job_status.as_deref().unwrap_or_default();
         let note = match prev.processing_job_status.as_deref() {
             Some(from) => format!("{from} → {to}"),
@@ -736,7 +746,13 @@ mod tests {
         };
         assert_eq!(reasons(&empty, &creating), ["NetworkValidated"]);
         let running = desired_status(&creating, &obs(job("InProgress")));
-        assert_eq!(reasons(&creating, &running), ["JobCreated", "JobStatusChanged"]);
+        assert_eq!(
+            reasons(&creating, &running),
+            ["JobCreated"],
+            "one Event for created and running"
+        );
+        let created = &transition_events(&creating, &running)[0];
+        assert!(created.note.ends_with(": InProgress"), "{}", created.note);
         let done = desired_status(&running, &obs(job("Completed")));
         assert_eq!(reasons(&running, &done), ["JobStatusChanged"]);
     }

@@ -42,11 +42,19 @@ struct ApiState {
     namespaces: BTreeMap<String, Value>,
     events: Vec<Value>,
     status_writes: u32,
+    namespace_reads: u32,
     resource_version: u64,
 }
 
-#[derive(Clone, Default)]
-struct FakeApi(Arc<Mutex<ApiState>>);
+/// The fake apiserver; Event writes wait while `events_open` says false (a slow Event sink).
+#[derive(Clone)]
+struct FakeApi(Arc<Mutex<ApiState>>, Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for FakeApi {
+    fn default() -> Self {
+        Self(Arc::default(), Arc::new(tokio::sync::watch::channel(true).0))
+    }
+}
 
 fn respond(code: StatusCode, body: Value) -> Response<http_body_util::Full<bytes::Bytes>> {
     let mut r = Response::new(http_body_util::Full::new(bytes::Bytes::from(body.to_string())));
@@ -73,6 +81,10 @@ impl FakeApi {
         let service = tower::service_fn(move |req: Request<kube::client::Body>| {
             let api = api.clone();
             async move {
+                if req.uri().path().starts_with("/apis/events.k8s.io/") {
+                    let mut open = api.1.subscribe();
+                    let _ = open.wait_for(|o| *o).await;
+                }
                 let (parts, body) = req.into_parts();
                 let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -90,6 +102,7 @@ impl FakeApi {
             return respond(StatusCode::CREATED, body);
         }
         if let ["api", "v1", "namespaces", name] = segments.as_slice() {
+            s.namespace_reads += 1;
             return match s.namespaces.get(*name) {
                 Some(ns) => respond(StatusCode::OK, ns.clone()),
                 None => not_found(name),
@@ -505,6 +518,11 @@ struct Harness {
     roles: FakeRoles,
     logs: FakeLogs,
     ctx: Arc<Context>,
+    /// Fills the namespace store the reconciler reads (as the namespace watch does); empty
+    /// unless a test says otherwise, so that namespaces are read from the fake apiserver.
+    namespaces: Mutex<
+        kube::runtime::reflector::store::Writer<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
+    >,
     /// What the tracker and the queue brought to the reconciler.
     triggers: Mutex<futures::channel::mpsc::UnboundedReceiver<kube::runtime::reflector::ObjectRef<Guarded>>>,
 }
@@ -571,18 +589,22 @@ impl Harness {
         let logs = FakeLogs::default();
         let (tx, rx) = futures::channel::mpsc::unbounded();
         let tracker = Arc::new(tracker::Tracker::new(tx, settings.resync_interval));
-        let ctx = Arc::new(Context::new(
-            api.client(),
-            Ports {
-                jobs: Arc::new(sagemaker.clone()),
-                network: Arc::new(ec2.clone()),
-                roles: Arc::new(roles.clone()),
-                logs: Arc::new(logs.clone()),
-            },
-            tracker,
-            settings,
-            Arc::new(crate::telemetry::metrics::Metrics::default()),
-        ));
+        let (namespaces, writer) = kube::runtime::reflector::store();
+        let ctx = Arc::new(
+            Context::new(
+                api.client(),
+                Ports {
+                    jobs: Arc::new(sagemaker.clone()),
+                    network: Arc::new(ec2.clone()),
+                    roles: Arc::new(roles.clone()),
+                    logs: Arc::new(logs.clone()),
+                },
+                tracker,
+                settings,
+                Arc::new(crate::telemetry::metrics::Metrics::default()),
+            )
+            .with_namespaces(namespaces),
+        );
         Self {
             api,
             sagemaker,
@@ -590,8 +612,18 @@ impl Harness {
             roles,
             logs,
             ctx,
+            namespaces: Mutex::new(writer),
             triggers: Mutex::new(rx),
         }
+    }
+
+    /// The namespace watch sees `ns` (a Namespace as JSON).
+    fn namespace_watched(&self, ns: Value) {
+        let meta = serde_json::from_value(ns).expect("namespace metadata");
+        self.namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply_watcher_event(&kube::runtime::watcher::Event::Apply(meta));
     }
 
     fn apply(&self, obj: Value) {
@@ -634,8 +666,15 @@ impl Harness {
     }
 
     /// One reconcile of the stored object, as the controller runs it (errors go through the
-    /// error policy).
+    /// error policy), and the Events it published, written.
     async fn reconcile(&self, name: &str) -> Result<Action, Error> {
+        let result = self.reconcile_only(name).await;
+        self.ctx.events.flush().await;
+        result
+    }
+
+    /// [`Self::reconcile`] without waiting for its Events.
+    async fn reconcile_only(&self, name: &str) -> Result<Action, Error> {
         let obj: Arc<Guarded> =
             Arc::new(serde_json::from_value(self.object(name).expect("the resource exists")).expect("guarded"));
         let result = reconcile(obj.clone(), self.ctx.clone()).await;
@@ -734,6 +773,47 @@ async fn a_new_resource_gets_its_finalizer_and_its_job_in_one_reconcile() {
     assert_eq!(h.sagemaker.calls(), ["CreateProcessingJob"]);
     assert_eq!(h.status("once").phase, Some(JobPhase::Created));
     assert_eq!(h.status_writes(), 2, "the write-ahead, then Submitted");
+}
+
+/// The namespace comes from the namespace watch's store, not from a GET per reconcile; a
+/// namespace the store has not seen is read from the apiserver.
+#[tokio::test]
+async fn a_namespace_the_watch_has_seen_is_not_read_again() {
+    let h = Harness::new();
+    h.apply(manifest("unseen", with_vpc("Enforce")));
+    h.admit("unseen").await.expect("reconcile");
+    assert_eq!(h.api.state().namespace_reads, 1, "not in the store: read");
+
+    // The store's copy is the one used: its guard annotation refuses the job, which the
+    // apiserver's copy (no annotations) would not.
+    h.namespace_watched(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS,
+        "annotations": {guard::ALLOWED_SUBNETS: "subnet-other"}}}));
+    h.apply(manifest("seen", with_vpc("Enforce")));
+    h.admit("seen").await.expect("reconcile");
+    assert_eq!(h.api.state().namespace_reads, 1, "no GET for a namespace in the store");
+    assert_eq!(
+        h.condition("seen", "Stalled"),
+        ("True".into(), "NotAllowedInNamespace".into())
+    );
+}
+
+/// Events are written in the background: a reconcile whose Events the apiserver does not take
+/// yet still ends, with its status written, and the Events follow in order.
+#[tokio::test]
+async fn a_slow_event_sink_does_not_slow_the_reconcile() {
+    let h = Harness::new();
+    h.api.1.send_replace(false);
+    h.apply(manifest("quick", json!({})));
+    let reconciled = tokio::time::timeout(Duration::from_secs(5), h.reconcile_only("quick")).await;
+    assert!(
+        matches!(reconciled, Ok(Ok(_))),
+        "the reconcile waited for its Events: {reconciled:?}"
+    );
+    assert_eq!(h.status("quick").phase, Some(JobPhase::Created));
+    assert!(h.event_reasons().is_empty());
+    h.api.1.send_replace(true);
+    h.ctx.events.flush().await;
+    assert_eq!(h.event_reasons(), ["NetworkValidated", "JobCreated"]);
 }
 
 /// The finalizer comes before anything exists in AWS: when the apiserver refuses it (the object
@@ -1888,7 +1968,7 @@ async fn one_validation_is_announced_once() {
     );
     assert_eq!(
         h.event_reasons(),
-        ["NetworkValidated", "JobCreated", "JobStatusChanged"],
+        ["NetworkValidated", "JobCreated"],
         "{:#?}",
         h.api.state().events
     );

@@ -74,6 +74,18 @@ struct Tracked {
     event_newest: f64,
 }
 
+impl Tracked {
+    /// SageMaker's own time of a change an event reported: it replaces a local reading, and the
+    /// List need not report this change again.
+    fn learn(&mut self, modified: f64) {
+        self.known = if self.local_reading.take().is_some() {
+            modified
+        } else {
+            self.known.max(modified)
+        };
+    }
+}
+
 /// The tracked jobs of one account and region.
 struct Region {
     /// Whom to ask: the scope of the latest job tracked (any role of the account sees its jobs).
@@ -311,18 +323,19 @@ impl Tracker {
                 return;
             }
             t.event_newest = modified;
-            // SageMaker's own time: it replaces a local reading, and the List need not report
-            // this change again.
-            t.known = if t.local_reading.take().is_some() {
-                modified
-            } else {
-                t.known.max(modified)
-            };
+            t.learn(modified);
             t.changed = true;
             t.event = Some(state);
             let _ = self.trigger.unbounded_send(t.object.clone());
         });
         object
+    }
+
+    /// SageMaker's time of a state the resource's status already shows (the create's answer,
+    /// which has no time, confirmed by the job's first event): it replaces a local reading, so
+    /// that the List need not report the job's creation as a change. Triggers nothing.
+    pub fn confirm(&self, region: &ScopeKey, job: &str, modified: f64) {
+        self.tracked(region, job, |t| t.learn(modified));
     }
 
     /// The state an event handed over for the job, once.
@@ -778,6 +791,24 @@ mod tests {
         h.sagemaker.pass(5.0);
         h.poll().await;
         assert_eq!(h.triggered(), ["second"]);
+    }
+
+    #[tokio::test]
+    async fn an_event_confirming_a_creation_gives_the_tracker_sagemakers_time() {
+        // The local clock runs behind: the create path's reading is older than the creation.
+        let mut h = harness(-3.0, Duration::from_secs(3600));
+        let created = h.sagemaker.modify("a", 0.0);
+        h.track_created("a");
+        // The job's first event (InProgress, as the create answered) is not written to status;
+        // its time goes to the tracker, so the List does not report the creation as a change.
+        h.tracker.confirm(&key(), "a", created);
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert!(h.triggered().is_empty(), "the creation itself is no change");
+        h.sagemaker.modify("a", 0.0);
+        h.sagemaker.pass(5.0);
+        h.poll().await;
+        assert_eq!(h.triggered(), ["a"], "the next change is");
     }
 
     #[tokio::test]

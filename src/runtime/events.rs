@@ -10,6 +10,13 @@
 //! message whose status is not written within [`WRITE_WAIT`] is left to SQS, which delivers it
 //! again after the queue's visibility timeout.
 //!
+//! A job's first event (InProgress) is published when it is created, and often arrives before
+//! the create's own status write has reached the controller's cache, which still shows the
+//! write-ahead (`Creating`). Handed over then, it would start a reconcile that reads `Creating`
+//! and looks before creating (Describe, ListTags) to adopt the job it has just created. So an
+//! event waits, within the same bound, until the cache shows the job created, and is decided
+//! then: usually the status already shows its state.
+//!
 //! While every receive succeeds, events flow, and the List poll slows to the backstop interval
 //! once one poll has run a whole normal interval after the flow began (that poll catches up what
 //! the gap before missed). A failed receive ends the flow: the poll is back at its normal
@@ -23,6 +30,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{JobPhase, ProcessingJobStatus};
 use crate::aws::events::{self, Parsed};
 use crate::aws::sqs::{Message, Queue, BATCH};
 use crate::aws::AwsClients;
@@ -31,8 +39,9 @@ use crate::reconcile::tracker::{ChangeLister, Tracker};
 use crate::reconcile::Guarded;
 use crate::telemetry::metrics::{Metrics, OutcomeLabels};
 
-/// How long a message waits for its status to be written before it is left to SQS. Below the
-/// default visibility timeout (30 s), so that a message is not delivered twice while it waits.
+/// How long a message waits for its status to be written (and, before that, for its job's
+/// creation to reach the cache) before it is left to SQS. Below the default visibility timeout
+/// (30 s), so that a message is not delivered twice while it waits.
 pub const WRITE_WAIT: Duration = Duration::from_secs(20);
 
 /// How often the cache is looked at while a message waits for its status.
@@ -142,25 +151,58 @@ pub async fn poll<L: ChangeLister + ?Sized>(
 enum Step {
     /// Delete it now; the outcome is counted.
     Done(&'static str),
-    /// Delete it once the resource's status shows the job's change of `modified`.
-    AwaitStatus {
-        object: ObjectRef<Guarded>,
-        name: String,
-        modified: f64,
-    },
+    /// Decide again once the cache shows the resource's job created (see [`Shows::NotCreated`]).
+    AwaitCreated(Awaited),
+    /// Delete it once the resource's status shows the state handed to the reconcile.
+    AwaitStatus(Awaited),
 }
 
-/// Whether a resource's status shows a job's change of `modified`.
+/// The job's state an event reported, and the resource whose status is to show it.
+#[derive(Debug, PartialEq)]
+struct Awaited {
+    object: ObjectRef<Guarded>,
+    name: String,
+    state: JobStatus,
+    modified: f64,
+}
+
+impl Awaited {
+    fn shows(&self, store: &Store<Guarded>) -> Shows {
+        status_shows(
+            store.get(&self.object).as_deref(),
+            &self.name,
+            self.state,
+            self.modified,
+        )
+    }
+}
+
+/// Whether a resource's status shows a job's state `status` of `modified`.
 #[derive(Debug, PartialEq)]
 enum Shows {
     Yes,
+    /// The state, without a time: the create's answer (InProgress, no LastModifiedTime), which
+    /// the job's first event only confirms. Writing the time would cost a status write per job
+    /// and tell nobody anything; the tracker takes SageMaker's time from the event instead.
+    Untimed,
     No,
+    /// The cache shows the resource before its job was created (no status yet, or the
+    /// write-ahead `Creating`): the create's status write has not reached the watch. A reconcile
+    /// now would look before creating and adopt the job it has just created.
+    NotCreated,
     /// The resource is gone, being deleted (cleanup reads the job itself), unreadable, or
     /// records another job: the event is none of its business any more.
     Gone,
 }
 
-fn status_shows(object: Option<&Guarded>, name: &str, modified: f64) -> Shows {
+impl Shows {
+    /// Nothing more to wait for: the status shows the state, or never will.
+    fn settled(&self) -> bool {
+        matches!(self, Shows::Yes | Shows::Untimed | Shows::Gone)
+    }
+}
+
+fn status_shows(object: Option<&Guarded>, name: &str, state: JobStatus, modified: f64) -> Shows {
     let Some(Ok(job)) = object.map(|o| &o.0) else {
         return Shows::Gone;
     };
@@ -168,21 +210,32 @@ fn status_shows(object: Option<&Guarded>, name: &str, modified: f64) -> Shows {
         return Shows::Gone;
     }
     let Some(status) = job.status.as_ref() else {
-        return Shows::No;
+        return Shows::NotCreated;
     };
     if status.processing_job_name.as_deref().is_some_and(|n| n != name) {
         return Shows::Gone;
     }
-    let ended = status
-        .processing_job_status
-        .as_deref()
-        .and_then(JobStatus::parse)
-        .is_some_and(JobStatus::is_terminal);
+    if before_created(status) {
+        return Shows::NotCreated;
+    }
+    let shown = status.processing_job_status.as_deref().and_then(JobStatus::parse);
     let known = status.last_modified_time.as_deref().and_then(epoch_of);
-    if ended || known.is_some_and(|k| k >= modified) {
+    if shown.is_some_and(JobStatus::is_terminal) || known.is_some_and(|k| k >= modified) {
         Shows::Yes
+    } else if known.is_none() && shown == Some(state) {
+        Shows::Untimed
     } else {
         Shows::No
+    }
+}
+
+/// The write-ahead (or, from a controller before `phase`, a recorded name without an ARN): the
+/// job may have been created, but the status does not say so yet. Other phases without a job
+/// (pending, queued, refused) are left to the reconcile, as before.
+fn before_created(status: &ProcessingJobStatus) -> bool {
+    match status.phase {
+        Some(phase) => phase == JobPhase::Creating,
+        None => status.processing_job_arn.is_none(),
     }
 }
 
@@ -231,16 +284,75 @@ fn step(message: &Message, tracker: &Tracker, store: &Store<Guarded>) -> Step {
             else {
                 return Step::Done("unknown_job");
             };
-            match status_shows(store.get(&object).as_deref(), &state.name, modified) {
+            let awaited = Awaited {
+                object,
+                name: state.name.clone(),
+                state: state.status,
+                modified,
+            };
+            match awaited.shows(store) {
                 Shows::Yes => Step::Done("duplicate"),
+                Shows::Untimed => {
+                    tracker.confirm(&key, &state.name, modified);
+                    Step::Done("duplicate")
+                }
                 Shows::Gone => Step::Done("unknown_job"),
+                Shows::NotCreated => {
+                    tracing::debug!(job = awaited.name, status = %awaited.state, "the cache does not show the job created yet: the event waits");
+                    Step::AwaitCreated(awaited)
+                }
                 Shows::No => {
-                    let name = state.name.clone();
+                    tracing::debug!(job = awaited.name, status = %awaited.state, "a state change handed to the reconcile");
                     tracker.observe_event(&key, *state);
-                    Step::AwaitStatus { object, name, modified }
+                    Step::AwaitStatus(awaited)
                 }
             }
         }
+    }
+}
+
+/// What became of one message.
+#[derive(Debug, PartialEq)]
+enum Settled {
+    /// Deleted; the outcome is counted.
+    Delete(&'static str),
+    /// Not settled by the deadline, for the reason given: left for SQS to deliver again.
+    Leave(ObjectRef<Guarded>, &'static str),
+}
+
+/// Decides one message, waiting until `deadline` for the cache to show its job created (then
+/// deciding again: usually the status shows the state by then) and for the status to show a
+/// state handed to the reconcile.
+async fn decide(message: &Message, tracker: &Tracker, store: &Store<Guarded>, deadline: Instant) -> Settled {
+    loop {
+        match step(message, tracker, store) {
+            Step::Done(outcome) => return Settled::Delete(outcome),
+            Step::AwaitCreated(a) => {
+                if !until(deadline, || a.shows(store) != Shows::NotCreated).await {
+                    return Settled::Leave(a.object, "the job's creation did not reach the cache in time");
+                }
+            }
+            Step::AwaitStatus(a) => {
+                return if until(deadline, || a.shows(store).settled()).await {
+                    Settled::Delete("applied")
+                } else {
+                    Settled::Leave(a.object, "the status was not written in time")
+                };
+            }
+        }
+    }
+}
+
+/// Whether `done` holds before `deadline`, looking every [`WRITE_CHECK`].
+async fn until(deadline: Instant, done: impl Fn() -> bool) -> bool {
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(WRITE_CHECK).await;
     }
 }
 
@@ -321,32 +433,22 @@ impl Consumer {
         }
     }
 
-    /// Handles one received batch: each message's step, the wait for the statuses, the delete.
+    /// Handles one received batch: each message decided (waiting for its status, within
+    /// [`WRITE_WAIT`] of the receive), the settled ones deleted.
     async fn settle(&self, messages: Vec<Message>) {
+        let deadline = Instant::now() + WRITE_WAIT;
+        let settled = join_all(messages.iter().map(|m| decide(m, &self.tracker, &self.store, deadline))).await;
         let mut done: Vec<&Message> = Vec::new();
-        let mut waiting = Vec::new();
-        for m in &messages {
-            match step(m, &self.tracker, &self.store) {
-                Step::Done(outcome) => {
+        for (m, settled) in messages.iter().zip(settled) {
+            match settled {
+                Settled::Delete(outcome) => {
                     self.count(outcome);
                     done.push(m);
                 }
-                Step::AwaitStatus { object, name, modified } => waiting.push((m, object, name, modified)),
-            }
-        }
-        let written = join_all(
-            waiting
-                .iter()
-                .map(|(_, object, name, modified)| self.written(object, name, *modified)),
-        )
-        .await;
-        for ((m, object, ..), written) in waiting.iter().zip(written) {
-            if written {
-                self.count("applied");
-                done.push(m);
-            } else {
-                self.count("pending");
-                tracing::info!(object = %object, message_id = m.id, "the status was not written in time: the event is left for SQS to deliver again");
+                Settled::Leave(object, why) => {
+                    self.count("pending");
+                    tracing::info!(object = %object, message_id = m.id, "{why}: the event is left for SQS to deliver again");
+                }
             }
         }
         for chunk in done.chunks(BATCH as usize) {
@@ -360,20 +462,6 @@ impl Consumer {
                     tracing::warn!(error = %e, "deleting handled events failed: they come back and are handled again")
                 }
             }
-        }
-    }
-
-    /// Waits up to [`WRITE_WAIT`] until the cache shows the status written (or the resource gone).
-    async fn written(&self, object: &ObjectRef<Guarded>, name: &str, modified: f64) -> bool {
-        let deadline = Instant::now() + WRITE_WAIT;
-        loop {
-            if status_shows(self.store.get(object).as_deref(), name, modified) != Shows::No {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(WRITE_CHECK).await;
         }
     }
 
@@ -480,9 +568,30 @@ mod tests {
         )
     }
 
-    /// A resource in the cache whose status records `job` as `status`, last modified at
-    /// `modified` (RFC 3339).
+    /// A resource in the cache whose status records its created `job` as `status`, last
+    /// modified at `modified` (RFC 3339).
     fn resource(name: &str, job: &str, status: &str, modified: Option<&str>) -> Guarded {
+        with_status(
+            name,
+            json!({
+                "phase": "Created",
+                "processingJobName": job,
+                "processingJobARN": format!("arn:aws:sagemaker:{REGION}:123456789012:processing-job/{job}"),
+                "processingJobStatus": status,
+                "lastModifiedTime": modified,
+            }),
+        )
+    }
+
+    /// A resource whose status is the write-ahead of `job`: recorded, the create's answer not yet.
+    fn creating(name: &str, job: &str) -> Guarded {
+        with_status(
+            name,
+            json!({"phase": "Creating", "processingJobName": job, "region": REGION}),
+        )
+    }
+
+    fn with_status(name: &str, status: serde_json::Value) -> Guarded {
         serde_json::from_value(json!({
             "apiVersion": "sagemaker.processing.dev/v1alpha1",
             "kind": "ProcessingJob",
@@ -492,7 +601,7 @@ mod tests {
                 "appSpecification": {"imageURI": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"},
                 "roleARN": "arn:aws:iam::123456789012:role/r"
             },
-            "status": {"processingJobName": job, "processingJobStatus": status, "lastModifiedTime": modified},
+            "status": status,
         }))
         .expect("a ProcessingJob")
     }
@@ -550,11 +659,12 @@ mod tests {
         let s = step(&event("job-a", "Completed", T20_MS), &w.tracker, &w.store);
         assert_eq!(
             s,
-            Step::AwaitStatus {
+            Step::AwaitStatus(Awaited {
                 object,
                 name: "job-a".into(),
+                state: JobStatus::Completed,
                 modified: 1_767_225_620.0
-            }
+            })
         );
         assert_eq!(w.triggered(), 1);
         let handed = w
@@ -582,6 +692,110 @@ mod tests {
     }
 
     #[test]
+    fn an_event_before_the_cache_shows_its_job_created_waits_instead_of_starting_a_reconcile() {
+        let mut w = world();
+        let object = w.track("job-a", 1_767_225_600.0);
+        // The create's status write has not reached the cache: no status yet, or the write-ahead.
+        w.put(with_status("r", serde_json::Value::Null));
+        let waits = Step::AwaitCreated(Awaited {
+            object,
+            name: "job-a".into(),
+            state: JobStatus::InProgress,
+            modified: 1_767_225_610.0,
+        });
+        assert_eq!(step(&event("job-a", "InProgress", T10_MS), &w.tracker, &w.store), waits);
+        w.put(creating("r", "job-a"));
+        assert_eq!(step(&event("job-a", "InProgress", T10_MS), &w.tracker, &w.store), waits);
+        assert!(matches!(
+            step(&event("job-a", "Completed", T20_MS), &w.tracker, &w.store),
+            Step::AwaitCreated(_)
+        ));
+        // A reconcile now would read `Creating` and look before creating (Describe, ListTags).
+        assert_eq!(w.triggered(), 0, "no reconcile while the cache shows Creating");
+        let key = crate::accounts::Scope::own(REGION).key();
+        assert!(w.tracker.take_event(&key, "job-a").is_none(), "nothing handed over");
+
+        // Created, as the create's answer says (InProgress, no time): the first event only
+        // confirms it; the end is new.
+        w.put(resource("r", "job-a", "InProgress", None));
+        assert_eq!(
+            step(&event("job-a", "InProgress", T10_MS), &w.tracker, &w.store),
+            Step::Done("duplicate")
+        );
+        assert_eq!(w.triggered(), 0, "a confirmation costs no reconcile nor status write");
+        assert!(matches!(
+            step(&event("job-a", "Completed", T20_MS), &w.tracker, &w.store),
+            Step::AwaitStatus(_)
+        ));
+        assert_eq!(w.triggered(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_event_is_decided_again_once_its_job_is_created_and_deleted_after_its_status() {
+        let World {
+            tracker,
+            mut triggers,
+            store,
+            mut writer,
+        } = world();
+        let object = ObjectRef::new("r").within("team-a");
+        tracker.track(
+            &crate::accounts::Scope::own(REGION),
+            "job-a",
+            object.clone(),
+            1_767_225_600.0,
+        );
+        writer.apply_watcher_event(&watcher::Event::Apply(creating("r", "job-a")));
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(10);
+        let first = event("job-a", "InProgress", T10_MS);
+        let end = event("job-a", "Completed", T20_MS);
+        let cache = async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            writer.apply_watcher_event(&watcher::Event::Apply(resource("r", "job-a", "InProgress", None)));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            writer.apply_watcher_event(&watcher::Event::Apply(resource(
+                "r",
+                "job-a",
+                "Completed",
+                Some("2026-01-01T00:00:20Z"),
+            )));
+            writer
+        };
+        let (first, end, mut writer) = tokio::join!(
+            decide(&first, &tracker, &store, deadline),
+            decide(&end, &tracker, &store, deadline),
+            cache
+        );
+        assert_eq!(first, Settled::Delete("duplicate"));
+        assert_eq!(end, Settled::Delete("applied"));
+        assert!(
+            started.elapsed() >= Duration::from_millis(600),
+            "deleted only once written"
+        );
+        let mut handed = 0;
+        while triggers.try_recv().is_ok() {
+            handed += 1;
+        }
+        assert_eq!(handed, 1, "only the end went to a reconcile");
+
+        // A creation that does not reach the cache by the deadline: left to SQS, nothing handed.
+        tracker.track(
+            &crate::accounts::Scope::own(REGION),
+            "job-b",
+            ObjectRef::new("s").within("team-a"),
+            1_767_225_600.0,
+        );
+        writer.apply_watcher_event(&watcher::Event::Apply(creating("s", "job-b")));
+        let soon = Instant::now() + Duration::from_millis(200);
+        assert!(matches!(
+            decide(&event("job-b", "InProgress", T10_MS), &tracker, &store, soon).await,
+            Settled::Leave(..)
+        ));
+        assert!(triggers.try_recv().is_err());
+    }
+
+    #[test]
     fn an_event_older_than_the_status_or_the_last_event_changes_nothing() {
         let mut w = world();
         w.track("job-a", 1_767_225_600.0);
@@ -593,19 +807,19 @@ mod tests {
         // Out of order while the newer state is not written yet: the newer one stays handed over.
         w.put(resource("r", "job-a", "InProgress", None));
         assert!(matches!(
-            step(&event("job-a", "Stopping", T20_MS), &w.tracker, &w.store),
-            Step::AwaitStatus { .. }
+            step(&event("job-a", "Completed", T20_MS), &w.tracker, &w.store),
+            Step::AwaitStatus(_)
         ));
         assert!(matches!(
-            step(&event("job-a", "InProgress", T10_MS), &w.tracker, &w.store),
-            Step::AwaitStatus { .. }
+            step(&event("job-a", "Stopping", T10_MS), &w.tracker, &w.store),
+            Step::AwaitStatus(_)
         ));
         assert_eq!(w.triggered(), 1, "the older event triggers nothing");
         let handed = w
             .tracker
             .take_event(&crate::accounts::Scope::own(REGION).key(), "job-a")
             .expect("the newer state");
-        assert_eq!(handed.status, JobStatus::Stopping);
+        assert_eq!(handed.status, JobStatus::Completed);
     }
 
     #[test]

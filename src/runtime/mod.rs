@@ -87,13 +87,17 @@ pub async fn run_controller(
     };
     let (trigger_tx, trigger_rx) = futures::channel::mpsc::unbounded();
     let tracker = Arc::new(Tracker::new(trigger_tx, settings.resync_interval));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        crate::reconcile::Ports::aws(aws.clone()),
-        tracker.clone(),
-        settings.clone(),
-        metrics.clone(),
-    ));
+    let (namespaces, namespace_writer) = reflector::store();
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            crate::reconcile::Ports::aws(aws.clone()),
+            tracker.clone(),
+            settings.clone(),
+            metrics.clone(),
+        )
+        .with_namespaces(namespaces),
+    );
     let (store, writer) = reflector::store();
     let poller = match events {
         None => tokio::spawn(
@@ -132,6 +136,7 @@ pub async fn run_controller(
             settings.namespace.as_deref(),
             store.clone(),
             ctx.accounts.clone(),
+            namespace_writer,
         )
         .inspect(move |_| count(&metrics, "namespace"))
     };
@@ -162,7 +167,7 @@ pub async fn run_controller(
         .reconcile_on(guard_changed)
         .reconcile_on(mapping_changed)
         .graceful_shutdown_on(async move { stop.cancelled().await })
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| {
             let metrics = metrics.clone();
             async move {
@@ -187,6 +192,13 @@ pub async fn run_controller(
         })
         .await;
     shutdown.cancel();
+    // The Events of the last reconciles, written before the process ends.
+    if tokio::time::timeout(Duration::from_secs(5), ctx.events.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutting down with Kubernetes Events not yet written");
+    }
     let _ = poller.await;
     let _ = gauges.await;
     let _ = sweep.await;

@@ -11,13 +11,16 @@
 //! Metadata only (no spec or status of namespaces travels), and only changes of the guard's and
 //! the account annotations count: labels, other annotations and the first sight of a namespace
 //! bring nothing.
+//!
+//! The watch also fills a store of the namespaces' metadata, which reconciles read instead of a
+//! GET per job; it is written before a change brings the namespace's jobs back, so they see it.
 
 use std::collections::{BTreeMap, HashMap};
 
 use futures::{future, stream, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 
@@ -81,11 +84,13 @@ fn jobs_in(store: &Store<Guarded>, namespace: &str) -> Vec<ObjectRef<Guarded>> {
 
 /// The jobs to reconcile because their namespace's limits changed. `scope`: the one namespace
 /// the controller serves (watched by name, which RBAC `resourceNames` allows), else all.
+/// `namespaces`: filled with every namespace seen.
 pub fn changes(
     client: Client,
     scope: Option<&str>,
     store: Store<Guarded>,
     directory: std::sync::Arc<Directory>,
+    namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
 ) -> impl Stream<Item = ObjectRef<Guarded>> + Send + 'static {
     let config = match scope {
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
@@ -95,6 +100,7 @@ pub fn changes(
     // An Api of PartialObjectMeta makes metadata-only requests (kube's metadata watcher).
     watcher(Api::<PartialObjectMeta<Namespace>>::all(client), config)
         .default_backoff()
+        .reflect(namespaces)
         .filter_map(move |event| {
             future::ready(match event {
                 Ok(event) => {

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub event_receive_errors: Counter,
     /// 1 while events flow and the List poll runs at its backstop interval.
     pub events_flowing: Gauge<i64, AtomicI64>,
+    /// Kubernetes Events dropped because the publisher's queue was full.
+    pub kube_events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -96,6 +98,7 @@ impl Default for Metrics {
             events: Family::default(),
             event_receive_errors: Counter::default(),
             events_flowing: Gauge::default(),
+            kube_events_dropped: Counter::default(),
         }
     }
 }
@@ -174,6 +177,11 @@ impl Metrics {
             "events_flowing",
             "1 while events flow and the List poll runs at its backstop interval",
             self.events_flowing.clone(),
+        );
+        r.register(
+            "kubernetes_events_dropped",
+            "Kubernetes Events dropped, not written, because the apiserver could not take them as fast as they came (the status still says everything)",
+            self.kube_events_dropped.clone(),
         );
     }
 }
