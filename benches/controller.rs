@@ -369,7 +369,10 @@ fn main() {
     // Declared before the namespace so that it still runs, releasing the jobs, when the
     // namespace is deleted at the end.
     let controller;
-    let ns = s.namespace("bench");
+    // Releasing N jobs on the namespace's deletion: a minute, and 20 ms a job more.
+    let ns = s
+        .namespace("bench")
+        .with_release_timeout(Duration::from_secs(60) + Duration::from_millis(20 * n as u64));
     s.sim_admin(
         "PUT",
         "/_sim/config",

@@ -98,7 +98,7 @@ fn annotated_namespace(prefix: &str, labels: Value, annotations: &BTreeMap<Strin
         &namespace_object(&name, labels, annotations).to_string(),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    TestNamespace { name }
+    TestNamespace::adopt(name)
 }
 
 fn kubectl_apply(obj: &Value, extra: &[&str]) -> std::process::Output {
