@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use support::controller::ControllerProcess;
+use support::events::{boto, queue_and_rule, remove_queue_and_rule};
 use support::stack;
 use support::vpc::{job_manifest_in, topology};
 
@@ -179,60 +180,6 @@ fn stage_figures(
     out
 }
 
-/// Runs a boto3 snippet against moto (EventBridge and SQS); `args` are its `args`.
-fn boto(script: &str, args: &[&str]) -> String {
-    let s = stack();
-    let prelude = r#"
-import json, sys
-import boto3
-kw = dict(endpoint_url=sys.argv[1], region_name=sys.argv[2], aws_access_key_id="testing", aws_secret_access_key="testing")
-sqs, events = boto3.client("sqs", **kw), boto3.client("events", **kw)
-args = sys.argv[3:]
-"#;
-    let out = s
-        .command(s.var("MOTO_PYTHON"))
-        .arg("-c")
-        .arg(format!("{prelude}{script}"))
-        .arg(s.var("MOTO_URL"))
-        .arg(s.var("AWS_REGION"))
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A queue and an EventBridge rule routing the state changes of jobs named `prefix…` to it, as
-/// docs/events.md sets them up; returns the queue URL.
-fn queue_and_rule(prefix: &str) -> String {
-    boto(
-        r#"
-name = args[0]
-url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
-arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-pattern = {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Processing Job State Change"],
-           "detail": {"ProcessingJobName": [{"prefix": name}]}}
-events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
-events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
-print(url)
-"#,
-        &[prefix],
-    )
-}
-
-/// Removes what [`queue_and_rule`] made.
-fn remove_queue_and_rule(prefix: &str, url: &str) {
-    boto(
-        r#"
-name, url = args
-events.remove_targets(Rule=name, Ids=["queue"])
-events.delete_rule(Name=name)
-sqs.delete_queue(QueueUrl=url)
-"#,
-        &[prefix, url],
-    );
-}
-
 /// Detaches the targets of every EventBridge rule of the stack but the run's own (`keep`) and
 /// returns them (rule → targets, JSON) for [`resume_rules`]. The stack's rule routes every job's
 /// events to a queue that no controller of the tests consumes, and moto's SendMessage slows with
@@ -382,7 +329,7 @@ fn main() {
 
     // With events, the jobs' names share a prefix that the run's own rule routes to its queue.
     let prefix = format!("bench-{}", support::unique_suffix());
-    let queue = events.then(|| queue_and_rule(&prefix));
+    let queue = events.then(|| queue_and_rule(&prefix, &prefix));
     let paused = pause_other_rules(&prefix);
     let poll_arg = format!("{poll}s");
     // The stage events are needed; more (e.g. `info,smpc=debug`) to study a run's log.
@@ -542,7 +489,7 @@ fn main() {
     // deletes the resources, which the controller must release.
     s.sim_admin("PUT", "/_sim/config", Some("{}"));
     if let Some(url) = &queue {
-        remove_queue_and_rule(&prefix, url);
+        remove_queue_and_rule(url, &prefix);
     }
     resume_rules(&paused);
 

@@ -75,31 +75,8 @@ async fn log_in_b(job: &str, line: &str) {
         .credentials_provider(credentials_of_b(&base).await)
         .build();
     let logs = aws_sdk_cloudwatchlogs::Client::from_conf(conf);
-    let group = "/aws/sagemaker/ProcessingJobs";
     let stream = format!("{job}/algo-1-1700000000");
-    let _ = logs.create_log_group().log_group_name(group).send().await;
-    logs.create_log_stream()
-        .log_group_name(group)
-        .log_stream_name(&stream)
-        .send()
-        .await
-        .expect("create log stream in B");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let event = aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-        .timestamp(now)
-        .message(line)
-        .build()
-        .expect("log event");
-    logs.put_log_events()
-        .log_group_name(group)
-        .log_stream_name(&stream)
-        .log_events(event)
-        .send()
-        .await
-        .expect("put log events in B");
+    support::iam::put_log_lines(&logs, &stream, &[(support::iam::now_millis(), line)]).await;
 }
 
 fn aws_sdk_sts_endpoint(base: &aws_config::SdkConfig, endpoint: &str) -> aws_config::SdkConfig {

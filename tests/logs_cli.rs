@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use support::vpc::REGION;
 use support::{controller_bin, stack, unique_suffix};
 
-const GROUP: &str = "/aws/sagemaker/ProcessingJobs";
-
 fn logs(ns: &str, args: &[&str]) -> Output {
     stack()
         .command(controller_bin())
@@ -47,36 +45,13 @@ fn set_status(ns: &str, name: &str, status: serde_json::Value) {
 /// Two streams of one job whose lines interleave in time.
 async fn write_streams(job: &str) {
     let logs = stack().logs().await;
-    let _ = logs.create_log_group().log_group_name(GROUP).send().await;
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let base = support::iam::now_millis();
     for (stream, lines) in [
         ("algo-1-1700000000", [(0, "one: start"), (20, "one: done")]),
         ("algo-2-1700000000", [(10, "two: start"), (30, "two: done")]),
     ] {
-        let stream = format!("{job}/{stream}");
-        logs.create_log_stream()
-            .log_group_name(GROUP)
-            .log_stream_name(&stream)
-            .send()
-            .await
-            .expect("create log stream");
-        let events = lines.iter().map(|(dt, line)| {
-            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                .timestamp(base + dt)
-                .message(*line)
-                .build()
-                .expect("log event")
-        });
-        logs.put_log_events()
-            .log_group_name(GROUP)
-            .log_stream_name(&stream)
-            .set_log_events(Some(events.collect()))
-            .send()
-            .await
-            .expect("put log events");
+        let lines = lines.map(|(dt, line)| (base + dt, line));
+        support::iam::put_log_lines(&logs, &format!("{job}/{stream}"), &lines).await;
     }
 }
 

@@ -55,25 +55,10 @@ impl LogReader {
             .await?;
         let mut out = Vec::new();
         for stream in streams.log_streams().iter().filter_map(|s| s.log_stream_name()) {
-            let events = self
-                .call(
-                    "GetLogEvents",
-                    self.client
-                        .get_log_events()
-                        .log_group_name(LOG_GROUP)
-                        .log_stream_name(stream)
-                        .start_from_head(false)
-                        .limit(lines)
-                        .send(),
-                )
-                .await?;
+            let page = self.page(stream, None, Some(lines)).await?;
             out.push(StreamTail {
                 stream: stream.to_string(),
-                lines: events
-                    .events()
-                    .iter()
-                    .filter_map(|e| e.message().map(|m| m.trim_end().to_string()))
-                    .collect(),
+                lines: page.lines.into_iter().map(|l| l.message).collect(),
             });
         }
         Ok(out)

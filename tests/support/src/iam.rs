@@ -143,36 +143,47 @@ pub async fn ensure_processing_role(region: &str) {
         .expect("put the processing role's policy");
 }
 
-/// Writes `lines` into the job's first log stream, as SageMaker's agent does
-/// (`/aws/sagemaker/ProcessingJobs`, stream `<job>/algo-1-<timestamp>`).
-pub async fn write_job_log(job_name: &str, lines: &[&str]) {
-    const GROUP: &str = "/aws/sagemaker/ProcessingJobs";
-    let logs = stack().logs().await;
-    // The group is shared by every job: it may exist already.
-    let _ = logs.create_log_group().log_group_name(GROUP).send().await;
-    let stream = format!("{job_name}/algo-1-1700000000");
+/// The log group SageMaker's agent writes processing jobs' streams into.
+pub const JOB_LOG_GROUP: &str = "/aws/sagemaker/ProcessingJobs";
+
+/// Milliseconds since the epoch, now: a log event's timestamp.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Creates `stream` in [`JOB_LOG_GROUP`] (and the group, shared by every job, unless it exists)
+/// through `logs`, and writes `lines` (timestamp in ms, text) into it.
+pub async fn put_log_lines(logs: &aws_sdk_cloudwatchlogs::Client, stream: &str, lines: &[(i64, &str)]) {
+    let _ = logs.create_log_group().log_group_name(JOB_LOG_GROUP).send().await;
     logs.create_log_stream()
-        .log_group_name(GROUP)
-        .log_stream_name(&stream)
+        .log_group_name(JOB_LOG_GROUP)
+        .log_stream_name(stream)
         .send()
         .await
         .expect("create log stream");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let events = lines.iter().enumerate().map(|(i, line)| {
+    let events = lines.iter().map(|(timestamp, line)| {
         aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-            .timestamp(now + i as i64)
+            .timestamp(*timestamp)
             .message(*line)
             .build()
             .expect("log event")
     });
     logs.put_log_events()
-        .log_group_name(GROUP)
-        .log_stream_name(&stream)
+        .log_group_name(JOB_LOG_GROUP)
+        .log_stream_name(stream)
         .set_log_events(Some(events.collect()))
         .send()
         .await
         .expect("put log events");
+}
+
+/// Writes `lines` into the job's first log stream, as SageMaker's agent does
+/// (`/aws/sagemaker/ProcessingJobs`, stream `<job>/algo-1-<timestamp>`).
+pub async fn write_job_log(job_name: &str, lines: &[&str]) {
+    let now = now_millis();
+    let lines: Vec<(i64, &str)> = lines.iter().enumerate().map(|(i, l)| (now + i as i64, *l)).collect();
+    put_log_lines(&stack().logs().await, &format!("{job_name}/algo-1-1700000000"), &lines).await;
 }
