@@ -158,7 +158,9 @@ impl InstalledPolicy {
             "1.33.0",
             "--set",
             "image.repository=123456789012.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-processing-controller",
-            "--set",
+            // A label value is a string, even when the random suffix is all digits (`--set`
+            // would make it a number, which the apiserver refuses in matchLabels).
+            "--set-string",
             &select,
             "--show-only",
             "templates/admission-policy.yaml",
