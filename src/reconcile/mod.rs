@@ -37,7 +37,7 @@ use kube::core::error_boundary::InvalidObject;
 use kube::core::DeserializeGuard;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
@@ -148,7 +148,7 @@ impl Context {
         Self {
             accounts: Arc::new(Directory::new(settings.carm_namespace.clone())),
             events: publisher::EventPublisher::new(
-                Recorder::new(client.clone(), reporter),
+                publisher::EventWriter::new(client.clone(), reporter),
                 metrics.kube_events_dropped.clone(),
             ),
             namespaces: kube::runtime::reflector::store().0,

@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource as _};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +32,7 @@ use crate::accounts::{Directory, ScopeKey};
 use crate::api::ProcessingJob;
 use crate::aws::{AwsClients, AwsError, Scope};
 use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_RETAINED, TAG_UID};
+use crate::reconcile::publisher::EventWriter;
 use crate::reconcile::{Guarded, Settings, ACK_ADOPTION_POLICY_ANNOTATION, FIELD_MANAGER};
 use crate::telemetry::metrics::Metrics;
 
@@ -469,11 +470,11 @@ impl Announce for EventAnnouncer {
                 action: "Sweep".into(),
                 secondary: Some(former),
             };
-            // A recorder of its own: kube's recorder folds Events with the same object and
-            // reason into a series that keeps the first note, and each orphan has its own.
-            let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-            match recorder.publish(&event, &regarding).await {
-                Ok(()) => true,
+            // A new Event each time, never folded into a series (which keeps the first note):
+            // each orphan has its own.
+            let writer = EventWriter::new(self.client.clone(), self.reporter.clone());
+            match writer.create(&event, &regarding).await {
+                Ok(_) => true,
                 Err(e) => {
                     tracing::warn!(namespace = orphan.namespace, job = orphan.job, error = %e, "cannot publish the OrphanedJob event; retrying at the next sweep");
                     false
