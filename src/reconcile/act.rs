@@ -201,8 +201,7 @@ pub fn not_created(
 }
 
 /// Creates the validated job: records name and region first (a crash after the create then
-/// finds the job instead of creating a second one), waits for the finalizer of a new resource
-/// (`finalizing`, added meanwhile), then CreateProcessingJob.
+/// finds the job instead of creating a second one), then CreateProcessingJob.
 /// The queue decides first: a job in line or over a cap waits `Queued` without any AWS call.
 pub async fn create(
     ctx: &Context,
@@ -211,7 +210,6 @@ pub async fn create(
     scope: &Scope,
     validated: Validated,
     caps: Caps,
-    finalizing: Option<&report::Finalizing<'_>>,
 ) -> Result<Outcome, Error> {
     if let Some(waiting) = wait_in_line(ctx, job, &at.key(), caps, Some(validated.network().clone())) {
         return Ok(waiting);
@@ -225,13 +223,6 @@ pub async fn create(
             return Err(e);
         }
     };
-    // The finalizer before anything exists in AWS.
-    if let Some(finalizing) = finalizing {
-        if let Err(e) = finalizing.clone().await {
-            leave_queue(ctx, job);
-            return Err(Error::AddFinalizer(e));
-        }
-    }
     let mut outcome = send_create(ctx, job, at, scope, validated).await?;
     outcome.written = written.map(Box::new);
     Ok(outcome)

@@ -34,7 +34,7 @@ pub enum Error {
     #[error("cannot remove the finalizer: {0}")]
     ReleaseFinalizer(#[source] kube::Error),
     #[error("cannot add the finalizer: {0}")]
-    AddFinalizer(#[source] std::sync::Arc<kube::Error>),
+    AddFinalizer(#[source] kube::Error),
     /// The account the job was created in cannot be reached (no role maps to it any more).
     #[error("{0}")]
     AccountUnreachable(String),

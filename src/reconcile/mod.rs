@@ -226,21 +226,18 @@ async fn reconcile_object(obj: &Guarded, ctx: &Context) -> Result<Action, Error>
             return Ok(Action::await_change());
         }
     };
-    // A new resource: its finalizer is added while the same reconcile goes on, and the create
-    // waits for it (report::finalizing). The reconcile ends only once the finalizer is added.
-    if job.metadata.deletion_timestamp.is_none() && !has_finalizer(&job.metadata) {
-        let finalizing = report::finalizing(ctx, job);
-        let (applied, added) = futures::join!(
-            apply(job, ctx, Some(&finalizing)),
-            timed("finalizer", finalizing.clone())
-        );
-        added.map_err(Error::AddFinalizer)?;
-        return applied;
-    }
+    // The finalizer first, and the work in the same reconcile (the helper below then finds it).
+    let guarded;
+    let job = if job.metadata.deletion_timestamp.is_none() && !has_finalizer(&job.metadata) {
+        guarded = timed("finalizer", report::add_finalizer(ctx, job)).await?;
+        &guarded
+    } else {
+        job
+    };
     let api: Api<ProcessingJob> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, Arc::new(job.clone()), |event| async {
         match event {
-            FinalizerEvent::Apply(job) => apply(&job, ctx, None).await,
+            FinalizerEvent::Apply(job) => apply(&job, ctx).await,
             FinalizerEvent::Cleanup(job) => delete(&job, ctx).await,
         }
     })
@@ -253,9 +250,8 @@ pub fn has_finalizer(meta: &ObjectMeta) -> bool {
     meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
 }
 
-/// observe → resolve → validate → act → report. `finalizing`: the finalizer of a new resource,
-/// being added; nothing is created before it is.
-async fn apply(job: &ProcessingJob, ctx: &Context, finalizing: Option<&report::Finalizing<'_>>) -> Result<Action, Error> {
+/// observe → resolve → validate → act → report.
+async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
     let outcome = match observe::progress(job, ctx.settings.default_region.as_deref()) {
         // At rest: no AWS call, no write, no timer.
         Progress::Refused => return Ok(Action::await_change()),
@@ -266,25 +262,20 @@ async fn apply(job: &ProcessingJob, ctx: &Context, finalizing: Option<&report::F
         Progress::Active { at, last, adopted } => act::mirror(ctx, job, at, *last, adopted).await,
         Progress::Creating(at) => match timed("look_before_create", act::look_before_creating(ctx, job, &at)).await? {
             Some(outcome) => outcome,
-            None => check_and_create(ctx, job, Some(at), finalizing).await?,
+            None => check_and_create(ctx, job, Some(at)).await?,
         },
         Progress::Queued => match still_queued(ctx, job).await? {
             Some(outcome) => outcome,
-            None => check_and_create(ctx, job, None, finalizing).await?,
+            None => check_and_create(ctx, job, None).await?,
         },
-        Progress::New | Progress::Blocked => check_and_create(ctx, job, None, finalizing).await?,
+        Progress::New | Progress::Blocked => check_and_create(ctx, job, None).await?,
     };
     finish(ctx, job, outcome).await
 }
 
 /// resolve → validate → create. `pinned`: the name, region and account recorded by an earlier
 /// write-ahead, kept.
-async fn check_and_create(
-    ctx: &Context,
-    job: &ProcessingJob,
-    pinned: Option<JobRef>,
-    finalizing: Option<&report::Finalizing<'_>>,
-) -> Result<Outcome, Error> {
+async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<JobRef>) -> Result<Outcome, Error> {
     let namespace = job.namespace().unwrap_or_default();
     let annotations = timed("namespace", resolve::namespace_annotations(ctx, job)).await?;
     let at = match pinned {
@@ -325,7 +316,7 @@ async fn check_and_create(
         Err(e) => return Ok(act::not_created(ctx, job, &at, None, e, "reading the network from EC2")),
     };
     match validate::network(&job.spec, &at.name, facts) {
-        Ok(validated) => act::create(ctx, job, at, &scope, validated, caps, finalizing).await,
+        Ok(validated) => act::create(ctx, job, at, &scope, validated, caps).await,
         Err(refusal) => Ok(refused(ctx, job, &at, refusal)),
     }
 }

@@ -2,8 +2,6 @@
 //! nothing changed) and the Events of the transition. The only other status write is the
 //! write-ahead before a create, also here.
 
-use std::sync::Arc;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::error_boundary::InvalidObject;
@@ -147,44 +145,21 @@ pub async fn raw_status(
     })
 }
 
-/// Adds the controller's finalizer to a new resource. The same reconcile goes on meanwhile
-/// (validation, the write-ahead) and CreateProcessingJob waits for it: see [`Finalizing`]. (kube's
+/// Adds the controller's finalizer, before anything of the resource may exist in AWS, and returns
+/// the object as the apiserver wrote it so that the same reconcile goes on with it. (kube's
 /// finalizer helper stops after adding it and waits for the watch to bring the object back: a
-/// second trip through the queue for every new resource — docs/performance.md.) A JSON patch
-/// that first tests the finalizers as read, as kube's helper does: it fails rather than
-/// overwrite finalizers changed meanwhile, and, unlike a resourceVersion precondition, is not
-/// refused because the write-ahead status landed first. The apiserver refuses a new finalizer
-/// on an object being deleted.
-pub async fn add_finalizer(ctx: &Context, job: &ProcessingJob) -> Result<(), kube::Error> {
-    use json_patch::jsonptr::PointerBuf;
-    use json_patch::{AddOperation, PatchOperation, TestOperation};
-    let read = job.finalizers();
-    let list = PointerBuf::from_tokens(["metadata", "finalizers"]);
-    let (tested, add, value) = if read.is_empty() {
-        (serde_json::Value::Null, list.clone(), serde_json::json!([FINALIZER]))
-    } else {
-        (serde_json::json!(read), list.with_trailing_token("-"), serde_json::json!(FINALIZER))
-    };
-    let patch = json_patch::Patch(vec![
-        PatchOperation::Test(TestOperation { path: list, value: tested }),
-        PatchOperation::Add(AddOperation { path: add, value }),
-    ]);
+/// second trip through the queue for every new resource, most of the time from apply to
+/// Submitted when many arrive at once — docs/performance.md.) The patch carries the
+/// resourceVersion read, so it fails rather than overwrite finalizers changed meanwhile.
+pub async fn add_finalizer(ctx: &Context, job: &ProcessingJob) -> Result<ProcessingJob, Error> {
+    let mut finalizers = job.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let patch =
+        serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": job.metadata.resource_version}});
     Api::<ProcessingJob>::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default())
-        .patch(&job.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch))
+        .patch(&job.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map(|_| ())
-}
-
-/// The finalizer of a new resource while it is being added: shared between the reconcile,
-/// which waits for it before it returns, and [`super::act::create`], which waits for it before
-/// CreateProcessingJob — so that nothing exists in AWS before the finalizer is on the resource,
-/// while the validation and the write-ahead do not wait for it.
-pub type Finalizing<'a> = futures::future::Shared<futures::future::BoxFuture<'a, Result<(), Arc<kube::Error>>>>;
-
-/// Starts adding the finalizer (it runs once awaited, by whoever awaits first).
-pub fn finalizing<'a>(ctx: &'a Context, job: &'a ProcessingJob) -> Finalizing<'a> {
-    use futures::FutureExt;
-    async move { add_finalizer(ctx, job).await.map_err(Arc::new) }.boxed().shared()
+        .map_err(Error::AddFinalizer)
 }
 
 /// Removes the controller's finalizer from an object the finalizer helper cannot parse. The
