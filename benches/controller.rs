@@ -63,6 +63,26 @@ fn cpu_and_peak_rss(pid: u32) -> (f64, f64) {
     (cpu, hwm_kb / 1024.0)
 }
 
+/// The stack's kube-apiserver process: the one serving the kubeconfig's port.
+fn apiserver_pid() -> Option<u32> {
+    let server = stack().kubectl_ok(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let port = server.trim().rsplit(':').next()?.trim_end_matches('/').to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&str> = cmdline.split('\0').collect();
+        let serves = args.first()?.contains("kube-apiserver")
+            && args.windows(2).any(|w| w[0] == "--secure-port" && w[1] == port);
+        serves.then_some(pid)
+    })
+}
+
 /// The apiserver's write counters (`apiserver_request_total`, verbs that change something), by
 /// (resource, subresource, verb): real counts of what the apiserver served.
 fn apiserver_writes() -> BTreeMap<(String, String, String), f64> {
@@ -384,6 +404,9 @@ fn main() {
     let idle_rss = current_rss(controller.pid());
     let writes_before = apiserver_writes();
 
+    // The apiserver's CPU while the jobs are submitted: how close to the machine's limit it ran.
+    let apiserver = apiserver_pid();
+    let apiserver_cpu_before = apiserver.map(|p| cpu_and_peak_rss(p).0);
     // Create the resources through the API, 32 at a time, each with its own creation time.
     let started = Instant::now();
     let applied_at: BTreeMap<String, f64> = runtime.block_on(async {
@@ -411,6 +434,11 @@ fn main() {
     let applied_secs = started.elapsed().as_secs_f64();
 
     wait_all(&seen, n, "submitted", limit, |s| s.submitted.len());
+    let submitting_secs = started.elapsed().as_secs_f64();
+    let apiserver_cpu = apiserver
+        .zip(apiserver_cpu_before)
+        .map(|(p, before)| cpu_and_peak_rss(p).0 - before);
+    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
     let first_apply = applied_at.values().fold(f64::INFINITY, |m, t| m.min(*t));
     let (names, mut to_submitted, all_submitted) = {
         let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -687,6 +715,14 @@ fn main() {
         ),
         ("controller CPU (s)".into(), format!("{cpu:.1}"), "".into(), None),
         (
+            format!("apiserver CPU while submitting (cores of {cores}); per job (ms)"),
+            apiserver_cpu
+                .map(|c| format!("{:.2}; {:.0}", c / submitting_secs, c / nf * 1000.0))
+                .unwrap_or_else(|| "not found".into()),
+            "".into(),
+            None,
+        ),
+        (
             "controller peak RSS (MB)".into(),
             format!("{rss:.1}"),
             "≤ 150 at N = 10,000".into(),
@@ -715,6 +751,8 @@ fn main() {
         "label": label, "revision": revision, "profile": profile, "events": events, "measuredAt": now(),
         "jobs": n, "createsPerSecond": create_rate, "pollSeconds": poll, "concurrency": concurrency,
         "createResourcesSeconds": applied_secs, "allSubmittedSeconds": all_submitted,
+        "apiserverCpuSecondsSubmitting": apiserver_cpu, "apiserverCoresSubmitting": apiserver_cpu.map(|c| c / submitting_secs),
+        "machineCores": cores,
         "submittedP50": p50_submitted, "submittedP99": p99_submitted,
         "createLatencyP50": p50_create, "createLatencyP99": p99_create, "stages": stage_json,
         "baselineAllSubmittedSeconds": baseline_submitted,

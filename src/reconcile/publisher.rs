@@ -242,7 +242,11 @@ impl Series {
         let now = Instant::now();
         self.sweep(now);
         let key = Self::key(ev, regarding);
-        if let Some(p) = self.published.get_mut(&key).filter(|p| now.duration_since(p.last) < self.window) {
+        if let Some(p) = self
+            .published
+            .get_mut(&key)
+            .filter(|p| now.duration_since(p.last) < self.window)
+        {
             let count = p.count + 1;
             match self.writer.repeat(regarding, &p.name, count).await {
                 Ok(()) => {
@@ -436,7 +440,10 @@ mod tests {
         let (client, written) = recording_apiserver(vec![]);
         let mut series = Series::new(writer(client.clone()), SERIES_WINDOW);
         series.publish(&event("Created"), &regarding("a")).await.unwrap();
-        let first = requests(&written)[0].2["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let first = requests(&written)[0].2["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         // The apiserver no longer has it.
         let (client, written) = recording_apiserver(vec![first.clone()]);
         series.writer = writer(client);
@@ -444,11 +451,17 @@ mod tests {
         let requests = requests(&written);
         let methods: Vec<&str> = requests.iter().map(|(m, _, _)| m.as_str()).collect();
         assert_eq!(methods, ["PATCH", "POST"]);
-        let second = requests[1].2["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let second = requests[1].2["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert_ne!(second, first);
         series.publish(&event("Created"), &regarding("a")).await.unwrap();
         let last = &self::requests(&written)[2];
-        assert_eq!((last.0.as_str(), last.1.rsplit('/').next()), ("PATCH", Some(second.as_str())));
+        assert_eq!(
+            (last.0.as_str(), last.1.rsplit('/').next()),
+            ("PATCH", Some(second.as_str()))
+        );
     }
 
     #[tokio::test]
