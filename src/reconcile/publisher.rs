@@ -24,11 +24,13 @@ use kube::Api;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{mpsc, oneshot};
 
-/// Lanes writing Events at once: enough to keep up with the reconciles' status writes, few
-/// enough that Events do not crowd them out at the apiserver.
-pub const LANES: usize = 4;
-/// Events waiting per lane before new ones are dropped.
-pub const LANE_CAPACITY: usize = 1000;
+/// Lanes writing Events at once. One: an Event write at a time yields the apiserver to the
+/// reconciles' status writes when a burst saturates it, and the Events follow a little later.
+/// Measured at N = 1,000 against four lanes, back to back (docs/performance.md, the `lanes-*`
+/// runs): the status of completed jobs was mirrored sooner with one.
+pub const LANES: usize = 1;
+/// Events waiting per lane before new ones are dropped: about 3 MB when full.
+pub const LANE_CAPACITY: usize = 4000;
 /// How long a published Event is remembered to fold a repeat into its series: kube's recorder's
 /// window (six minutes), well inside the apiserver's own Event TTL (one hour by default).
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
