@@ -305,32 +305,6 @@ mod tests {
         }
     }
 
-    /// An apiserver that records each Event's reason, once `open` says so (until then every
-    /// Event write waits).
-    fn apiserver(open: tokio::sync::watch::Receiver<bool>) -> (kube::Client, Arc<Mutex<Vec<String>>>) {
-        let written = Arc::new(Mutex::new(Vec::new()));
-        let seen = written.clone();
-        let service = tower::service_fn(move |req: Request<kube::client::Body>| {
-            let (seen, mut open) = (seen.clone(), open.clone());
-            async move {
-                let _ = open.wait_for(|o| *o).await;
-                let bytes = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                let reason = body["reason"].as_str().unwrap_or_default().to_string();
-                seen.lock().unwrap_or_else(|e| e.into_inner()).push(reason);
-                let mut r = Response::new(http_body_util::Full::new(bytes));
-                *r.status_mut() = http::StatusCode::CREATED;
-                Ok::<_, Infallible>(r)
-            }
-        });
-        (kube::Client::new(service, "n"), written)
-    }
-
     fn writer(client: kube::Client) -> EventWriter {
         EventWriter::new(
             client,
@@ -344,14 +318,19 @@ mod tests {
     /// One request the apiserver below took: method, path, body.
     type Request_ = (String, String, serde_json::Value);
 
-    /// An apiserver that takes every Event write and records it; a PATCH of an Event whose name
-    /// is in `gone` answers 404, as after the apiserver's Event TTL.
-    fn recording_apiserver(gone: Vec<String>) -> (kube::Client, Arc<Mutex<Vec<Request_>>>) {
+    /// An apiserver that takes every Event write, once `open` says so (until then each write
+    /// waits), and records it; a PATCH of an Event whose name is in `gone` answers 404, as after
+    /// the apiserver's Event TTL.
+    fn gated_apiserver(
+        gone: Vec<String>,
+        open: tokio::sync::watch::Receiver<bool>,
+    ) -> (kube::Client, Arc<Mutex<Vec<Request_>>>) {
         let written = Arc::new(Mutex::new(Vec::new()));
         let seen = written.clone();
         let service = tower::service_fn(move |req: Request<kube::client::Body>| {
-            let (seen, gone) = (seen.clone(), gone.clone());
+            let (seen, gone, mut open) = (seen.clone(), gone.clone(), open.clone());
             async move {
+                let _ = open.wait_for(|o| *o).await;
                 let method = req.method().to_string();
                 let path = req.uri().path().to_string();
                 let bytes = req
@@ -384,6 +363,11 @@ mod tests {
             }
         });
         (kube::Client::new(service, "n"), written)
+    }
+
+    /// [`gated_apiserver`], open from the start.
+    fn recording_apiserver(gone: Vec<String>) -> (kube::Client, Arc<Mutex<Vec<Request_>>>) {
+        gated_apiserver(gone, tokio::sync::watch::channel(true).1)
     }
 
     fn requests(written: &Arc<Mutex<Vec<Request_>>>) -> Vec<Request_> {
@@ -469,7 +453,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_lane_drops_instead_of_waiting_and_each_objects_events_keep_their_order() {
         let (open, gate) = tokio::sync::watch::channel(false);
-        let (client, written) = apiserver(gate);
+        let (client, written) = gated_apiserver(vec![], gate);
         let dropped = Counter::default();
         let publisher = EventPublisher::with_capacity(writer(client), dropped.clone(), 2, 3, SERIES_WINDOW);
         // The apiserver takes nothing: one Event per lane in flight, three queued, the rest
@@ -497,7 +481,10 @@ mod tests {
             publisher.flush().await;
         }
         assert_eq!(dropped.get(), dropped_a, "nothing dropped while the apiserver keeps up");
-        let written = written.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let written: Vec<String> = requests(&written)
+            .into_iter()
+            .map(|(_, _, body)| body["reason"].as_str().unwrap_or_default().to_string())
+            .collect();
         let of = |p: &str| written.iter().filter(|r| r.starts_with(p)).cloned().collect::<Vec<_>>();
         assert_eq!(
             of("A"),
