@@ -230,12 +230,7 @@ async fn each_namespace_runs_its_jobs_in_its_own_account_and_an_unmapped_one_wai
     let res_c = wait_job(c.as_str(), "in-c", "AccountNotMapped", Duration::from_secs(60), |j| {
         condition(j, "Reconciling") == Some(("True".into(), "AccountNotMapped".into()))
     });
-    let message = res_c["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Reconciling"))
-        .and_then(|c| c["message"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let message = condition_message(&res_c, "Reconciling");
     for part in [
         "services.k8s.aws/owner-account-id",
         C,

@@ -65,12 +65,7 @@ async fn a_blocked_job_switched_to_warn_is_created_and_says_so() {
         condition(&job, "NetworkValidated"),
         Some(("True".into(), "WarnMode".into()))
     );
-    let message = job["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "NetworkValidated"))
-        .and_then(|c| c["message"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let message = condition_message(&job, "NetworkValidated");
     assert!(
         message.contains("networkValidation.mode was changed to Warn") && message.contains("NoS3Route"),
         "{message}"

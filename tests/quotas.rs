@@ -123,12 +123,7 @@ async fn more_jobs_than_the_quota_all_complete_in_creation_order_without_a_creat
             condition(&job, "Reconciling"),
             Some(("True".into(), "QuotaExceeded".into()))
         );
-        let message = job["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Reconciling"))
-            .and_then(|c| c["message"].as_str())
-            .unwrap_or_default()
-            .to_string();
+        let message = condition_message(&job, "Reconciling");
         assert!(
             message.contains(&format!(
                 "The account-level service limit '{INSTANCE_TYPE} for processing job usage' is {QUOTA} Instances"

@@ -342,12 +342,7 @@ async fn the_controller_refuses_the_table_without_the_policy() {
                         condition(j, "Stalled").is_some_and(|c| c == ("True".into(), "NotAllowedInNamespace".into()))
                     });
                     assert_eq!(status_str(&j, "phase").as_deref(), Some("Blocked"), "{what}");
-                    let message = j["status"]["conditions"]
-                        .as_array()
-                        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                        .and_then(|c| c["message"].as_str())
-                        .unwrap_or_default()
-                        .to_string();
+                    let message = condition_message(&j, "Ready");
                     let expected = refusal(ns, problem);
                     assert!(
                         message.contains(&expected),
@@ -450,15 +445,6 @@ fn make_unreadable(ns: &str, name: &str) {
     });
 }
 
-fn ready_message(j: &Value) -> String {
-    j["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .and_then(|c| c["message"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_job_with_a_finalizer_can_be_deleted() {
     let s = stack();
@@ -499,12 +485,12 @@ async fn a_malformed_job_with_a_finalizer_can_be_deleted() {
     });
     // A job runs, and the deletion policy cannot be read: it stays, saying how to get out.
     let held = wait_job(&ns, "running", "held with the way out", T, |j| {
-        ready_message(j).contains("stop-processing-job")
+        condition_message(j, "Ready").contains("stop-processing-job")
     });
     assert!(
-        ready_message(&held).contains(&format!("--processing-job-name {job} --region {REGION}")),
+        condition_message(&held, "Ready").contains(&format!("--processing-job-name {job} --region {REGION}")),
         "{}",
-        ready_message(&held)
+        condition_message(&held, "Ready")
     );
     assert_eq!(
         sim_jobs()[&job]["status"],

@@ -143,6 +143,16 @@ pub fn condition(job: &Value, type_: &str) -> Option<(String, String)> {
         })
 }
 
+/// The message of the condition `type_` ("" when there is none).
+pub fn condition_message(job: &Value, type_: &str) -> String {
+    job["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 pub fn status_str(job: &Value, field: &str) -> Option<String> {
     job["status"][field].as_str().map(str::to_string)
 }
