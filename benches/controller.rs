@@ -686,7 +686,7 @@ fn main() {
             None,
         ),
         (
-            "  other patches per job (finalizer)".into(),
+            "  other patches per job (finalizer, write-ahead)".into(),
             format!("{:.2}", main_patches / nf),
             "".into(),
             None,

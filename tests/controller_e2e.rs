@@ -301,7 +301,12 @@ async fn a_crash_right_after_create_does_not_create_twice() {
         job["status"]["processingJobARN"].is_null(),
         "the crash happened before the status was written"
     );
-    let name = job_name_of(&job);
+    // Only the write-ahead records the job: `<region>/<name>` in the resource's metadata.
+    let pin = job["metadata"]["annotations"]["sagemaker.processing.dev/job"]
+        .as_str()
+        .expect("the write-ahead annotation")
+        .to_string();
+    let name = pin.rsplit('/').next().unwrap_or_default().to_string();
     assert_eq!(sim_create_calls(&name), 1);
 
     _c = ControllerProcess::start(&ns, &[], &[]);

@@ -121,10 +121,9 @@ fn resource(phase: Phase) -> Value {
 }
 
 fn argo_health(obj: &Value) -> (String, String) {
-    let script = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/charts/sagemaker-processing-controller/files/argocd-health.lua"
-    ))
+    let script = std::fs::read_to_string(
+        smpc_test_support::repo_root().join("charts/sagemaker-processing-controller/files/argocd-health.lua"),
+    )
     .expect("health script");
     let lua = Lua::new();
     lua.globals()

@@ -27,6 +27,11 @@ pub const ACK_DELETION_POLICY_ANNOTATION: &str = "services.k8s.aws/deletion-poli
 /// read of its network from EC2 (not the shared cache).
 pub const REVALIDATE_ANNOTATION: &str = "sagemaker.processing.dev/revalidate";
 
+/// Written by the controller before it creates a job (the write-ahead): where the job lives,
+/// `<region>/<name>` or `<account>/<region>/<name>`. From then on the resource remembers that a
+/// job may exist, whatever happens to the controller or to the status.
+pub const JOB_ANNOTATION: &str = "sagemaker.processing.dev/job";
+
 impl ProcessingJob {
     /// The region the job runs in: `spec.region`, else ACK's annotation, else `default`.
     pub fn region(&self, default: Option<&str>) -> Option<String> {

@@ -1,5 +1,5 @@
 //! Act: create, adopt, mirror. Each step returns an [`Outcome`] — what to report and when to come
-//! back — and writes nothing itself, except the write-ahead status before a create.
+//! back — and writes nothing itself, except the write-ahead before a create.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use super::tracker;
 use super::validate::{self, Validated};
 use super::{object_ref, Context, Error};
 use crate::accounts::{Scope, ScopeKey, ACCOUNT_NOT_MAPPED, ASSUME_ROLE_FAILED};
-use crate::api::{Diagnosis, ProcessingJob, ProcessingJobStatus, Tag};
+use crate::api::{Diagnosis, ProcessingJob, Tag};
 use crate::aws::{AwsError, ErrorClass};
 use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_UID};
 use crate::role;
@@ -42,10 +42,8 @@ pub struct Outcome {
     /// The status to report; `None` leaves the status as it is.
     pub observation: Option<Observation>,
     pub next: Next,
-    /// The status this reconcile already wrote (the write-ahead), when newer than the resource
-    /// it started from: the report's transitions are counted from it, so that nothing written
-    /// is announced twice.
-    pub written: Option<Box<ProcessingJobStatus>>,
+    /// The write-ahead of this reconcile put the finalizer on a resource that had none.
+    pub finalizer_added: bool,
 }
 
 /// When the resource is looked at again.
@@ -69,7 +67,7 @@ impl Outcome {
         Outcome {
             observation: Some(observation(job, at, network, phase)),
             next,
-            written: None,
+            finalizer_added: false,
         }
     }
 
@@ -78,7 +76,7 @@ impl Outcome {
         Outcome {
             observation: None,
             next,
-            written: None,
+            finalizer_added: false,
         }
     }
 }
@@ -200,9 +198,11 @@ pub fn not_created(
     }
 }
 
-/// Creates the validated job: records name and region first (a crash after the create then
-/// finds the job instead of creating a second one), then CreateProcessingJob.
-/// The queue decides first: a job in line or over a cap waits `Queued` without any AWS call.
+/// Creates the validated job: records name, region and account first, with the finalizer
+/// when the resource has none yet (`with_finalizer`) — a crash after the create then finds the
+/// job instead of creating a second one, and a deletion waits for it —, then
+/// CreateProcessingJob. The queue decides first: a job in line or over a cap waits `Queued`
+/// without any AWS call.
 pub async fn create(
     ctx: &Context,
     job: &ProcessingJob,
@@ -210,21 +210,19 @@ pub async fn create(
     scope: &Scope,
     validated: Validated,
     caps: Caps,
+    with_finalizer: bool,
 ) -> Result<Outcome, Error> {
     if let Some(waiting) = wait_in_line(ctx, job, &at.key(), caps, Some(validated.network().clone())) {
         return Ok(waiting);
     }
     let (place, lane) = ticket(job, &at.key());
     queue(ctx).begin(&place, &lane);
-    let written = match timed("write_ahead", report::write_ahead(ctx, job, &at, validated.network())).await {
-        Ok(written) => written,
-        Err(e) => {
-            leave_queue(ctx, job);
-            return Err(e);
-        }
-    };
+    if let Err(e) = timed("write_ahead", report::write_ahead(ctx, job, &at, with_finalizer)).await {
+        leave_queue(ctx, job);
+        return Err(e);
+    }
     let mut outcome = send_create(ctx, job, at, scope, validated).await?;
-    outcome.written = written.map(Box::new);
+    outcome.finalizer_added = with_finalizer;
     Ok(outcome)
 }
 
@@ -248,6 +246,7 @@ async fn send_create(
     match &answer {
         // SageMaker's quota: nothing was created; the job waits in line.
         Err(e) if e.class == ErrorClass::LimitExceeded => {
+            report::unpin(ctx, job).await;
             let retry = queue(ctx).refused(&place, &lane, &e.message, Instant::now());
             let hold = Hold::Quota {
                 message: e.message.clone(),
@@ -299,7 +298,10 @@ async fn send_create(
             Next::Requeue(Action::await_change()),
         )),
         // Refused before anything was created: nothing may exist.
-        Err(e) if e.class == ErrorClass::Credentials => Ok(not_created(ctx, job, &at, network, e, "creating the job")),
+        Err(e) if e.class == ErrorClass::Credentials => {
+            report::unpin(ctx, job).await;
+            Ok(not_created(ctx, job, &at, network, e, "creating the job"))
+        }
         // Timeouts, 5xx, anything unknown: the job may exist; the next attempt looks first.
         Err(e) => Ok(creating_problem(ctx, job, &at, network, e)),
     }

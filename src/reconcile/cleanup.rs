@@ -205,7 +205,8 @@ fn wait(job: &ProcessingJob, known: Known, problem: Problem, note: Option<Note>,
 }
 
 /// What deleting an object whose spec cannot be read (written before a schema tightening, or by
-/// hand) needs. Its status alone decides, as the status is what records a job.
+/// hand) needs. Its status and the write-ahead in its metadata decide, as they are what records a
+/// job.
 #[derive(Debug, PartialEq)]
 pub enum Malformed {
     /// No job of this object runs: the finalizer can go.
@@ -216,10 +217,11 @@ pub enum Malformed {
 }
 
 /// Decides for a malformed object being deleted. `status`: its status, or why that cannot be
-/// read either.
+/// read either; `pin`: the job its write-ahead recorded in the metadata.
 pub async fn malformed(
     ctx: &Context,
     status: Result<Option<ProcessingJobStatus>, String>,
+    pin: Option<JobRef>,
     generation: Option<i64>,
 ) -> Malformed {
     let status = match status {
@@ -232,7 +234,7 @@ pub async fn malformed(
             }
         }
     };
-    let at = match observe::progress_of(status.as_ref(), generation, || None) {
+    let at = match observe::progress_of(status.as_ref(), pin, generation, || None) {
         Progress::New | Progress::Blocked | Progress::Queued | Progress::Refused => return Malformed::Release,
         Progress::Ended { at } => {
             ctx.tracker.untrack(&at.key(), &at.name);

@@ -35,6 +35,8 @@ pub enum Error {
     ReleaseFinalizer(#[source] kube::Error),
     #[error("cannot add the finalizer: {0}")]
     AddFinalizer(#[source] kube::Error),
+    #[error("cannot record the job before creating it: {0}")]
+    WriteAhead(#[source] kube::Error),
     /// The account the job was created in cannot be reached (no role maps to it any more).
     #[error("{0}")]
     AccountUnreachable(String),
@@ -46,6 +48,7 @@ impl Error {
         match self.innermost() {
             Error::ReadNamespace { .. } => "NamespaceUnreadable",
             Error::WriteStatus(_) => "StatusWriteFailed",
+            Error::WriteAhead(_) => "WriteAheadFailed",
             Error::Aws(e) => e.class.reason(),
             Error::WaitingForStop(_) => "WaitingForStop",
             Error::Finalizer(_) | Error::AddFinalizer(_) => "FinalizerError",

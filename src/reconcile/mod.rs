@@ -44,7 +44,7 @@ use kube::{Api, Client, ResourceExt};
 
 pub use act::ACK_ADOPTION_POLICY_ANNOTATION;
 pub use error::{Backoff, Error};
-pub use observe::{JobRef, Progress};
+pub use observe::{pinned, JobRef, Progress};
 pub use ports::{Answer, JobLogs, JobService, NetworkReader, NewJob, RoleReader};
 
 use crate::accounts::Directory;
@@ -226,18 +226,15 @@ async fn reconcile_object(obj: &Guarded, ctx: &Context) -> Result<Action, Error>
             return Ok(Action::await_change());
         }
     };
-    // The finalizer first, and the work in the same reconcile (the helper below then finds it).
-    let guarded;
-    let job = if job.metadata.deletion_timestamp.is_none() && !has_finalizer(&job.metadata) {
-        guarded = timed("finalizer", report::add_finalizer(ctx, job)).await?;
-        &guarded
-    } else {
-        job
-    };
+    // A new resource: the work at once, and the finalizer with the write-ahead when this
+    // reconcile creates its job (one write for both), else before its status is written.
+    if job.metadata.deletion_timestamp.is_none() && !has_finalizer(&job.metadata) {
+        return apply(job, ctx, false).await;
+    }
     let api: Api<ProcessingJob> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     finalizer(&api, FINALIZER, Arc::new(job.clone()), |event| async {
         match event {
-            FinalizerEvent::Apply(job) => apply(&job, ctx).await,
+            FinalizerEvent::Apply(job) => apply(&job, ctx, true).await,
             FinalizerEvent::Cleanup(job) => delete(&job, ctx).await,
         }
     })
@@ -250,8 +247,9 @@ pub fn has_finalizer(meta: &ObjectMeta) -> bool {
     meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
 }
 
-/// observe → resolve → validate → act → report.
-async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
+/// observe → resolve → validate → act → report. `finalized`: the resource carries the
+/// finalizer; if not, the write-ahead adds it, or it is added before the status is written.
+async fn apply(job: &ProcessingJob, ctx: &Context, finalized: bool) -> Result<Action, Error> {
     let outcome = match observe::progress(job, ctx.settings.default_region.as_deref()) {
         // At rest: no AWS call, no write, no timer.
         Progress::Refused => return Ok(Action::await_change()),
@@ -262,20 +260,30 @@ async fn apply(job: &ProcessingJob, ctx: &Context) -> Result<Action, Error> {
         Progress::Active { at, last, adopted } => act::mirror(ctx, job, at, *last, adopted).await,
         Progress::Creating(at) => match timed("look_before_create", act::look_before_creating(ctx, job, &at)).await? {
             Some(outcome) => outcome,
-            None => check_and_create(ctx, job, Some(at)).await?,
+            None => check_and_create(ctx, job, Some(at), finalized).await?,
         },
         Progress::Queued => match still_queued(ctx, job).await? {
             Some(outcome) => outcome,
-            None => check_and_create(ctx, job, None).await?,
+            None => check_and_create(ctx, job, None, finalized).await?,
         },
-        Progress::New | Progress::Blocked => check_and_create(ctx, job, None).await?,
+        Progress::New | Progress::Blocked => check_and_create(ctx, job, None, finalized).await?,
     };
+    if !finalized && !outcome.finalizer_added {
+        timed("finalizer", report::add_finalizer(ctx, job)).await?;
+    }
     finish(ctx, job, outcome).await
 }
 
 /// resolve → validate → create. `pinned`: the name, region and account recorded by an earlier
-/// write-ahead, kept.
-async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<JobRef>) -> Result<Outcome, Error> {
+/// write-ahead, kept. `finalized`: the resource carries the finalizer (else the write-ahead adds
+/// it).
+async fn check_and_create(
+    ctx: &Context,
+    job: &ProcessingJob,
+    pinned: Option<JobRef>,
+    finalized: bool,
+) -> Result<Outcome, Error> {
+    let recorded = pinned.is_some();
     let namespace = job.namespace().unwrap_or_default();
     let annotations = timed("namespace", resolve::namespace_annotations(ctx, job)).await?;
     let at = match pinned {
@@ -286,7 +294,7 @@ async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<Job
                 // by the write-ahead.
                 let account = match ctx.accounts.resolve(&namespace, &annotations, &region) {
                     Ok(scope) => scope.account().map(str::to_string),
-                    Err(e) => return Ok(unreachable(ctx, job, None, *act::not_mapped(ctx, e))),
+                    Err(e) => return Ok(unreachable(ctx, job, None, false, *act::not_mapped(ctx, e))),
                 };
                 JobRef {
                     name: observe::job_name(job),
@@ -304,7 +312,7 @@ async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<Job
     // account is reached.
     let scope = match act::reach(ctx, job, &at).await {
         Ok(scope) => scope,
-        Err(why) => return Ok(unreachable(ctx, job, Some(&at), *why)),
+        Err(why) => return Ok(unreachable(ctx, job, Some(&at), recorded, *why)),
     };
     let caps = match act::caps(ctx, &annotations) {
         Ok(caps) => caps,
@@ -316,7 +324,7 @@ async fn check_and_create(ctx: &Context, job: &ProcessingJob, pinned: Option<Job
         Err(e) => return Ok(act::not_created(ctx, job, &at, None, e, "reading the network from EC2")),
     };
     match validate::network(&job.spec, &at.name, facts) {
-        Ok(validated) => act::create(ctx, job, at, &scope, validated, caps).await,
+        Ok(validated) => act::create(ctx, job, at, &scope, validated, caps, !finalized).await,
         Err(refusal) => Ok(refused(ctx, job, &at, refusal)),
     }
 }
@@ -370,17 +378,24 @@ fn cap_unreadable(ctx: &Context, job: &ProcessingJob, at: &JobRef, message: Stri
 }
 
 /// The job's account cannot be reached (no mapping, or the role cannot be assumed): nothing was
-/// read or created; it waits, said in status and an Event.
-fn unreachable(ctx: &Context, job: &ProcessingJob, at: Option<&JobRef>, why: act::Unreachable) -> Outcome {
+/// read or created; it waits, said in status and an Event. `recorded`: a write-ahead was
+/// recorded, so the job may exist, and keeps its name, region and account.
+fn unreachable(
+    ctx: &Context,
+    job: &ProcessingJob,
+    at: Option<&JobRef>,
+    recorded: bool,
+    why: act::Unreachable,
+) -> Outcome {
     let act::Unreachable(problem, next) = why;
     act::leave_queue(ctx, job);
-    let phase = match job.status.as_ref().and_then(|s| s.phase) {
-        // A write-ahead was recorded: the job may exist, and keeps its name, region and account.
-        Some(crate::api::JobPhase::Creating) => Phase::Creating { problem: Some(problem) },
-        _ => Phase::Waiting {
+    let phase = if recorded {
+        Phase::Creating { problem: Some(problem) }
+    } else {
+        Phase::Waiting {
             reason: problem.reason,
             message: problem.message,
-        },
+        }
     };
     Outcome::report(job, at, None, phase, next)
 }
@@ -433,7 +448,14 @@ fn being_deleted_with_finalizer(meta: &ObjectMeta) -> bool {
 /// so this path reads the status on its own and releases the finalizer when no job runs.
 async fn delete_malformed(ctx: &Context, invalid: &InvalidObject) -> Result<Action, Error> {
     let status = report::raw_status(ctx, &invalid.metadata).await?;
-    match cleanup::malformed(ctx, status, invalid.metadata.generation).await {
+    match cleanup::malformed(
+        ctx,
+        status,
+        observe::pinned(&invalid.metadata),
+        invalid.metadata.generation,
+    )
+    .await
+    {
         cleanup::Malformed::Release => {
             report::release_finalizer(ctx, &invalid.metadata).await?;
             Ok(Action::await_change())
@@ -448,13 +470,7 @@ async fn delete_malformed(ctx: &Context, invalid: &InvalidObject) -> Result<Acti
 /// report, then come back as the outcome says.
 async fn finish(ctx: &Context, job: &ProcessingJob, outcome: Outcome) -> Result<Action, Error> {
     if let Some(observation) = &outcome.observation {
-        let written = async {
-            match outcome.written {
-                Some(written) => report::report_over(ctx, job, *written, observation).await,
-                None => report::report(ctx, job, observation).await,
-            }
-        };
-        timed("report", written).await?;
+        timed("report", report::report(ctx, job, observation)).await?;
     }
     match outcome.next {
         Next::Requeue(action) => Ok(action),

@@ -1,10 +1,11 @@
 //! Observe: the resource's own status, read once into a typed [`Progress`]. Nothing else in the
 //! reconciler reads the status to decide what to do.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use crate::accounts::ScopeKey;
-use crate::api::{JobPhase, ProcessingJob, ProcessingJobStatus};
+use crate::api::{JobPhase, ProcessingJob, ProcessingJobStatus, JOB_ANNOTATION};
 use crate::job::{epoch_of, JobState, JobStatus};
 
 use super::naming;
@@ -26,6 +27,47 @@ impl JobRef {
             region: self.region.clone(),
         }
     }
+
+    /// The value of [`JOB_ANNOTATION`] that records this job.
+    pub fn pin(&self) -> String {
+        match &self.account {
+            Some(account) => format!("{account}/{}/{}", self.region, self.name),
+            None => format!("{}/{}", self.region, self.name),
+        }
+    }
+
+    /// The job a value of [`JOB_ANNOTATION`] records; `None` for a value the controller did not
+    /// write.
+    pub fn from_pin(value: &str) -> Option<Self> {
+        let parts: Vec<&str> = value.split('/').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return None;
+        }
+        let (account, region, name) = match parts.as_slice() {
+            [region, name] => (None, region, name),
+            [account, region, name] => (Some(account.to_string()), region, name),
+            _ => return None,
+        };
+        Some(JobRef {
+            name: name.to_string(),
+            region: region.to_string(),
+            account,
+        })
+    }
+}
+
+/// The job the write-ahead recorded in the resource's metadata, if any.
+pub fn pinned(meta: &ObjectMeta) -> Option<JobRef> {
+    let value = meta.annotations.as_ref()?.get(JOB_ANNOTATION)?;
+    let at = JobRef::from_pin(value);
+    if at.is_none() {
+        tracing::warn!(
+            annotation = JOB_ANNOTATION,
+            value,
+            "ignoring an annotation the controller did not write"
+        );
+    }
+    at
 }
 
 /// How far the resource has come, as its status records it.
@@ -57,21 +99,31 @@ pub enum Progress {
 /// Reads the resource's progress. `default_region` only serves statuses written before the
 /// region was recorded.
 pub fn progress(job: &ProcessingJob, default_region: Option<&str>) -> Progress {
-    progress_of(job.status.as_ref(), job.metadata.generation, || {
-        job.region(default_region)
-    })
+    progress_of(
+        job.status.as_ref(),
+        pinned(&job.metadata),
+        job.metadata.generation,
+        || job.region(default_region),
+    )
 }
 
-/// The progress a status records, for an object of `generation`; `region` serves statuses
-/// written before the region was recorded. Needs no spec, so it also reads objects whose spec
-/// cannot be parsed any more.
+/// The progress a status records, with `pin` the job the write-ahead recorded in the metadata
+/// (see [`pinned`]), for an object of `generation`; `region` serves statuses written before the
+/// region was recorded. Needs no spec, so it also reads objects whose spec cannot be parsed any
+/// more.
+///
+/// The status decides once it shows the job (created, adopted, being created) or a refusal of
+/// this generation. Otherwise a pin means a create was sent or was about to be, after whatever
+/// the status shows (the status write after a create can fail, or be lost with the status):
+/// the job may exist, so it is looked for before anything else.
 pub fn progress_of(
     status: Option<&ProcessingJobStatus>,
+    pin: Option<JobRef>,
     generation: Option<i64>,
     region: impl Fn() -> Option<String>,
 ) -> Progress {
     let Some(status) = status else {
-        return Progress::New;
+        return pin.map(Progress::Creating).unwrap_or(Progress::New);
     };
     let current = status.observed_generation == generation;
     let at = || {
@@ -97,10 +149,11 @@ pub fn progress_of(
                     }
                 }
             }
-            None => Progress::New,
+            None => pin.map(Progress::Creating).unwrap_or(Progress::New),
         },
-        Some(JobPhase::Creating) => at().map(Progress::Creating).unwrap_or(Progress::New),
+        Some(JobPhase::Creating) => at().or(pin).map(Progress::Creating).unwrap_or(Progress::New),
         Some(JobPhase::Refused) if current => Progress::Refused,
+        _ if pin.is_some() => pin.map(Progress::Creating).unwrap_or(Progress::New),
         Some(JobPhase::Blocked) if current => Progress::Blocked,
         Some(JobPhase::Queued) if current => Progress::Queued,
         _ => Progress::New,

@@ -1,6 +1,6 @@
 //! Report: an outcome becomes the status (server-side apply of `status` only, skipped when
-//! nothing changed) and the Events of the transition. The only other status write is the
-//! write-ahead before a create, also here.
+//! nothing changed) and the Events of the transition. The resource's other writes are here too:
+//! its finalizer and the write-ahead before a create (one metadata patch when both are due).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
@@ -9,23 +9,14 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 
 use super::observe::JobRef;
-use super::status::{self, NetworkOutcome, Observation, Phase};
+use super::status::{self, Observation};
 use super::{Context, Error, FIELD_MANAGER, FINALIZER};
-use crate::api::{JobPhase, ProcessingJob, ProcessingJobStatus};
+use crate::api::{ProcessingJob, ProcessingJobStatus, JOB_ANNOTATION};
 
 /// Writes the status computed from `obs` when it differs from the stored one, and publishes the
 /// Events of the transition. Returns the status now in force.
 pub async fn report(ctx: &Context, job: &ProcessingJob, obs: &Observation) -> Result<ProcessingJobStatus, Error> {
-    report_over(ctx, job, job.status.clone().unwrap_or_default(), obs).await
-}
-
-/// [`report`] over `prev`, a status this reconcile wrote after it read the resource.
-pub async fn report_over(
-    ctx: &Context,
-    job: &ProcessingJob,
-    prev: ProcessingJobStatus,
-    obs: &Observation,
-) -> Result<ProcessingJobStatus, Error> {
+    let prev = job.status.clone().unwrap_or_default();
     let mut next = status::desired_status(&prev, obs);
     status::answer_revalidation(
         &mut next,
@@ -58,46 +49,50 @@ pub async fn report_over(
     Ok(next)
 }
 
-/// Records the job's name and region before CreateProcessingJob: from here on the resource
-/// remembers the job, whatever happens to this process. Returns the status written (`None`: it
-/// was already recorded).
-pub async fn write_ahead(
-    ctx: &Context,
-    job: &ProcessingJob,
-    at: &JobRef,
-    network: &NetworkOutcome,
-) -> Result<Option<ProcessingJobStatus>, Error> {
-    let recorded = job.status.as_ref().is_some_and(|s| {
-        s.phase == Some(JobPhase::Creating)
-            && s.processing_job_name.as_deref() == Some(at.name.as_str())
-            && s.region.as_deref() == Some(at.region.as_str())
-            && s.account == at.account
-    });
-    if recorded {
-        // A retry: already recorded (with the problem of the last attempt, which stays).
-        return Ok(None);
+/// Records the job's name, region and account before CreateProcessingJob (the write-ahead),
+/// in the resource's metadata ([`JOB_ANNOTATION`]): from here on the resource remembers the job,
+/// whatever happens to this process or to its status. When the resource has no finalizer yet
+/// (`with_finalizer`), the same patch adds it — one write for both, before anything of the
+/// resource exists in AWS — and carries the resourceVersion read, so it fails rather than
+/// overwrite finalizers changed meanwhile. Writes nothing when both are there already.
+pub async fn write_ahead(ctx: &Context, job: &ProcessingJob, at: &JobRef, with_finalizer: bool) -> Result<(), Error> {
+    let pin = at.pin();
+    let recorded = job.annotations().get(JOB_ANNOTATION) == Some(&pin);
+    if recorded && !with_finalizer {
+        return Ok(());
     }
-    // A queued job's retry keeps saying why it waited, so that a refusal again announces nothing
-    // new (one JobQueued Event per stay in the queue, not one per retry).
-    let queued = job
-        .status
-        .as_ref()
-        .filter(|s| s.phase == Some(JobPhase::Queued))
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::RECONCILING))
-        .map(|c| status::Problem {
-            reason: c.reason.clone(),
-            message: c.message.clone(),
-        });
-    let obs = Observation {
-        generation: job.metadata.generation,
-        job_name: Some(at.name.clone()),
-        region: Some(at.region.clone()),
-        account: at.account.clone(),
-        network: Some(network.clone()),
-        phase: Phase::Creating { problem: queued },
-        failure: None,
-    };
-    report(ctx, job, &obs).await.map(Some)
+    let mut metadata = serde_json::json!({"annotations": {JOB_ANNOTATION: pin}});
+    if with_finalizer {
+        let mut finalizers = job.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_string());
+        metadata["finalizers"] = serde_json::json!(finalizers);
+        metadata["resourceVersion"] = serde_json::json!(job.metadata.resource_version);
+    }
+    let written = Api::<ProcessingJob>::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default())
+        .patch(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({ "metadata": metadata })),
+        )
+        .await;
+    match written {
+        Ok(_) => Ok(()),
+        Err(e) if with_finalizer => Err(Error::AddFinalizer(e)),
+        Err(e) => Err(Error::WriteAhead(e)),
+    }
+}
+
+/// Takes the write-ahead back after a create SageMaker refused before creating anything (its
+/// quota, the credentials): the next attempt then creates without first looking for a job that
+/// cannot exist. Best effort: left in place, it only costs that look.
+pub async fn unpin(ctx: &Context, job: &ProcessingJob) {
+    let patch = serde_json::json!({"metadata": {"annotations": {JOB_ANNOTATION: null}}});
+    if let Err(e) = Api::<ProcessingJob>::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default())
+        .patch(&job.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(error = %e, "cannot take back the write-ahead of a job SageMaker did not create");
+    }
 }
 
 /// One Event about the resource (folded into a series by the recorder when repeated), written

@@ -42,6 +42,8 @@ struct ApiState {
     namespaces: BTreeMap<String, Value>,
     events: Vec<Value>,
     status_writes: u32,
+    /// Merge patches of a ProcessingJob's metadata (finalizer, write-ahead).
+    metadata_writes: u32,
     namespace_reads: u32,
     resource_version: u64,
 }
@@ -147,6 +149,10 @@ impl FakeApi {
                 let mut patch = body;
                 patch["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));
                 json_patch::merge(obj, &patch);
+                s.metadata_writes += 1;
+                let Some(obj) = s.jobs.get_mut(&name) else {
+                    return not_found(&name);
+                };
                 obj["metadata"]["resourceVersion"] = json!(rv);
                 let obj = obj.clone();
                 if obj["metadata"]["deletionTimestamp"].is_string()
@@ -759,20 +765,52 @@ fn is_backoff(r: &Result<Action, Error>, reason: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Create.
 
-/// A new resource goes from apply to Submitted in one reconcile: finalizer, write-ahead, create,
-/// status — not a finalizer, a trip through the queue, then the rest (docs/performance.md).
+/// A new resource goes from apply to Submitted in one reconcile and two writes: the finalizer
+/// with the write-ahead (one metadata patch), the create, the status — not a finalizer, a trip
+/// through the queue, then the rest (docs/performance.md).
 #[tokio::test]
 async fn a_new_resource_gets_its_finalizer_and_its_job_in_one_reconcile() {
     let h = Harness::new();
     h.apply(manifest("once", json!({})));
     h.reconcile("once").await.expect("reconcile");
+    let obj = h.object("once").unwrap_or_default();
+    assert_eq!(obj["metadata"]["finalizers"], json!([FINALIZER]));
+    let name = h.status("once").processing_job_name.unwrap_or_default();
     assert_eq!(
-        h.object("once").map(|o| o["metadata"]["finalizers"].clone()),
-        Some(json!([FINALIZER]))
+        obj["metadata"]["annotations"][crate::api::JOB_ANNOTATION],
+        json!(format!("{REGION}/{name}"))
     );
     assert_eq!(h.sagemaker.calls(), ["CreateProcessingJob"]);
     assert_eq!(h.status("once").phase, Some(JobPhase::Created));
-    assert_eq!(h.status_writes(), 2, "the write-ahead, then Submitted");
+    assert_eq!(
+        h.api.state().metadata_writes,
+        1,
+        "the finalizer and the write-ahead together"
+    );
+    assert_eq!(h.status_writes(), 1, "Submitted");
+}
+
+/// A new resource that is not created now still gets its finalizer, and no write-ahead: its
+/// finalizer, then its status.
+#[tokio::test]
+async fn a_new_resource_that_waits_gets_its_finalizer_before_its_status() {
+    let h = Harness::new();
+    h.api.state().namespaces.insert(
+        NS.into(),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS,
+            "annotations": {guard::ALLOWED_SUBNETS: "subnet-other"}}}),
+    );
+    h.apply(manifest("held", with_vpc("Enforce")));
+    h.admit("held").await.expect("reconcile");
+    assert_eq!(h.status("held").phase, Some(JobPhase::Blocked));
+    let obj = h.object("held").unwrap_or_default();
+    assert!(
+        obj["metadata"]["annotations"][crate::api::JOB_ANNOTATION].is_null(),
+        "{obj}"
+    );
+    let metadata_writes = h.api.state().metadata_writes;
+    assert_eq!((metadata_writes, h.status_writes()), (1, 1));
+    assert!(h.sagemaker.calls().is_empty());
 }
 
 /// The namespace comes from the namespace watch's store, not from a GET per reconcile; a
@@ -851,8 +889,13 @@ async fn a_new_job_is_recorded_before_it_is_created_once() {
     assert_eq!(s.processing_job_arn, Some(arn_of(REGION, &name)));
     assert_eq!(s.region.as_deref(), Some(REGION));
     assert_eq!(s.processing_job_status.as_deref(), Some("InProgress"));
-    // The write-ahead, then the created status.
-    assert_eq!(h.status_writes(), 2);
+    // The write-ahead (in the metadata, with the finalizer), then the created status.
+    assert_eq!(
+        h.object("churn")
+            .map(|o| o["metadata"]["annotations"][crate::api::JOB_ANNOTATION].clone()),
+        Some(json!(format!("{REGION}/{name}")))
+    );
+    assert_eq!(h.status_writes(), 1);
     assert_eq!(h.condition("churn", "Submitted"), ("True".into(), "Created".into()));
     assert!(h
         .ctx
@@ -943,15 +986,70 @@ async fn a_crash_after_create_adopts_the_job_instead_of_creating_twice() {
     let h = Harness::new();
     h.apply(manifest("crash", json!({"processingJobName": "crash-job"})));
     h.admit("crash").await.expect("reconcile");
-    // Simulate a crash right after CreateProcessingJob: the status holds only the write-ahead.
+    // Simulate a crash right after CreateProcessingJob: no status was written, only the
+    // write-ahead in the metadata records the job.
     if let Some(obj) = h.api.state().jobs.get_mut("crash") {
-        obj["status"] =
-            json!({"phase": "Creating", "processingJobName": "crash-job", "region": REGION, "observedGeneration": 1});
+        obj.as_object_mut().map(|o| o.remove("status"));
     }
+    assert_eq!(
+        h.object("crash")
+            .map(|o| o["metadata"]["annotations"][crate::api::JOB_ANNOTATION].clone()),
+        Some(json!(format!("{REGION}/crash-job")))
+    );
     h.reconcile("crash").await.expect("reconcile");
     assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
     assert_eq!(h.status("crash").phase, Some(JobPhase::Adopted));
     assert!(h.status("crash").processing_job_arn.is_some());
+}
+
+/// The write-ahead outranks what the status showed before the create: a job created while its
+/// status said Blocked (the status write after the create failed, or the controller stopped) is
+/// looked for and kept — even when its network is refused now — not left running untracked.
+#[tokio::test]
+async fn a_created_job_whose_status_still_shows_the_block_before_is_found() {
+    let h = Harness::new();
+    h.apply(manifest("late", json!({"processingJobName": "late-job"})));
+    h.admit("late").await.expect("reconcile");
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
+    if let Some(obj) = h.api.state().jobs.get_mut("late") {
+        obj["status"] = json!({"phase": "Blocked", "observedGeneration": 1});
+    }
+    h.ctx.tracker.untrack(&own_key(), "late-job");
+    // The namespace refuses the job's network now.
+    h.api.state().namespaces.insert(
+        NS.into(),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS,
+            "annotations": {guard::ALLOWED_SUBNETS: "subnet-other"}}}),
+    );
+    h.reconcile("late").await.expect("reconcile");
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
+    let s = h.status("late");
+    assert_eq!(s.phase, Some(JobPhase::Adopted), "{s:?}");
+    assert_eq!(s.processing_job_name.as_deref(), Some("late-job"));
+    assert!(h.ctx.tracker.is_tracked(&own_key(), "late-job"));
+}
+
+/// The write-ahead's value: `<region>/<name>`, with the account first when the job lives in
+/// another account; a value the controller did not write is no job.
+#[test]
+fn a_write_ahead_names_region_account_and_job() {
+    let own = JobRef {
+        name: "j".into(),
+        region: REGION.into(),
+        account: None,
+    };
+    let other = JobRef {
+        account: Some("210987654321".into()),
+        ..own.clone()
+    };
+    assert_eq!(own.pin(), "us-east-1/j");
+    assert_eq!(other.pin(), "210987654321/us-east-1/j");
+    for at in [own, other] {
+        assert_eq!(JobRef::from_pin(&at.pin()), Some(at));
+    }
+    for foreign in ["", "j", "us-east-1/", "/j", "a/b/c/d"] {
+        assert_eq!(JobRef::from_pin(foreign), None, "{foreign:?}");
+    }
 }
 
 #[tokio::test]
@@ -976,9 +1074,13 @@ async fn a_lost_create_answer_keeps_the_write_ahead_and_looks_first_next_time() 
     h.sagemaker
         .fail("CreateProcessingJob", 1, ErrorClass::Transient, "InternalFailure");
     assert!(is_backoff(&h.admit("lost").await, "AwsUnavailable"));
-    let s = h.status("lost");
-    assert_eq!(s.phase, Some(JobPhase::Creating), "the job may exist: the name stays");
-    assert_eq!(s.processing_job_name.as_deref(), Some("lost-job"));
+    assert_eq!(
+        h.object("lost")
+            .map(|o| o["metadata"]["annotations"][crate::api::JOB_ANNOTATION].clone()),
+        Some(json!(format!("{REGION}/lost-job"))),
+        "the job may exist: the write-ahead stays"
+    );
+    assert_eq!(h.status_writes(), 0, "the first retries are quiet");
     h.reconcile("lost").await.expect("reconcile");
     assert_eq!(
         h.sagemaker.calls(),

@@ -12,8 +12,9 @@
 //!
 //! A job's first event (InProgress) is published when it is created, and often arrives before
 //! the create's own status write has reached the controller's cache, which still shows the
-//! write-ahead (`Creating`). Handed over then, it would start a reconcile that reads `Creating`
-//! and looks before creating (Describe, ListTags) to adopt the job it has just created. So an
+//! write-ahead (the job's annotation, and no status or the one from before the create). Handed
+//! over then, it would start a reconcile that reads the write-ahead and looks before creating
+//! (Describe, ListTags) to adopt the job it has just created. So an
 //! event waits, within the same bound, until the cache shows the job created, and is decided
 //! then: usually the status already shows its state.
 //!
@@ -186,8 +187,8 @@ enum Shows {
     /// and tell nobody anything; the tracker takes SageMaker's time from the event instead.
     Untimed,
     No,
-    /// The cache shows the resource before its job was created (no status yet, or the
-    /// write-ahead `Creating`): the create's status write has not reached the watch. A reconcile
+    /// The cache shows the resource before its job was created (the write-ahead, no status
+    /// showing the job yet): the create's status write has not reached the watch. A reconcile
     /// now would look before creating and adopt the job it has just created.
     NotCreated,
     /// The resource is gone, being deleted (cleanup reads the job itself), unreadable, or
@@ -215,7 +216,7 @@ fn status_shows(object: Option<&Guarded>, name: &str, state: JobStatus, modified
     if status.processing_job_name.as_deref().is_some_and(|n| n != name) {
         return Shows::Gone;
     }
-    if before_created(status) {
+    if before_created(status, crate::reconcile::pinned(&job.metadata).is_some()) {
         return Shows::NotCreated;
     }
     let shown = status.processing_job_status.as_deref().and_then(JobStatus::parse);
@@ -229,12 +230,15 @@ fn status_shows(object: Option<&Guarded>, name: &str, state: JobStatus, modified
     }
 }
 
-/// The write-ahead (or, from a controller before `phase`, a recorded name without an ARN): the
-/// job may have been created, but the status does not say so yet. Other phases without a job
-/// (pending, queued, refused) are left to the reconcile, as before.
-fn before_created(status: &ProcessingJobStatus) -> bool {
+/// The write-ahead (`pinned`: recorded in the metadata, the status still showing what came
+/// before — a place in the queue, a block; or, from earlier controllers, the status `Creating`, or
+/// a recorded name without an ARN): the job may have been created, but the status does not say
+/// so yet. Other phases without a job (pending, queued, refused) are left to the reconcile.
+fn before_created(status: &ProcessingJobStatus, pinned: bool) -> bool {
     match status.phase {
-        Some(phase) => phase == JobPhase::Creating,
+        Some(JobPhase::Creating) => true,
+        Some(JobPhase::Created | JobPhase::Adopted | JobPhase::Refused) => false,
+        Some(_) => pinned,
         None => status.processing_job_arn.is_none(),
     }
 }
@@ -705,6 +709,15 @@ mod tests {
         });
         assert_eq!(step(&event("job-a", "InProgress", T10_MS), &w.tracker, &w.store), waits);
         w.put(creating("r", "job-a"));
+        assert_eq!(step(&event("job-a", "InProgress", T10_MS), &w.tracker, &w.store), waits);
+        // A job that waited in the queue: the write-ahead is in its metadata, and its status
+        // still shows the queue.
+        let mut queued = with_status("r", json!({"phase": "Queued"}));
+        if let Ok(job) = queued.0.as_mut() {
+            job.metadata.annotations =
+                Some([(crate::api::JOB_ANNOTATION.to_string(), format!("{REGION}/job-a"))].into());
+        }
+        w.put(queued);
         assert_eq!(step(&event("job-a", "InProgress", T10_MS), &w.tracker, &w.store), waits);
         assert!(matches!(
             step(&event("job-a", "Completed", T20_MS), &w.tracker, &w.store),

@@ -34,16 +34,20 @@ pub struct Election {
 
 /// The fields of a resource whose change brings it to the reconciler: the spec (generation),
 /// annotations (region, deletion policy, adoption), other controllers' finalizers and deletion.
-/// A status-only change — the controller's own writes above all — brings nothing, nor does the
-/// controller's own finalizer: the reconcile that adds it goes on at once, and a second one,
-/// started by that write's watch event, could read a cache that has not yet seen the status
-/// written meanwhile.
+/// A status-only change — the controller's own writes above all — brings nothing, nor do the
+/// controller's own finalizer and write-ahead annotation: the reconcile that adds them goes on
+/// at once, and a second one, started by that write's watch event, could read a cache that has
+/// not yet seen the status written meanwhile.
 pub fn acts_on(obj: &Guarded) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let meta = obj.meta();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     meta.generation.hash(&mut h);
-    meta.annotations.hash(&mut h);
+    meta.annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| *k != crate::api::JOB_ANNOTATION)
+        .for_each(|kv| kv.hash(&mut h));
     meta.finalizers
         .iter()
         .flatten()

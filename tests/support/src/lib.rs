@@ -10,10 +10,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+/// The repository the tests run from: found at run time from the package cargo is testing (its
+/// `CARGO_MANIFEST_DIR`), not from where this crate was compiled — a build cache shared between
+/// clones (CI's, a rehearsal's) may hold this crate compiled in another clone.
 pub fn repo_root() -> PathBuf {
-    // This crate lives in tests/support of the repository.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.canonicalize().unwrap_or(root)
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        // This crate lives in tests/support of the repository.
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    let start = start.canonicalize().unwrap_or(start);
+    start
+        .ancestors()
+        .find(|dir| dir.join(".ci/run").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or(start)
 }
 
 /// The stack's environment, read from `.stack/env` (or `$STACK_DIR/env`).
