@@ -63,8 +63,15 @@ impl SageMaker {
     }
 
     /// CreateProcessingJob; returns the job ARN.
+    /// CreateProcessingJob, sent once: the SDK does not retry it. A throttled create is retried
+    /// by the reconciler at the pace it learns (`reconcile::pace`); any other failure may hide
+    /// a created job, and the reconciler looks for it before it creates again.
     pub async fn create(&self, name: &str, spec: &ProcessingJobSpec, owner_tags: &[Tag]) -> Result<String, AwsError> {
-        let req = create_request(&self.client, name, spec, owner_tags);
+        let once = aws_sdk_sagemaker::config::Builder::default()
+            .retry_config(aws_sdk_sagemaker::config::retry::RetryConfig::standard().with_max_attempts(1));
+        let req = create_request(&self.client, name, spec, owner_tags)
+            .customize()
+            .config_override(once);
         let out = self.call("CreateProcessingJob", req.send()).await?;
         Ok(out.processing_job_arn().unwrap_or_default().to_string())
     }

@@ -36,6 +36,14 @@ pub const MAX_ACTIVE_JOBS_ANNOTATION: &str = "sagemaker.processing.dev/max-activ
 /// Transient AWS errors are retried quietly this many times before the status says so.
 const QUIET_RETRIES: u32 = 2;
 
+/// The longest a reconcile waits for its create's send time before it is paced; further, the
+/// job comes back at that time instead.
+const PACE_HOLD: Duration = Duration::from_secs(2);
+/// The same, for the retry of a throttled create (the write-ahead is written by then).
+const PACE_RETRY_HOLD: Duration = Duration::from_secs(5);
+/// Attempts of one create SageMaker throttles (the SDK's default, which does not retry it).
+const CREATE_ATTEMPTS: u32 = 3;
+
 /// What a step decided: what to write to status, and when to come back.
 #[derive(Debug)]
 pub struct Outcome {
@@ -215,6 +223,14 @@ pub async fn create(
     if let Some(waiting) = wait_in_line(ctx, job, &at.key(), caps, Some(validated.network().clone())) {
         return Ok(waiting);
     }
+    // SageMaker's rate of creates: a send time further than a short wait is not held in a
+    // reconcile slot; the job comes back for it, with nothing written.
+    let paced = pacer(ctx).reserve(&at.key(), Instant::now(), PACE_HOLD);
+    match paced {
+        Ok(wait) if wait.is_zero() => {}
+        Ok(wait) => timed("pace", tokio::time::sleep(wait)).await,
+        Err(wait) => return Ok(Outcome::quiet(Next::Requeue(Action::requeue(wait)))),
+    }
     let (place, lane) = ticket(job, &at.key());
     queue(ctx).begin(&place, &lane);
     if let Err(e) = timed("write_ahead", report::write_ahead(ctx, job, &at, with_finalizer)).await {
@@ -241,7 +257,7 @@ async fn send_create(
         spec: &job.spec,
         tags: &tags,
     };
-    let answer = timed("create", ctx.jobs.create(scope, new)).await;
+    let answer = timed("create", paced_create(ctx, scope, &at.key(), new)).await;
     let (place, lane) = ticket(job, &at.key());
     match &answer {
         // SageMaker's quota: nothing was created; the job waits in line.
@@ -298,12 +314,45 @@ async fn send_create(
             Next::Requeue(Action::await_change()),
         )),
         // Refused before anything was created: nothing may exist.
-        Err(e) if e.class == ErrorClass::Credentials => {
+        Err(e) if matches!(e.class, ErrorClass::Credentials | ErrorClass::Throttled) => {
             report::unpin(ctx, job).await;
             Ok(not_created(ctx, job, &at, network, e, "creating the job"))
         }
         // Timeouts, 5xx, anything unknown: the job may exist; the next attempt looks first.
         Err(e) => Ok(creating_problem(ctx, job, &at, network, e)),
+    }
+}
+
+/// CreateProcessingJob (sent once: the SDK does not retry it), retried here when SageMaker throttles
+/// it, at the pace the throttling teaches ([`super::pace`]), at most [`CREATE_ATTEMPTS`] times.
+async fn paced_create(ctx: &Context, scope: &Scope, key: &ScopeKey, new: NewJob<'_>) -> Result<String, AwsError> {
+    let mut attempt = 1;
+    loop {
+        let answer = ctx.jobs.create(scope, new).await;
+        let now = Instant::now();
+        match &answer {
+            Ok(_) => pacer(ctx).passed(key, now),
+            Err(e) if e.class == ErrorClass::Throttled => {
+                let mut pacer = pacer(ctx);
+                pacer.throttled(key, now);
+                tracing::debug!(
+                    attempt,
+                    pace = pacer.rate(key),
+                    "SageMaker throttled a create: creates paced"
+                );
+            }
+            Err(_) => {}
+        }
+        let throttled = matches!(&answer, Err(e) if e.class == ErrorClass::Throttled);
+        if !throttled || attempt == CREATE_ATTEMPTS {
+            return answer;
+        }
+        let paced = pacer(ctx).reserve(key, Instant::now(), PACE_RETRY_HOLD);
+        match paced {
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(_) => return answer,
+        }
+        attempt += 1;
     }
 }
 
@@ -647,6 +696,10 @@ fn ticket(job: &ProcessingJob, region: &ScopeKey) -> (Place, Lane) {
 
 fn queue(ctx: &Context) -> std::sync::MutexGuard<'_, Queue> {
     ctx.queue.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn pacer(ctx: &Context) -> std::sync::MutexGuard<'_, super::pace::Pacer> {
+    ctx.pacer.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Brings the jobs whose turn it is to the reconciler.

@@ -16,6 +16,7 @@ mod error;
 pub mod guard;
 pub mod naming;
 mod observe;
+pub mod pace;
 mod ports;
 pub mod publisher;
 pub mod queue;
@@ -116,6 +117,8 @@ pub struct Context {
     namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Who may be created now (SageMaker's quota, the caps on active jobs).
     queue: std::sync::Mutex<queue::Queue>,
+    /// When the next create may be sent (SageMaker's limit on CreateProcessingJob calls).
+    pacer: std::sync::Mutex<pace::Pacer>,
 }
 
 /// The AWS ports of a [`Context`].
@@ -162,6 +165,7 @@ impl Context {
             metrics,
             backoff: Backoff::default(),
             queue: Default::default(),
+            pacer: Default::default(),
         }
     }
 

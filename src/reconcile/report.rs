@@ -61,24 +61,13 @@ pub async fn write_ahead(ctx: &Context, job: &ProcessingJob, at: &JobRef, with_f
     if recorded && !with_finalizer {
         return Ok(());
     }
-    let mut metadata = serde_json::json!({"annotations": {JOB_ANNOTATION: pin}});
+    let metadata = serde_json::json!({"annotations": {JOB_ANNOTATION: pin}});
     if with_finalizer {
-        let mut finalizers = job.finalizers().to_vec();
-        finalizers.push(FINALIZER.to_string());
-        metadata["finalizers"] = serde_json::json!(finalizers);
-        metadata["resourceVersion"] = serde_json::json!(job.metadata.resource_version);
-    }
-    let written = Api::<ProcessingJob>::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default())
-        .patch(
-            &job.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({ "metadata": metadata })),
-        )
-        .await;
-    match written {
-        Ok(_) => Ok(()),
-        Err(e) if with_finalizer => Err(Error::AddFinalizer(e)),
-        Err(e) => Err(Error::WriteAhead(e)),
+        patch_metadata(ctx, job, adding_finalizer(job, metadata))
+            .await
+            .map_err(Error::AddFinalizer)
+    } else {
+        patch_metadata(ctx, job, metadata).await.map_err(Error::WriteAhead)
     }
 }
 
@@ -86,11 +75,8 @@ pub async fn write_ahead(ctx: &Context, job: &ProcessingJob, at: &JobRef, with_f
 /// quota, the credentials): the next attempt then creates without first looking for a job that
 /// cannot exist. Best effort: left in place, it only costs that look.
 pub async fn unpin(ctx: &Context, job: &ProcessingJob) {
-    let patch = serde_json::json!({"metadata": {"annotations": {JOB_ANNOTATION: null}}});
-    if let Err(e) = Api::<ProcessingJob>::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default())
-        .patch(&job.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
+    let metadata = serde_json::json!({"annotations": {JOB_ANNOTATION: null}});
+    if let Err(e) = patch_metadata(ctx, job, metadata).await {
         tracing::warn!(error = %e, "cannot take back the write-ahead of a job SageMaker did not create");
     }
 }
@@ -140,21 +126,37 @@ pub async fn raw_status(
     })
 }
 
-/// Adds the controller's finalizer, before anything of the resource may exist in AWS, and returns
-/// the object as the apiserver wrote it so that the same reconcile goes on with it. (kube's
-/// finalizer helper stops after adding it and waits for the watch to bring the object back: a
-/// second trip through the queue for every new resource, most of the time from apply to
-/// Submitted when many arrive at once — docs/performance.md.) The patch carries the
-/// resourceVersion read, so it fails rather than overwrite finalizers changed meanwhile.
-pub async fn add_finalizer(ctx: &Context, job: &ProcessingJob) -> Result<ProcessingJob, Error> {
-    let mut finalizers = job.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
-    let patch =
-        serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": job.metadata.resource_version}});
-    Api::<ProcessingJob>::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default())
-        .patch(&job.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+/// Adds the controller's finalizer to a resource this reconcile does not create a job for (a
+/// job it creates gets it with the write-ahead, [`write_ahead`]), before its status is written,
+/// and returns the object as the apiserver wrote it. (kube's finalizer helper stops after adding
+/// it and waits for the watch to bring the object back: a second trip through the queue for
+/// every new resource — docs/performance.md.) The patch carries the resourceVersion read, so it
+/// fails rather than overwrite finalizers changed meanwhile.
+pub async fn add_finalizer(ctx: &Context, job: &ProcessingJob) -> Result<(), Error> {
+    patch_metadata(ctx, job, adding_finalizer(job, serde_json::json!({})))
         .await
         .map_err(Error::AddFinalizer)
+}
+
+/// `metadata` with the finalizers read plus the controller's, and the resourceVersion read.
+fn adding_finalizer(job: &ProcessingJob, mut metadata: serde_json::Value) -> serde_json::Value {
+    let mut finalizers = job.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    metadata["finalizers"] = serde_json::json!(finalizers);
+    metadata["resourceVersion"] = serde_json::json!(job.metadata.resource_version);
+    metadata
+}
+
+/// A merge patch of the resource's metadata.
+async fn patch_metadata(ctx: &Context, job: &ProcessingJob, metadata: serde_json::Value) -> Result<(), kube::Error> {
+    Api::<ProcessingJob>::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default())
+        .patch(
+            &job.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({ "metadata": metadata })),
+        )
+        .await
+        .map(|_| ())
 }
 
 /// Removes the controller's finalizer from an object the finalizer helper cannot parse. The

@@ -1002,6 +1002,77 @@ async fn a_crash_after_create_adopts_the_job_instead_of_creating_twice() {
     assert!(h.status("crash").processing_job_arn.is_some());
 }
 
+/// SageMaker throttles a create: it is sent again in the same reconcile, at the pace the
+/// throttling taught (nothing was created, so nothing is looked for), and the pace holds for
+/// the creates after it.
+#[tokio::test]
+async fn a_throttled_create_is_sent_again_at_the_pace_sagemaker_took() {
+    let h = Harness::new();
+    h.apply(manifest("slow", json!({"processingJobName": "slow-job"})));
+    h.sagemaker
+        .fail("CreateProcessingJob", 1, ErrorClass::Throttled, "ThrottlingException");
+    let started = std::time::Instant::now();
+    h.admit("slow").await.expect("created");
+    assert_eq!(h.sagemaker.calls(), ["CreateProcessingJob", "CreateProcessingJob"]);
+    assert_eq!(h.status("slow").phase, Some(JobPhase::Created));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "sent again at once: {:?}",
+        started.elapsed()
+    );
+    assert!(pacer(&h).rate(&own_key()).is_some());
+}
+
+/// Throttled on every attempt: the create is given up for now, quietly, and its write-ahead
+/// taken back (nothing was created), so the next attempt creates without looking first.
+#[tokio::test]
+async fn a_create_throttled_on_every_attempt_comes_back_without_a_look() {
+    let h = Harness::new();
+    h.apply(manifest("busy", json!({"processingJobName": "busy-job"})));
+    h.sagemaker
+        .fail("CreateProcessingJob", 3, ErrorClass::Throttled, "ThrottlingException");
+    assert!(is_backoff(&h.admit("busy").await, "AwsThrottled"));
+    assert_eq!(h.sagemaker.count("CreateProcessingJob"), 3);
+    assert!(
+        h.object("busy")
+            .is_some_and(|o| o["metadata"]["annotations"][crate::api::JOB_ANNOTATION].is_null()),
+        "the write-ahead is taken back"
+    );
+    // Its paced time has come (the pace itself is `pace.rs`'s).
+    *pacer(&h) = pace::Pacer::default();
+    h.reconcile("busy").await.expect("created");
+    assert_eq!(h.sagemaker.count("DescribeProcessingJob"), 0);
+    assert_eq!(h.status("busy").phase, Some(JobPhase::Created));
+}
+
+/// A send time further than a short wait is not waited for in a reconcile slot: the job comes
+/// back then, with nothing sent or recorded.
+#[tokio::test]
+async fn a_create_paced_far_ahead_comes_back_at_its_time_with_nothing_written() {
+    let h = Harness::new();
+    let t0 = std::time::Instant::now();
+    {
+        let mut pacer = pacer(&h);
+        pacer.throttled(&own_key(), t0);
+        // The next send times are taken by others.
+        for _ in 0..4 {
+            let _ = pacer.reserve(&own_key(), t0, Duration::from_secs(60));
+        }
+    }
+    h.apply(manifest("later", json!({})));
+    let action = h.admit("later").await.expect("paced");
+    assert_ne!(action, Action::await_change());
+    assert!(h.sagemaker.calls().is_empty());
+    assert!(h
+        .object("later")
+        .is_some_and(|o| o["metadata"]["annotations"][crate::api::JOB_ANNOTATION].is_null()));
+    assert_eq!(h.status_writes(), 0);
+}
+
+fn pacer(h: &Harness) -> std::sync::MutexGuard<'_, pace::Pacer> {
+    h.ctx.pacer.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The write-ahead outranks what the status showed before the create: a job created while its
 /// status said Blocked (the status write after the create failed, or the controller stopped) is
 /// looked for and kept — even when its network is refused now — not left running untracked.

@@ -1,0 +1,186 @@
+//! Pacing of CreateProcessingJob per account and region (pure: the clock is passed in).
+//!
+//! SageMaker limits how many CreateProcessingJob calls per second an account makes in a region,
+//! and answers the calls over it with a throttling error. Many resources applied at once would
+//! send creates as fast as the reconciles run, and every throttled call is a call for nothing
+//! (and, retried blindly, another one). So creates go unpaced until SageMaker throttles one; then
+//! the pacer learns the rate SageMaker took — the creates that went through in the last second —
+//! and gives out send times at a little less than it, growing it a little with each create that
+//! goes through (probing for more: SageMaker's limits differ per account and change), and
+//! cutting it again, at most once a second, when SageMaker throttles again (additive increase,
+//! multiplicative decrease).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::accounts::ScopeKey;
+
+/// The window the rate SageMaker took is measured over.
+const WINDOW: Duration = Duration::from_secs(1);
+/// The pace set after a throttle, as a share of the rate measured.
+const BACKOFF: f64 = 0.9;
+/// What each create that goes through adds to the pace (creates per second).
+const GROWTH: f64 = 0.05;
+/// The slowest pace: one create every five seconds.
+const MIN_RATE: f64 = 0.2;
+
+/// The pace of creates in each account and region.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    lanes: HashMap<ScopeKey, Lane>,
+}
+
+#[derive(Debug, Default)]
+struct Lane {
+    /// Creates per second, once SageMaker throttled one here (before that: no limit).
+    rate: Option<f64>,
+    /// The next free send time.
+    next: Option<Instant>,
+    /// When the creates of the last [`WINDOW`] went through.
+    passed: VecDeque<Instant>,
+    /// When the pace was last cut.
+    cut: Option<Instant>,
+}
+
+impl Pacer {
+    /// Reserves a send time for a create in `key`: how long to wait for it (zero while SageMaker
+    /// has not throttled this account and region). `Err(wait)`, nothing reserved, when the free
+    /// time is further than `hold` away: the caller comes back later instead of waiting.
+    pub fn reserve(&mut self, key: &ScopeKey, now: Instant, hold: Duration) -> Result<Duration, Duration> {
+        let lane = self.lanes.entry(key.clone()).or_default();
+        let Some(rate) = lane.rate else {
+            return Ok(Duration::ZERO);
+        };
+        let at = lane.next.map_or(now, |next| next.max(now));
+        let wait = at - now;
+        if wait > hold {
+            return Err(wait);
+        }
+        lane.next = Some(at + Duration::from_secs_f64(1.0 / rate));
+        Ok(wait)
+    }
+
+    /// A create in `key` went through.
+    pub fn passed(&mut self, key: &ScopeKey, now: Instant) {
+        let lane = self.lanes.entry(key.clone()).or_default();
+        lane.passed.push_back(now);
+        while lane.passed.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+            lane.passed.pop_front();
+        }
+        if let Some(rate) = lane.rate.as_mut() {
+            *rate += GROWTH;
+        }
+    }
+
+    /// SageMaker throttled a create in `key`: the pace becomes a little less than the rate it
+    /// took in the last second (half the pace when none went through), once a second at most
+    /// (the creates already sent when it first throttled are throttled too).
+    pub fn throttled(&mut self, key: &ScopeKey, now: Instant) {
+        let lane = self.lanes.entry(key.clone()).or_default();
+        if lane.cut.is_some_and(|cut| now.duration_since(cut) < WINDOW) {
+            return;
+        }
+        lane.cut = Some(now);
+        let took = lane.passed.iter().filter(|t| now.duration_since(**t) <= WINDOW).count() as f64;
+        let rate = if took > 0.0 {
+            took * BACKOFF
+        } else {
+            lane.rate.map_or(1.0, |r| r / 2.0)
+        };
+        lane.rate = Some(rate.max(MIN_RATE));
+        lane.next = Some(now + Duration::from_secs_f64(1.0 / rate.max(MIN_RATE)));
+    }
+
+    /// The pace in `key` (creates per second), once SageMaker throttled one there.
+    pub fn rate(&self, key: &ScopeKey) -> Option<f64> {
+        self.lanes.get(key).and_then(|l| l.rate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ScopeKey {
+        ScopeKey {
+            account: None,
+            region: "us-east-1".into(),
+        }
+    }
+
+    const HOLD: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn creates_go_unpaced_until_sagemaker_throttles_one() {
+        let mut p = Pacer::default();
+        let t0 = Instant::now();
+        for i in 0..100 {
+            assert_eq!(p.reserve(&key(), t0, HOLD), Ok(Duration::ZERO), "create {i}");
+        }
+        assert_eq!(p.rate(&key()), None);
+    }
+
+    #[test]
+    fn after_a_throttle_creates_are_spaced_at_a_little_less_than_the_rate_that_went_through() {
+        let mut p = Pacer::default();
+        let t0 = Instant::now();
+        // 50 creates went through in the last second, then one was throttled.
+        for i in 0..50 {
+            p.passed(&key(), t0 + Duration::from_millis(i * 10));
+        }
+        let t1 = t0 + Duration::from_millis(600);
+        p.throttled(&key(), t1);
+        let rate = p.rate(&key()).unwrap_or_default();
+        assert!((rate - 45.0).abs() < 1e-9, "{rate}");
+        // Send times one pace apart, the first one pace after the throttle.
+        let spacing = Duration::from_secs_f64(1.0 / 45.0);
+        let waits: Vec<Duration> = (0..3)
+            .map(|_| p.reserve(&key(), t1, HOLD).unwrap_or_default())
+            .collect();
+        assert_eq!(waits, [spacing, spacing * 2, spacing * 3]);
+        // The creates already in flight are throttled too: one cut per second.
+        p.throttled(&key(), t1 + Duration::from_millis(100));
+        assert_eq!(p.rate(&key()), Some(rate));
+    }
+
+    #[test]
+    fn the_pace_grows_with_each_create_that_goes_through_and_is_cut_on_the_next_throttle() {
+        let mut p = Pacer::default();
+        let t0 = Instant::now();
+        p.throttled(&key(), t0);
+        assert_eq!(p.rate(&key()), Some(1.0), "nothing went through: one a second");
+        let mut now = t0;
+        for _ in 0..20 {
+            now += Duration::from_millis(500);
+            p.passed(&key(), now);
+        }
+        let grown = p.rate(&key()).unwrap_or_default();
+        assert!((grown - 2.0).abs() < 1e-9, "{grown}");
+        // Two went through in the last second when SageMaker throttled again.
+        p.throttled(&key(), now + Duration::from_millis(10));
+        assert_eq!(p.rate(&key()), Some(2.0 * BACKOFF));
+    }
+
+    #[test]
+    fn a_send_time_further_than_the_hold_is_not_reserved() {
+        let mut p = Pacer::default();
+        let t0 = Instant::now();
+        p.throttled(&key(), t0);
+        p.throttled(&key(), t0 + WINDOW * 2);
+        assert_eq!(p.rate(&key()), Some(0.5));
+        let t = t0 + WINDOW * 2;
+        assert_eq!(p.reserve(&key(), t, HOLD), Ok(Duration::from_secs(2)));
+        assert_eq!(p.reserve(&key(), t, HOLD), Err(Duration::from_secs(4)));
+        assert_eq!(
+            p.reserve(&key(), t, HOLD),
+            Err(Duration::from_secs(4)),
+            "nothing was reserved"
+        );
+        // Another account and region has its own pace.
+        let other = ScopeKey {
+            account: Some("210987654321".into()),
+            region: "us-east-1".into(),
+        };
+        assert_eq!(p.reserve(&other, t, HOLD), Ok(Duration::ZERO));
+    }
+}
