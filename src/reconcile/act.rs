@@ -328,13 +328,14 @@ async fn send_create(
 async fn paced_create(ctx: &Context, scope: &Scope, key: &ScopeKey, new: NewJob<'_>) -> Result<String, AwsError> {
     let mut attempt = 1;
     loop {
+        let sent = Instant::now();
         let answer = ctx.jobs.create(scope, new).await;
         let now = Instant::now();
         match &answer {
             Ok(_) => pacer(ctx).passed(key, now),
             Err(e) if e.class == ErrorClass::Throttled => {
                 let mut pacer = pacer(ctx);
-                pacer.throttled(key, now);
+                pacer.throttled(key, sent, now);
                 tracing::debug!(
                     attempt,
                     pace = pacer.rate(key),

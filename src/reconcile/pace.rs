@@ -7,8 +7,8 @@
 //! the pacer learns the rate SageMaker took — the creates that went through in the last second —
 //! and gives out send times at a little less than it, growing it a little with each create that
 //! goes through (probing for more: SageMaker's limits differ per account and change), and
-//! cutting it again, at most once a second, when SageMaker throttles again (additive increase,
-//! multiplicative decrease).
+//! cutting it again when SageMaker throttles a create sent since the last cut (additive
+//! increase, multiplicative decrease).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -72,23 +72,26 @@ impl Pacer {
         }
     }
 
-    /// SageMaker throttled a create in `key`: the pace becomes a little less than the rate it
-    /// took in the last second (half the pace when none went through), once a second at most
-    /// (the creates already sent when it first throttled are throttled too).
-    pub fn throttled(&mut self, key: &ScopeKey, now: Instant) {
+    /// SageMaker throttled a create in `key` that was sent at `sent`: the pace becomes a little
+    /// less than the rate it took in the last second, and than the pace itself (half the pace
+    /// when none went through). A create sent before the last cut says nothing about the pace
+    /// since (those sent together are throttled together): it cuts nothing.
+    pub fn throttled(&mut self, key: &ScopeKey, sent: Instant, now: Instant) {
         let lane = self.lanes.entry(key.clone()).or_default();
-        if lane.cut.is_some_and(|cut| now.duration_since(cut) < WINDOW) {
+        if lane.cut.is_some_and(|cut| sent < cut) {
             return;
         }
         lane.cut = Some(now);
         let took = lane.passed.iter().filter(|t| now.duration_since(**t) <= WINDOW).count() as f64;
-        let rate = if took > 0.0 {
-            took * BACKOFF
-        } else {
-            lane.rate.map_or(1.0, |r| r / 2.0)
-        };
-        lane.rate = Some(rate.max(MIN_RATE));
-        lane.next = Some(now + Duration::from_secs_f64(1.0 / rate.max(MIN_RATE)));
+        let rate = match (took > 0.0, lane.rate) {
+            (true, Some(pace)) => took.min(pace) * BACKOFF,
+            (true, None) => took * BACKOFF,
+            (false, pace) => pace.map_or(1.0, |r| r / 2.0),
+        }
+        .max(MIN_RATE);
+        lane.rate = Some(rate);
+        let after = now + Duration::from_secs_f64(1.0 / rate);
+        lane.next = Some(lane.next.map_or(after, |next| next.max(after)));
     }
 
     /// The pace in `key` (creates per second), once SageMaker throttled one there.
@@ -129,7 +132,7 @@ mod tests {
             p.passed(&key(), t0 + Duration::from_millis(i * 10));
         }
         let t1 = t0 + Duration::from_millis(600);
-        p.throttled(&key(), t1);
+        p.throttled(&key(), t1, t1);
         let rate = p.rate(&key()).unwrap_or_default();
         assert!((rate - 45.0).abs() < 1e-9, "{rate}");
         // Send times one pace apart, the first one pace after the throttle.
@@ -138,16 +141,20 @@ mod tests {
             .map(|_| p.reserve(&key(), t1, HOLD).unwrap_or_default())
             .collect();
         assert_eq!(waits, [spacing, spacing * 2, spacing * 3]);
-        // The creates already in flight are throttled too: one cut per second.
-        p.throttled(&key(), t1 + Duration::from_millis(100));
+        // The creates sent before the cut are throttled too: they cut nothing.
+        p.throttled(&key(), t1 - Duration::from_millis(5), t1 + Duration::from_millis(100));
         assert_eq!(p.rate(&key()), Some(rate));
+        // One sent at the pace and throttled still: cut again, from the pace.
+        let t2 = t1 + Duration::from_millis(200);
+        p.throttled(&key(), t1 + spacing, t2);
+        assert_eq!(p.rate(&key()), Some(rate * BACKOFF));
     }
 
     #[test]
     fn the_pace_grows_with_each_create_that_goes_through_and_is_cut_on_the_next_throttle() {
         let mut p = Pacer::default();
         let t0 = Instant::now();
-        p.throttled(&key(), t0);
+        p.throttled(&key(), t0, t0);
         assert_eq!(p.rate(&key()), Some(1.0), "nothing went through: one a second");
         let mut now = t0;
         for _ in 0..20 {
@@ -157,7 +164,7 @@ mod tests {
         let grown = p.rate(&key()).unwrap_or_default();
         assert!((grown - 2.0).abs() < 1e-9, "{grown}");
         // Two went through in the last second when SageMaker throttled again.
-        p.throttled(&key(), now + Duration::from_millis(10));
+        p.throttled(&key(), now, now + Duration::from_millis(10));
         assert_eq!(p.rate(&key()), Some(2.0 * BACKOFF));
     }
 
@@ -165,10 +172,10 @@ mod tests {
     fn a_send_time_further_than_the_hold_is_not_reserved() {
         let mut p = Pacer::default();
         let t0 = Instant::now();
-        p.throttled(&key(), t0);
-        p.throttled(&key(), t0 + WINDOW * 2);
-        assert_eq!(p.rate(&key()), Some(0.5));
+        p.throttled(&key(), t0, t0);
         let t = t0 + WINDOW * 2;
+        p.throttled(&key(), t, t);
+        assert_eq!(p.rate(&key()), Some(0.5));
         assert_eq!(p.reserve(&key(), t, HOLD), Ok(Duration::from_secs(2)));
         assert_eq!(p.reserve(&key(), t, HOLD), Err(Duration::from_secs(4)));
         assert_eq!(

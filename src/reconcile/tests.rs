@@ -1053,7 +1053,7 @@ async fn a_create_paced_far_ahead_comes_back_at_its_time_with_nothing_written() 
     let t0 = std::time::Instant::now();
     {
         let mut pacer = pacer(&h);
-        pacer.throttled(&own_key(), t0);
+        pacer.throttled(&own_key(), t0, t0);
         // The next send times are taken by others.
         for _ in 0..4 {
             let _ = pacer.reserve(&own_key(), t0, Duration::from_secs(60));
