@@ -331,20 +331,18 @@ async fn paced_create(ctx: &Context, scope: &Scope, key: &ScopeKey, new: NewJob<
         let sent = Instant::now();
         let answer = ctx.jobs.create(scope, new).await;
         let now = Instant::now();
-        match &answer {
-            Ok(_) => pacer(ctx).passed(key, now),
-            Err(e) if e.class == ErrorClass::Throttled => {
-                let mut pacer = pacer(ctx);
-                pacer.throttled(key, sent, now);
-                tracing::debug!(
-                    attempt,
-                    pace = pacer.rate(key),
-                    "SageMaker throttled a create: creates paced"
-                );
-            }
-            Err(_) => {}
-        }
         let throttled = matches!(&answer, Err(e) if e.class == ErrorClass::Throttled);
+        if throttled {
+            let mut pacer = pacer(ctx);
+            pacer.throttled(key, sent, now);
+            tracing::debug!(
+                attempt,
+                pace = pacer.rate(key),
+                "SageMaker throttled a create: creates paced"
+            );
+        } else if answer.is_ok() {
+            pacer(ctx).passed(key, now);
+        }
         if !throttled || attempt == CREATE_ATTEMPTS {
             return answer;
         }

@@ -72,7 +72,7 @@ pub async fn write_ahead(ctx: &Context, job: &ProcessingJob, at: &JobRef, with_f
 }
 
 /// Takes the write-ahead back after a create SageMaker refused before creating anything (its
-/// quota, the credentials): the next attempt then creates without first looking for a job that
+/// quota, the credentials, its rate of creates): the next attempt then creates without first looking for a job that
 /// cannot exist. Best effort: left in place, it only costs that look.
 pub async fn unpin(ctx: &Context, job: &ProcessingJob) {
     let metadata = serde_json::json!({"annotations": {JOB_ANNOTATION: null}});
@@ -127,11 +127,11 @@ pub async fn raw_status(
 }
 
 /// Adds the controller's finalizer to a resource this reconcile does not create a job for (a
-/// job it creates gets it with the write-ahead, [`write_ahead`]), before its status is written,
-/// and returns the object as the apiserver wrote it. (kube's finalizer helper stops after adding
-/// it and waits for the watch to bring the object back: a second trip through the queue for
-/// every new resource — docs/performance.md.) The patch carries the resourceVersion read, so it
-/// fails rather than overwrite finalizers changed meanwhile.
+/// job it creates gets it with the write-ahead, [`write_ahead`]), before its status is written;
+/// the reconcile goes on. (kube's finalizer helper stops after adding it and waits for the watch
+/// to bring the object back: a second trip through the queue for every new resource —
+/// docs/performance.md.) The patch carries the resourceVersion read, so it fails rather than
+/// overwrite finalizers changed meanwhile.
 pub async fn add_finalizer(ctx: &Context, job: &ProcessingJob) -> Result<(), Error> {
     patch_metadata(ctx, job, adding_finalizer(job, serde_json::json!({})))
         .await

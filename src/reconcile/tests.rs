@@ -795,11 +795,7 @@ async fn a_new_resource_gets_its_finalizer_and_its_job_in_one_reconcile() {
 #[tokio::test]
 async fn a_new_resource_that_waits_gets_its_finalizer_before_its_status() {
     let h = Harness::new();
-    h.api.state().namespaces.insert(
-        NS.into(),
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS,
-            "annotations": {guard::ALLOWED_SUBNETS: "subnet-other"}}}),
-    );
+    h.annotate_namespace(json!({guard::ALLOWED_SUBNETS: "subnet-other"}));
     h.apply(manifest("held", with_vpc("Enforce")));
     h.admit("held").await.expect("reconcile");
     assert_eq!(h.status("held").phase, Some(JobPhase::Blocked));
@@ -1087,11 +1083,7 @@ async fn a_created_job_whose_status_still_shows_the_block_before_is_found() {
     }
     h.ctx.tracker.untrack(&own_key(), "late-job");
     // The namespace refuses the job's network now.
-    h.api.state().namespaces.insert(
-        NS.into(),
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS,
-            "annotations": {guard::ALLOWED_SUBNETS: "subnet-other"}}}),
-    );
+    h.annotate_namespace(json!({guard::ALLOWED_SUBNETS: "subnet-other"}));
     h.reconcile("late").await.expect("reconcile");
     assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
     let s = h.status("late");
@@ -1338,11 +1330,7 @@ async fn deleting_a_queued_job_releases_it_at_once_and_passes_its_turn_on() {
 #[tokio::test]
 async fn the_namespace_cap_holds_jobs_without_aws_until_one_ends() {
     let h = Harness::new();
-    h.api.state().namespaces.insert(
-        NS.into(),
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS,
-            "annotations": {act::MAX_ACTIVE_JOBS_ANNOTATION: "1"}}}),
-    );
+    h.annotate_namespace(json!({act::MAX_ACTIVE_JOBS_ANNOTATION: "1"}));
     h.apply(manifest_at("one", 0));
     h.admit("one").await.expect("created");
     h.apply(manifest_at("two", 1));
@@ -1394,11 +1382,7 @@ async fn the_region_cap_holds_jobs_of_every_namespace_and_a_bad_namespace_cap_ho
     assert_eq!(h.sagemaker.count("CreateProcessingJob"), 1);
 
     let h = Harness::new();
-    h.api.state().namespaces.insert(
-        NS.into(),
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS,
-            "annotations": {act::MAX_ACTIVE_JOBS_ANNOTATION: "ten"}}}),
-    );
+    h.annotate_namespace(json!({act::MAX_ACTIVE_JOBS_ANNOTATION: "ten"}));
     h.apply(manifest_at("typo", 0));
     h.admit("typo").await.expect("held");
     assert!(h.sagemaker.calls().is_empty());
@@ -1571,11 +1555,7 @@ async fn repeated_subnets_are_read_once() {
 #[tokio::test]
 async fn the_namespace_guard_refuses_before_any_aws_call() {
     let h = Harness::new();
-    h.api.state().namespaces.insert(
-        NS.into(),
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "annotations": {
-            guard::ALLOWED_ROLE_ARNS: "arn:aws:iam::123456789012:role/team-a-*"}}}),
-    );
+    h.annotate_namespace(json!({guard::ALLOWED_ROLE_ARNS: "arn:aws:iam::123456789012:role/team-a-*"}));
     h.apply(manifest("guarded", with_vpc("Enforce")));
     h.admit("guarded").await.expect("reconcile");
     assert_eq!(h.status("guarded").phase, Some(JobPhase::Blocked));
