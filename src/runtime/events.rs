@@ -39,6 +39,7 @@ use crate::job::{epoch_of, JobStatus};
 use crate::reconcile::tracker::{ChangeLister, Tracker};
 use crate::reconcile::Guarded;
 use crate::telemetry::metrics::{Metrics, OutcomeLabels};
+use crate::telemetry::stages;
 
 /// How long a message waits for its status to be written (and, before that, for its job's
 /// creation to reach the cache) before it is left to SQS. Below the default visibility timeout
@@ -327,7 +328,13 @@ enum Settled {
 /// Decides one message, waiting until `deadline` for the cache to show its job created (then
 /// deciding again: usually the status shows the state by then) and for the status to show a
 /// state handed to the reconcile.
-async fn decide(message: &Message, tracker: &Tracker, store: &Store<Guarded>, deadline: Instant) -> Settled {
+async fn decide(
+    message: &Message,
+    tracker: &Tracker,
+    store: &Store<Guarded>,
+    deadline: Instant,
+    received: f64,
+) -> Settled {
     loop {
         match step(message, tracker, store) {
             Step::Done(outcome) => return Settled::Delete(outcome),
@@ -337,6 +344,7 @@ async fn decide(message: &Message, tracker: &Tracker, store: &Store<Guarded>, de
                 }
             }
             Step::AwaitStatus(a) => {
+                stages::handed(&a.object.name, received);
                 return if until(deadline, || a.shows(store).settled()).await {
                     Settled::Delete("applied")
                 } else {
@@ -408,6 +416,7 @@ impl Consumer {
                     if messages.is_empty() {
                         continue;
                     }
+                    let received = stages::epoch_now();
                     let permit = tokio::select! {
                         _ = shutdown.cancelled() => return,
                         p = settling.clone().acquire_owned() => p,
@@ -415,7 +424,7 @@ impl Consumer {
                     let Ok(permit) = permit else { return };
                     let this = this.clone();
                     tokio::spawn(async move {
-                        this.settle(messages).await;
+                        this.settle(messages, received).await;
                         drop(permit);
                     });
                 }
@@ -439,9 +448,14 @@ impl Consumer {
 
     /// Handles one received batch: each message decided (waiting for its status, within
     /// [`WRITE_WAIT`] of the receive), the settled ones deleted.
-    async fn settle(&self, messages: Vec<Message>) {
+    async fn settle(&self, messages: Vec<Message>, received: f64) {
         let deadline = Instant::now() + WRITE_WAIT;
-        let settled = join_all(messages.iter().map(|m| decide(m, &self.tracker, &self.store, deadline))).await;
+        let settled = join_all(
+            messages
+                .iter()
+                .map(|m| decide(m, &self.tracker, &self.store, deadline, received)),
+        )
+        .await;
         let mut done: Vec<&Message> = Vec::new();
         for (m, settled) in messages.iter().zip(settled) {
             match settled {
@@ -776,8 +790,8 @@ mod tests {
             writer
         };
         let (first, end, mut writer) = tokio::join!(
-            decide(&first, &tracker, &store, deadline),
-            decide(&end, &tracker, &store, deadline),
+            decide(&first, &tracker, &store, deadline, 0.0),
+            decide(&end, &tracker, &store, deadline, 0.0),
             cache
         );
         assert_eq!(first, Settled::Delete("duplicate"));
@@ -802,7 +816,7 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::Apply(creating("s", "job-b")));
         let soon = Instant::now() + Duration::from_millis(200);
         assert!(matches!(
-            decide(&event("job-b", "InProgress", T10_MS), &tracker, &store, soon).await,
+            decide(&event("job-b", "InProgress", T10_MS), &tracker, &store, soon, 0.0).await,
             Settled::Leave(..)
         ));
         assert!(triggers.try_recv().is_err());

@@ -22,7 +22,20 @@ pub async fn timed<F: Future>(stage: &'static str, fut: F) -> F::Output {
     out
 }
 
-fn epoch_now() -> f64 {
+/// Logs that the events consumer handed `object`'s state change to its reconcile: the stage
+/// `event`, from the moment the message was received (`received`, epoch seconds) until then —
+/// the time it waited for a slot of the consumer and for its decision. With the time SageMaker
+/// published the event (the simulator's record) and the time the resource showed it, the
+/// benchmark splits an event's lag into the queue's part and the controller's.
+pub fn handed(object: &str, received: f64) {
+    if tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
+        let secs = (epoch_now() - received).max(0.0);
+        tracing::debug!(target: TARGET, object = %object, stage = "event", start = received, secs, "stage");
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn epoch_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

@@ -37,15 +37,32 @@ pub async fn publish(sim: Arc<Mutex<Sim>>, url: String) {
         }
         for (region, entries) in by_region {
             for chunk in entries.chunks(ENTRIES_PER_CALL) {
-                if let Err(e) = put_events(&address, &region, chunk).await {
-                    eprintln!(
+                match put_events(&address, &region, chunk).await {
+                    Ok(()) => {
+                        let at = crate::model::now();
+                        sim.lock()
+                            .await
+                            .published
+                            .extend(chunk.iter().filter_map(|entry| published(entry, at)));
+                    }
+                    Err(e) => eprintln!(
                         "sagemaker-sim: publishing {} event(s) to {url} failed: {e}",
                         chunk.len()
-                    );
+                    ),
                 }
             }
         }
     }
+}
+
+/// The record of one published event: its job, its status, when PutEvents took it.
+fn published(entry: &Value, at: f64) -> Option<Value> {
+    let detail: Value = serde_json::from_str(entry.get("Detail")?.as_str()?).ok()?;
+    Some(json!({
+        "job": detail.get("ProcessingJobName")?,
+        "status": detail.get("ProcessingJobStatus")?,
+        "at": at,
+    }))
 }
 
 async fn put_events(address: &str, region: &str, entries: &[Value]) -> std::io::Result<()> {

@@ -169,6 +169,12 @@ pub struct Sim {
     pub config: SimConfig,
     jobs: BTreeMap<String, Job>,
     pub calls: BTreeMap<String, u64>,
+    /// When each ListProcessingJobs without a NextToken (a List's first page: a poll begins) was
+    /// answered, in order; cleared with `calls`. The benchmark measures a poll's mirroring from it.
+    pub list_starts: Vec<f64>,
+    /// Each state-change event PutEvents took: `{job, status, at}`; cleared with `calls`. The
+    /// benchmark splits an event's lag with it.
+    pub published: Vec<Value>,
     /// CreateProcessingJob requests that reached the handler, by job name (duplicates included).
     pub create_attempts: BTreeMap<String, u64>,
     /// Token bucket for `createsPerSecond`.
@@ -182,7 +188,7 @@ pub struct Sim {
 
 /// SageMaker's clock, to the millisecond as SageMaker's timestamps are (so that an event's
 /// epoch milliseconds and Describe's epoch seconds name the same instant).
-fn now() -> f64 {
+pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as f64 / 1000.0)
@@ -211,6 +217,8 @@ impl Sim {
             },
             jobs: BTreeMap::new(),
             calls: BTreeMap::new(),
+            list_starts: Vec::new(),
+            published: Vec::new(),
             create_attempts: BTreeMap::new(),
             create_tokens: 0.0,
             create_refill_at: now(),
