@@ -410,7 +410,13 @@ fn main() {
             [(&candidate, false), (&base, true)]
         };
         for (controller, is_baseline) in order {
-            let label = format!("{family}-{}-{round}", controller.revision);
+            // A controller against itself (to see the spread): the role keeps the files apart.
+            let label = if base.revision == candidate.revision {
+                let role = if is_baseline { "baseline" } else { "candidate" };
+                format!("{family}-{}-{role}-{round}", controller.revision)
+            } else {
+                format!("{family}-{}-{round}", controller.revision)
+            };
             let report = run(&runtime, &t, &settings, controller, &label, None);
             let path = dir.join(format!("controller-{}-{label}.json", settings.file_stem()));
             std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()).expect("write report");
@@ -609,20 +615,21 @@ fn run(
     let completed_at = complete(burst);
     ended_at.extend(burst.iter().map(|(resource, _)| ((*resource).clone(), completed_at)));
     wait_all(&seen, n, "completed", limit, |s| s.completed.len());
-    // From the poll: the lag after the List that first saw the job ended (the simulator's
-    // record of each poll's first page), without the wait for that poll — on average half
-    // the poll interval, which only a shorter interval shortens. Jobs shown ended before any
-    // List after their end (from an event, a Describe) are left out.
-    let list_starts: Vec<f64> =
-        serde_json::from_str(&s.sim_admin("GET", "/_sim/list-starts", None)).unwrap_or_default();
+    // From the poll: the lag after the List that first returned the job ended (the simulator
+    // records it), without the wait for that poll — on average half the poll interval, which
+    // only a shorter interval shortens. Not from events: there the List is only the backstop.
+    let listed_ended: BTreeMap<String, f64> = if events {
+        BTreeMap::new()
+    } else {
+        serde_json::from_str(&s.sim_admin("GET", "/_sim/listed-ended", None)).unwrap_or_default()
+    };
     let mut after_poll: Vec<f64> = {
         let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-        ended_at
+        names
             .iter()
-            .filter_map(|(resource, ended)| {
-                let shown = *seen.completed.get(resource)?;
-                let poll = *list_starts.get(list_starts.partition_point(|t| t < ended))?;
-                (poll <= shown).then_some(shown - poll)
+            .filter_map(|(resource, job)| {
+                let (shown, listed) = (*seen.completed.get(resource)?, *listed_ended.get(job)?);
+                (listed <= shown).then_some(shown - listed)
             })
             .collect()
     };
@@ -654,20 +661,28 @@ fn run(
             .filter(|p| p["status"] == "Completed")
             .filter_map(|p| Some((p["job"].as_str()?, p["at"].as_f64()?)))
             .collect();
-        let handed: BTreeMap<&str, (f64, f64)> = stage_log
-            .iter()
-            .filter(|e| e.1 == "event")
-            .map(|e| (e.0.as_str(), (e.2, e.3)))
-            .collect();
+        // Per resource, its hand-overs in order: the one of its end is the first received after it.
+        let mut handed: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+        for e in stage_log.iter().filter(|e| e.1 == "event") {
+            handed.entry(e.0.as_str()).or_default().push((e.2, e.3));
+        }
+        for list in handed.values_mut() {
+            list.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
         let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut parts: [Vec<f64>; 4] = Default::default();
         for (resource, job) in staggered {
-            let (Some(ended), Some(published), Some((received, waited)), Some(shown)) = (
+            let (Some(ended), Some(published), Some(shown)) = (
                 ended_at.get(*resource),
                 published.get(job.as_str()),
-                handed.get(resource.as_str()),
                 seen.completed.get(*resource),
             ) else {
+                continue;
+            };
+            let Some((received, waited)) = handed
+                .get(resource.as_str())
+                .and_then(|list| list.iter().find(|(received, _)| received >= ended))
+            else {
                 continue;
             };
             for (part, value) in parts.iter_mut().zip([
@@ -749,7 +764,7 @@ fn run(
             None => (
                 "apply → all Submitted (s)".into(),
                 format!("{all_submitted:.1}"),
-                "≤ 0.7 × baseline (BENCH_BASELINE)".into(),
+                "≤ 0.7 × baseline: rounds".into(),
                 None,
             ),
         });
@@ -967,7 +982,7 @@ fn run(
         "burstJobs": burst.len(), "staggerSeconds": stagger, "staggeredJobs": staggered.len(),
         "staggeredLagP50": (!staggered.is_empty()).then_some(p50_staggered),
         "staggeredLagP99": (!staggered.is_empty()).then_some(p99_staggered),
-        "staggeredLagParts": event_parts.map(|parts| {
+        "staggeredLagParts": event_parts.filter(|parts| parts.iter().all(|p| !p.is_empty())).map(|parts| {
             let [published, received, handed, shown] = parts.map(|mut v| json!({
                 "p50": percentile(&mut v, 50.0), "p99": percentile(&mut v, 99.0), "max": v.iter().fold(f64::NAN, |m, x| m.max(*x)),
             }));

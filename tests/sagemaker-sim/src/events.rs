@@ -95,3 +95,19 @@ async fn put_events(address: &str, region: &str, entries: &[Value]) -> std::io::
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_event_is_recorded_with_its_job_and_status() {
+        let detail = json!({"ProcessingJobName": "job-1", "ProcessingJobStatus": "Completed", "LastModifiedTime": 1});
+        let entry = json!({"Source": "aws.sagemaker", "Detail": detail.to_string()});
+        assert_eq!(
+            published(&entry, 12.5),
+            Some(json!({"job": "job-1", "status": "Completed", "at": 12.5}))
+        );
+        assert_eq!(published(&json!({"Detail": "{}"}), 1.0), None);
+    }
+}

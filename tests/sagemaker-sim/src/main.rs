@@ -80,7 +80,7 @@ async fn main() -> std::io::Result<()> {
         .route("/_sim/jobs/{name}/status", post(set_status))
         .route("/_sim/calls", get(get_calls).delete(reset_calls))
         .route("/_sim/creates", get(get_creates))
-        .route("/_sim/list-starts", get(get_list_starts))
+        .route("/_sim/listed-ended", get(get_listed_ended))
         .route("/_sim/published", get(get_published))
         .route("/_sim/bulk-status", post(bulk_status))
         .route("/_sim/health", get(|| async { "ok" }))
@@ -136,14 +136,7 @@ async fn api(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> R
         region: signing_region(&headers),
         account: account.as_deref(),
     };
-    let result = {
-        let mut s = sim.lock().await;
-        let result = s.handle(operation, &input, caller);
-        if operation == "ListProcessingJobs" && input.get("NextToken").is_none() && result.is_ok() {
-            s.list_starts.push(model::now());
-        }
-        result
-    };
+    let result = sim.lock().await.handle(operation, &input, caller);
     match result {
         Ok(v) => (
             StatusCode::OK,
@@ -235,9 +228,9 @@ async fn get_creates(State(Shared { sim, .. }): State<Shared>) -> Response {
     axum::Json(json!(sim.lock().await.create_attempts)).into_response()
 }
 
-/// When each List's first page was answered (see `Sim::list_starts`).
-async fn get_list_starts(State(Shared { sim, .. }): State<Shared>) -> Response {
-    axum::Json(json!(sim.lock().await.list_starts)).into_response()
+/// When a List first returned each job ended (see `Sim::listed_ended`).
+async fn get_listed_ended(State(Shared { sim, .. }): State<Shared>) -> Response {
+    axum::Json(json!(sim.lock().await.listed_ended)).into_response()
 }
 
 /// Each state-change event published (see `Sim::published`).
@@ -248,7 +241,7 @@ async fn get_published(State(Shared { sim, .. }): State<Shared>) -> Response {
 async fn reset_calls(State(Shared { sim, .. }): State<Shared>) -> Response {
     let mut s = sim.lock().await;
     s.calls.clear();
-    s.list_starts.clear();
+    s.listed_ended.clear();
     s.published.clear();
     StatusCode::NO_CONTENT.into_response()
 }

@@ -169,9 +169,9 @@ pub struct Sim {
     pub config: SimConfig,
     jobs: BTreeMap<String, Job>,
     pub calls: BTreeMap<String, u64>,
-    /// When each ListProcessingJobs without a NextToken (a List's first page: a poll begins) was
-    /// answered, in order; cleared with `calls`. The benchmark measures a poll's mirroring from it.
-    pub list_starts: Vec<f64>,
+    /// When a ListProcessingJobs page first returned each job in an ended state (Completed,
+    /// Failed, Stopped); cleared with `calls`. The benchmark measures a poll's mirroring from it.
+    pub listed_ended: BTreeMap<String, f64>,
     /// Each state-change event PutEvents took: `{job, status, at}`; cleared with `calls`. The
     /// benchmark splits an event's lag with it.
     pub published: Vec<Value>,
@@ -217,7 +217,7 @@ impl Sim {
             },
             jobs: BTreeMap::new(),
             calls: BTreeMap::new(),
-            list_starts: Vec::new(),
+            listed_ended: BTreeMap::new(),
             published: Vec::new(),
             create_attempts: BTreeMap::new(),
             create_tokens: 0.0,
@@ -341,7 +341,18 @@ impl Sim {
             "CreateProcessingJob" => self.create(input, caller),
             "DescribeProcessingJob" => self.describe(input, caller),
             "StopProcessingJob" => self.stop(input, caller),
-            "ListProcessingJobs" => self.list(input, caller),
+            "ListProcessingJobs" => {
+                let page = self.list(input, caller)?;
+                let at = now();
+                for s in page["ProcessingJobSummaries"].as_array().into_iter().flatten() {
+                    if let (Some(name), Some("Completed" | "Failed" | "Stopped")) =
+                        (s["ProcessingJobName"].as_str(), s["ProcessingJobStatus"].as_str())
+                    {
+                        self.listed_ended.entry(name.to_string()).or_insert(at);
+                    }
+                }
+                Ok(page)
+            }
             "AddTags" => self.add_tags(input, caller),
             "ListTags" => self.list_tags(input, caller),
             other => Err(ApiError::unknown_operation(other)),
@@ -704,4 +715,43 @@ fn summary(job: &Job) -> Value {
         s["ExitMessage"] = json!(v);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str) -> Value {
+        json!({
+            "ProcessingJobName": name,
+            "AppSpecification": {"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/p:1"},
+            "RoleArn": "arn:aws:iam::123456789012:role/SageMakerRole",
+            "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 30}},
+        })
+    }
+
+    /// The benchmark times a poll's mirroring from the List that first returned a job ended: a
+    /// job listed while it runs is not recorded, and a later List keeps the first time.
+    #[test]
+    fn the_first_list_that_returns_a_job_ended_is_recorded() {
+        let mut sim = Sim::new("us-east-1".into(), "123456789012".into());
+        let caller = Caller::default();
+        for name in ["a", "b"] {
+            sim.handle("CreateProcessingJob", &job(name), caller).expect("create");
+        }
+        sim.handle("ListProcessingJobs", &json!({}), caller).expect("list");
+        assert!(sim.listed_ended.is_empty(), "running jobs: {:?}", sim.listed_ended);
+        sim.admin_bulk_status(&["a".to_string()], "Completed")
+            .expect("complete a");
+        let before = now();
+        sim.handle("ListProcessingJobs", &json!({}), caller).expect("list");
+        let first = *sim.listed_ended.get("a").expect("a recorded once listed ended");
+        assert!(first >= before);
+        assert!(!sim.listed_ended.contains_key("b"), "b still runs");
+        // SageMaker's clock has milliseconds: a later List is a later time.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        sim.handle("ListProcessingJobs", &json!({}), caller)
+            .expect("list again");
+        assert_eq!(sim.listed_ended.get("a"), Some(&first), "the first List's time is kept");
+    }
 }
