@@ -394,7 +394,7 @@ fn main() {
             format!("-{label}")
         };
         let path = dir.join(format!("controller-{}{suffix}.json", settings.file_stem()));
-        std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()).expect("write report");
+        write_json(&path, &report);
         println!("\nJSON: {}", path.display());
         return;
     };
@@ -419,14 +419,19 @@ fn main() {
             };
             let report = run(&runtime, &t, &settings, controller, &label, None);
             let path = dir.join(format!("controller-{}-{label}.json", settings.file_stem()));
-            std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()).expect("write report");
+            write_json(&path, &report);
             runs.push((round, is_baseline, report));
         }
     }
     let summary = rounds_summary(&settings, &base, &candidate, &runs);
     let path = dir.join(format!("rounds-{}-{family}.json", settings.file_stem()));
-    std::fs::write(&path, serde_json::to_string_pretty(&summary).unwrap_or_default()).expect("write summary");
+    write_json(&path, &summary);
     println!("\nJSON: {}", path.display());
+}
+
+fn write_json(path: &std::path::Path, value: &Value) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// One run of a controller against N new resources; prints its table and returns its report.
@@ -694,7 +699,7 @@ fn run(
                 part.push(value);
             }
         }
-        parts
+        parts.map(Spread::of)
     });
     // The controller keeps running until the end: dropping the namespace (declared after it)
     // deletes the resources, which the controller must release.
@@ -816,16 +821,10 @@ fn run(
             "handed (the consumer's slot and decision)",
             "shown (the reconcile's status write, the watch)",
         ];
-        for (name, values) in names.iter().zip(parts) {
-            let mut values = values.clone();
+        for (name, part) in names.iter().zip(parts) {
             rows.push((
                 format!("  staggered lag: {name} p50 / p99 (s)"),
-                format!(
-                    "{:.2} / {:.2} (×{})",
-                    percentile(&mut values, 50.0),
-                    percentile(&mut values, 99.0),
-                    values.len()
-                ),
+                format!("{:.2} / {:.2} (×{})", part.p50, part.p99, part.count),
                 "".into(),
                 None,
             ));
@@ -982,10 +981,8 @@ fn run(
         "burstJobs": burst.len(), "staggerSeconds": stagger, "staggeredJobs": staggered.len(),
         "staggeredLagP50": (!staggered.is_empty()).then_some(p50_staggered),
         "staggeredLagP99": (!staggered.is_empty()).then_some(p99_staggered),
-        "staggeredLagParts": event_parts.filter(|parts| parts.iter().all(|p| !p.is_empty())).map(|parts| {
-            let [published, received, handed, shown] = parts.map(|mut v| json!({
-                "p50": percentile(&mut v, 50.0), "p99": percentile(&mut v, 99.0), "max": v.iter().fold(f64::NAN, |m, x| m.max(*x)),
-            }));
+        "staggeredLagParts": event_parts.filter(|parts| parts.iter().all(|p| p.count > 0)).map(|parts| {
+            let [published, received, handed, shown] = parts.map(|p| json!({"p50": p.p50, "p99": p.p99, "max": p.max}));
             json!({"published": published, "received": received, "handed": handed, "shown": shown})
         }),
         "afterPollLagP50": (after_poll_jobs > 0).then_some(p50_after_poll),
@@ -996,6 +993,25 @@ fn run(
     }
     watching.abort();
     report
+}
+
+/// The p50, p99 and largest of some figures, and how many there are.
+struct Spread {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    count: usize,
+}
+
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Self {
+        Spread {
+            p50: percentile(&mut values, 50.0),
+            p99: percentile(&mut values, 99.0),
+            max: values.iter().fold(f64::NAN, |m, x| m.max(*x)),
+            count: values.len(),
+        }
+    }
 }
 
 fn median(values: &[f64]) -> f64 {
