@@ -12,6 +12,20 @@ pub const TAG_UID: &str = "sagemaker.processing.dev/uid";
 /// Set when the resource was deleted with `deletionPolicy: Retain`: the job was left running on
 /// purpose and is no orphan.
 pub const TAG_RETAINED: &str = "sagemaker.processing.dev/retained";
+/// The retained mark when the job has no room for [`TAG_RETAINED`] (SageMaker allows 50 tags a
+/// job; a resource stored before the CRD left room for the mark may have used them all): the
+/// value of [`TAG_UID`] is overwritten with this prefix before the UID, which adds no tag.
+pub const RETAINED_UID_PREFIX: &str = "retained:";
+/// The most tags SageMaker allows on a job, and how many of them the controller may add: three at
+/// creation (namespace, name, UID) and [`TAG_RETAINED`].
+pub const MAX_JOB_TAGS: usize = 50;
+pub const CONTROLLER_TAGS: usize = 4;
+
+/// Whether the job was left running on purpose (`deletionPolicy: Retain`), by either mark.
+pub fn is_retained(tags: &[(String, String)]) -> bool {
+    tags.iter()
+        .any(|(k, v)| k == TAG_RETAINED || (k == TAG_UID && v.starts_with(RETAINED_UID_PREFIX)))
+}
 
 /// SageMaker's status of a processing job.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -107,6 +121,22 @@ mod tests {
         assert_eq!(JobStatus::parse("Running"), None);
         let terminal: Vec<_> = JobStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
         assert_eq!(terminal, [JobStatus::Completed, JobStatus::Failed, JobStatus::Stopped]);
+    }
+
+    #[test]
+    fn a_job_is_retained_by_either_mark() {
+        let tag = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert!(!is_retained(&[tag(TAG_UID, "abc"), tag(TAG_NAME, "n")]));
+        assert!(is_retained(&[tag(TAG_UID, "abc"), tag(TAG_RETAINED, "true")]));
+        assert!(is_retained(&[tag(TAG_UID, &format!("{RETAINED_UID_PREFIX}abc"))]));
+        // The CRD leaves room for every tag the controller adds.
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(crate::api::ProcessingJob::crd()).expect("the CRD as JSON");
+        let user_tags = crd
+            .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/tags/maxItems")
+            .and_then(serde_json::Value::as_u64)
+            .expect("spec.tags has maxItems");
+        assert_eq!(user_tags as usize + CONTROLLER_TAGS, MAX_JOB_TAGS);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! only. Admission rules (schema + CEL) mirror SageMaker's API constraints so that bad input is
 //! refused by `kubectl apply` itself.
 
+pub mod instance_types;
 pub mod rules;
 mod spec;
 mod status;

@@ -36,6 +36,7 @@ pub const ALL: &[Rule] = &[
     ENVIRONMENT_NAMES,
     ENVIRONMENT_VALUES,
     INPUT_NAMES_UNIQUE,
+    INPUT_LOCAL_PATHS_UNIQUE,
     INPUT_ONE_SOURCE,
     DATASET_ONE_SOURCE,
     OUTPUT_NAMES_UNIQUE,
@@ -69,6 +70,29 @@ pub const INPUT_NAMES_UNIQUE: Rule = Rule {
     cel: "self.all(i, self.exists_one(j, j.inputName == i.inputName))",
     message: "inputName must be unique among processingInputs",
     holds: |v| unique(v, "/inputName"),
+};
+
+/// Two inputs downloaded into one directory: SageMaker refuses the create with a
+/// ValidationException whose message is empty (a user report, confirmed by AWS support), so the
+/// apiserver says it instead. The local path of an S3 input or a dataset definition, compared as
+/// written.
+pub const INPUT_LOCAL_PATHS_UNIQUE: Rule = Rule {
+    cel: "self.all(i, (has(i.s3Input) && has(i.s3Input.localPath) ? i.s3Input.localPath : has(i.datasetDefinition) && has(i.datasetDefinition.localPath) ? i.datasetDefinition.localPath : '') == '' || self.exists_one(j, (has(j.s3Input) && has(j.s3Input.localPath) ? j.s3Input.localPath : has(j.datasetDefinition) && has(j.datasetDefinition.localPath) ? j.datasetDefinition.localPath : '') == (has(i.s3Input) && has(i.s3Input.localPath) ? i.s3Input.localPath : has(i.datasetDefinition) && has(i.datasetDefinition.localPath) ? i.datasetDefinition.localPath : '')))",
+    message: "localPath must be unique among processingInputs: two inputs cannot be downloaded into one directory (SageMaker refuses the job with an empty ValidationException)",
+    holds: |v| {
+        let paths: Vec<&str> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| {
+                i.pointer("/s3Input/localPath")
+                    .or_else(|| i.pointer("/datasetDefinition/localPath"))
+                    .and_then(Value::as_str)
+            })
+            .filter(|p| !p.is_empty())
+            .collect();
+        paths.iter().enumerate().all(|(i, p)| !paths[..i].contains(p))
+    },
 };
 
 pub const INPUT_ONE_SOURCE: Rule = Rule {
@@ -206,6 +230,22 @@ mod tests {
         assert!(!(OUTPUT_ONE_DESTINATION.holds)(&json!({"outputName": "a"})));
         assert!(!(ENVIRONMENT_NAMES.holds)(&json!({"1A": "x"})));
         assert!(!(ENVIRONMENT_VALUES.holds)(&json!({"A": "x".repeat(257)})));
+        let s3 = |path: &str| json!({"inputName": path, "s3Input": {"s3URI": "s3://b/k", "localPath": path}});
+        let dataset = |path: &str| json!({"inputName": "d", "datasetDefinition": {"localPath": path}});
+        let a = "/opt/ml/processing/a";
+        assert!((INPUT_LOCAL_PATHS_UNIQUE.holds)(&json!([
+            s3(a),
+            s3("/opt/ml/processing/b")
+        ])));
+        assert!((INPUT_LOCAL_PATHS_UNIQUE.holds)(
+            &json!([{"inputName": "x"}, {"inputName": "y"}])
+        ));
+        assert!(!(INPUT_LOCAL_PATHS_UNIQUE.holds)(&json!([
+            s3(a),
+            s3("/opt/ml/processing/b"),
+            s3(a)
+        ])));
+        assert!(!(INPUT_LOCAL_PATHS_UNIQUE.holds)(&json!([s3(a), dataset(a)])));
     }
 
     #[test]

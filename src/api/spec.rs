@@ -98,7 +98,7 @@ pub struct ProcessingJobSpec {
     /// Inputs of the job (at most 10), downloaded into the container before it starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 10))]
-    #[schemars(extend("x-kubernetes-validations" = [rules::INPUT_NAMES_UNIQUE]))]
+    #[schemars(extend("x-kubernetes-validations" = [rules::INPUT_NAMES_UNIQUE, rules::INPUT_LOCAL_PATHS_UNIQUE]))]
     pub processing_inputs: Option<Vec<ProcessingInput>>,
 
     /// Where the job's outputs are uploaded.
@@ -120,11 +120,13 @@ pub struct ProcessingJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopping_condition: Option<ProcessingStoppingCondition>,
 
-    /// Tags of the SageMaker job (at most 47: SageMaker allows 50 and the controller adds three
-    /// ownership tags, `sagemaker.processing.dev/{namespace,name,uid}`). Keys are unique and do
-    /// not start with `aws:` (AWS's) or `sagemaker.processing.dev/` (the controller's).
+    /// Tags of the SageMaker job (at most 46: SageMaker allows 50 and the controller may add four
+    /// of its own, `sagemaker.processing.dev/{namespace,name,uid}` at creation and
+    /// `sagemaker.processing.dev/retained` when a resource with `deletionPolicy: Retain` is
+    /// deleted). Keys are unique and do not start with `aws:` (AWS's) or
+    /// `sagemaker.processing.dev/` (the controller's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 47))]
+    #[schemars(length(max = 46))]
     #[schemars(extend("x-kubernetes-validations" = [rules::TAG_KEYS_UNIQUE, rules::TAG_KEYS_NOT_AWS, rules::TAG_KEYS_NOT_CONTROLLER]))]
     pub tags: Option<Vec<Tag>>,
 
@@ -154,17 +156,20 @@ pub struct ProcessingJobSpec {
 pub struct AppSpecification {
     /// The container image to run (an ECR image URI).
     #[serde(rename = "imageURI")]
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^.*$"))]
     pub image_uri: String,
 
     /// The entrypoint of the container (1 to 100 items).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 100), inner(length(min = 1, max = 256)))]
+    #[schemars(
+        length(min = 1, max = 100),
+        inner(length(min = 1, max = 256), regex(pattern = r"^.*$"))
+    )]
     pub container_entrypoint: Option<Vec<String>>,
 
     /// Arguments passed to the entrypoint (1 to 100 items).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 100), inner(length(max = 256)))]
+    #[schemars(length(min = 1, max = 100), inner(length(max = 256), regex(pattern = r"^.*$")))]
     pub container_arguments: Option<Vec<String>>,
 }
 
@@ -300,10 +305,13 @@ pub struct DatasetDefinition {
 #[serde(rename_all = "camelCase")]
 pub struct AthenaDatasetDefinition {
     /// The Athena data catalog.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(
+        length(min = 1, max = 256),
+        regex(pattern = r"^[\x{20}-\x{D7FF}\x{E000}-\x{FFFD}\x{10000}-\x{10FFFF}\t]*$")
+    )]
     pub catalog: String,
     /// The Athena database.
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^.*$"))]
     pub database: String,
     /// The SQL query.
     #[schemars(length(min = 1, max = 4096))]
@@ -313,15 +321,19 @@ pub struct AthenaDatasetDefinition {
     #[schemars(length(max = 1024), regex(pattern = r"^(https|s3)://([^/]+)/?(.*)$"))]
     pub output_s3_uri: String,
     /// Format of the query results.
+    #[schemars(extend("enum" = ["PARQUET", "ORC", "AVRO", "JSON", "TEXTFILE"]))]
     pub output_format: String,
     /// Athena workgroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[a-zA-Z0-9._-]+$"))]
     pub work_group: Option<String>,
     /// KMS key encrypting the results.
     #[serde(rename = "kmsKeyID", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^[a-zA-Z0-9:/_-]*$"))]
     pub kms_key_id: Option<String>,
     /// Compression of the results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["GZIP", "SNAPPY", "ZLIB"]))]
     pub output_compression: Option<String>,
 }
 
@@ -331,28 +343,38 @@ pub struct AthenaDatasetDefinition {
 pub struct RedshiftDatasetDefinition {
     /// The Redshift cluster.
     #[serde(rename = "clusterID")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^.*$"))]
     pub cluster_id: String,
     /// The database.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^.*$"))]
     pub database: String,
     /// The database user.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^.*$"))]
     pub db_user: String,
     /// The SQL query.
     #[schemars(length(min = 1, max = 4096))]
     pub query_string: String,
     /// Role Redshift assumes to write the results.
     #[serde(rename = "clusterRoleARN")]
+    #[schemars(
+        length(min = 20, max = 2048),
+        regex(pattern = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
+    )]
     pub cluster_role_arn: String,
     /// Where Redshift writes the query results.
     #[serde(rename = "outputS3URI")]
     #[schemars(length(max = 1024), regex(pattern = r"^(https|s3)://([^/]+)/?(.*)$"))]
     pub output_s3_uri: String,
     /// Format of the query results.
+    #[schemars(extend("enum" = ["PARQUET", "CSV"]))]
     pub output_format: String,
     /// KMS key encrypting the results.
     #[serde(rename = "kmsKeyID", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^[a-zA-Z0-9:/_-]*$"))]
     pub kms_key_id: Option<String>,
     /// Compression of the results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["None", "GZIP", "SNAPPY", "ZSTD", "BZIP2"]))]
     pub output_compression: Option<String>,
 }
 
@@ -366,7 +388,7 @@ pub struct ProcessingOutputConfig {
     pub outputs: Vec<ProcessingOutput>,
     /// KMS key encrypting the outputs.
     #[serde(rename = "kmsKeyID", default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048))]
+    #[schemars(length(max = 2048), regex(pattern = r"^[a-zA-Z0-9:/_-]*$"))]
     pub kms_key_id: Option<String>,
 }
 
@@ -411,7 +433,7 @@ pub struct ProcessingS3Output {
 #[serde(rename_all = "camelCase")]
 pub struct FeatureStoreOutput {
     /// Name of the feature group.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-zA-Z0-9]([_-]*[a-zA-Z0-9]){0,63}$"))]
     pub feature_group_name: String,
 }
 
@@ -430,8 +452,10 @@ pub struct ProcessingClusterConfig {
     /// Number of instances (1 to 100). Each needs two private IPs in the subnets.
     #[schemars(range(min = 1, max = 100))]
     pub instance_count: i32,
-    /// The ML instance type, e.g. `ml.m5.xlarge`.
-    #[schemars(regex(pattern = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"), length(max = 64))]
+    /// The ML instance type, e.g. `ml.m5.xlarge`: one of the values SageMaker's API model lists
+    /// for processing jobs (`ProcessingInstanceType`, flex types such as `ml.m7i-flex.large`
+    /// included).
+    #[schemars(extend("enum" = super::instance_types::PROCESSING_INSTANCE_TYPES.as_slice()))]
     pub instance_type: String,
     /// Size of the ML storage volume in GB (1 to 16384).
     #[serde(rename = "volumeSizeInGB")]
@@ -439,7 +463,7 @@ pub struct ProcessingClusterConfig {
     pub volume_size_in_gb: i32,
     /// KMS key encrypting the storage volume.
     #[serde(rename = "volumeKMSKeyID", default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048))]
+    #[schemars(length(max = 2048), regex(pattern = r"^[a-zA-Z0-9:/_-]*$"))]
     pub volume_kms_key_id: Option<String>,
 }
 
@@ -459,9 +483,9 @@ pub struct Tag {
     /// Tag key.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$"))]
     pub key: String,
-    /// Tag value.
+    /// Tag value: letters, digits, spaces and `_ . : / = + - @` (SageMaker's pattern).
     #[serde(default)]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), regex(pattern = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$"))]
     pub value: String,
 }
 
@@ -481,7 +505,9 @@ pub enum S3InputMode {
     Pipe,
     /// Downloaded before the job starts.
     File,
-    /// Streamed on demand through a file system.
+    /// Not in SageMaker's API model for processing inputs (`ProcessingS3InputMode` is Pipe or
+    /// File): refused at apply, read only so that an object stored before is not malformed.
+    #[schemars(skip)]
     FastFile,
 }
 

@@ -126,29 +126,35 @@ fn account_of_arn(arn: &str) -> Option<String> {
     (!account.is_empty()).then(|| account.to_string())
 }
 
-/// A timestamp of the detail. SageMaker's events carry epoch milliseconds (numbers); epoch
-/// seconds (a number below 10^11, i.e. before the year 5138 in seconds) and RFC 3339 strings
-/// are read too, so that a change of format is not taken for a malformed message.
+/// A timestamp of the detail. SageMaker's processing-job events carry epoch milliseconds as JSON
+/// integers; AWS's event reference shows other SageMaker job kinds with milliseconds as floats
+/// (`1.58e12`) and as quoted strings (`"1583831813445"`). A number of any of these shapes at or
+/// above 10^11 is milliseconds (10^11 seconds is the year 5138), a smaller one seconds; an RFC 3339
+/// string is read too, so that a change of format is not taken for a malformed message.
 fn timestamp(v: &Value) -> Option<DateTime> {
-    match v {
-        Value::Number(n) => {
-            if let Some(ms) = n.as_i64().filter(|ms| *ms >= 100_000_000_000) {
-                Some(DateTime::from_millis(ms))
-            } else {
-                n.as_f64().filter(|s| s.is_finite()).map(DateTime::from_secs_f64)
-            }
-        }
-        Value::String(s) => DateTime::from_str(s, aws_smithy_types::date_time::Format::DateTime)
-            .ok()
-            .or_else(|| {
-                s.parse::<f64>()
-                    .ok()
-                    .filter(|s| s.is_finite())
-                    .map(DateTime::from_secs_f64)
-            }),
+    let number = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match DateTime::from_str(s, aws_smithy_types::date_time::Format::DateTime) {
+            Ok(t) => return Some(t),
+            Err(_) => s.trim().parse::<f64>().ok(),
+        },
         _ => None,
+    }?;
+    if !number.is_finite() {
+        return None;
     }
+    if number.abs() >= MILLISECONDS_FROM {
+        // Whole milliseconds when the value is whole (no rounding through seconds).
+        if number.fract() == 0.0 && number.abs() < 9.0e15 {
+            return Some(DateTime::from_millis(number as i64));
+        }
+        return Some(DateTime::from_secs_f64(number / 1000.0));
+    }
+    Some(DateTime::from_secs_f64(number))
 }
+
+/// The smallest epoch value read as milliseconds (10^11 s is the year 5138; 10^11 ms is 1973).
+const MILLISECONDS_FROM: f64 = 1.0e11;
 
 #[cfg(test)]
 mod tests {
@@ -233,6 +239,42 @@ mod tests {
         let mut d = detail("Failed");
         d["LastModifiedTime"] = json!("2026-05-28T20:36:40.25Z");
         assert_eq!(change(&event(d)).1.last_modified_epoch, Some(1_780_000_600.25));
+    }
+
+    /// AWS's event reference shows milliseconds as floats and as quoted strings for other
+    /// SageMaker job kinds: read as seconds they would land in the year ~58,000, the tracker
+    /// would keep that as the job's last change and never see it change again.
+    #[test]
+    fn milliseconds_are_read_in_every_number_shape() {
+        for shape in [
+            json!(1_780_000_600_250i64),
+            json!(1_780_000_600_250.0f64),
+            json!(1.78000060025e12),
+            json!("1780000600250"),
+            json!("1780000600250.0"),
+            json!(" 1780000600250 "),
+        ] {
+            let mut d = detail("Completed");
+            d["LastModifiedTime"] = shape.clone();
+            d["CreationTime"] = shape.clone();
+            let state = change(&event(d)).1;
+            assert_eq!(state.last_modified_epoch, Some(1_780_000_600.25), "{shape}");
+            assert_eq!(
+                state.creation_time.as_deref(),
+                Some("2026-05-28T20:36:40.25Z"),
+                "{shape}"
+            );
+        }
+        // Seconds stay seconds, in every shape too.
+        for shape in [json!(1_780_000_600.25), json!("1780000600.25")] {
+            let mut d = detail("Completed");
+            d["LastModifiedTime"] = shape.clone();
+            assert_eq!(
+                change(&event(d)).1.last_modified_epoch,
+                Some(1_780_000_600.25),
+                "{shape}"
+            );
+        }
     }
 
     #[test]

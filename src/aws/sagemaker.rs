@@ -209,18 +209,40 @@ impl SageMaker {
                         .send(),
                 )
                 .await?;
-            out.extend(resp.processing_job_summaries().iter().filter_map(|s| {
-                Some(JobSummary {
-                    name: s.processing_job_name()?.to_string(),
-                    last_modified_epoch: epoch(s.last_modified_time())?,
-                })
-            }));
+            out.extend(resp.processing_job_summaries().iter().filter_map(summary_of));
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(out),
             }
         }
     }
+}
+
+/// The tracker's reading of one List entry. `LastModifiedTime` is optional in SageMaker's model
+/// (`ProcessingJobSummary` requires only the name, ARN, CreationTime and status): an entry without
+/// it is not dropped, its latest time stands in — the end (`ProcessingEndTime`), else
+/// `CreationTime` — so that a job's end is still seen as a change; a change that moves neither
+/// (InProgress → Stopping) waits for the resync. Said once per process with a warning.
+fn summary_of(s: &sm::ProcessingJobSummary) -> Option<JobSummary> {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let name = s.processing_job_name()?.to_string();
+    let last_modified_epoch = match epoch(s.last_modified_time()) {
+        Some(t) => t,
+        None => {
+            let stand_in = epoch(s.processing_end_time()).or_else(|| epoch(s.creation_time()))?;
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    job = name,
+                    "ListProcessingJobs returned a job without LastModifiedTime: its end or creation time stands in, and a change that moves neither is seen at the resync"
+                );
+            }
+            stand_in
+        }
+    };
+    Some(JobSummary {
+        name,
+        last_modified_epoch,
+    })
 }
 
 fn create_request(
@@ -394,4 +416,62 @@ fn create_request(
         req = req.tags(sm::Tag::builder().key(&t.key).value(&t.value).build());
     }
     req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sagemaker::config::{BehaviorVersion, Credentials, Region};
+
+    /// A SageMaker endpoint on 127.0.0.1 answering every call with `body`.
+    async fn answering(body: &'static str) -> String {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move || async move { ([("content-type", "application/x-amz-json-1.1")], body) }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn sagemaker(url: &str) -> SageMaker {
+        let conf = aws_sdk_sagemaker::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"))
+            .build();
+        SageMaker::new(Client::from_conf(conf), Arc::new(CallCounter::default()))
+    }
+
+    /// SageMaker's model makes `LastModifiedTime` optional in a List entry: an entry without it
+    /// is kept, its end (else its creation) standing in, so that the job's end is still seen.
+    #[tokio::test]
+    async fn list_entries_without_last_modified_time_are_kept() {
+        let url = answering(
+            r#"{"ProcessingJobSummaries": [
+                {"ProcessingJobName": "ended", "ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/ended",
+                 "CreationTime": 1780000000.0, "ProcessingEndTime": 1780000600.5, "ProcessingJobStatus": "Completed"},
+                {"ProcessingJobName": "running", "ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/running",
+                 "CreationTime": 1780000000.0, "ProcessingJobStatus": "InProgress"},
+                {"ProcessingJobName": "usual", "ProcessingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/usual",
+                 "CreationTime": 1780000000.0, "LastModifiedTime": 1780000700.25, "ProcessingJobStatus": "InProgress"}
+            ]}"#,
+        )
+        .await;
+        let listed = sagemaker(&url).list_changed_since(1_779_999_999.0).await.expect("list");
+        let got: Vec<(&str, f64)> = listed
+            .iter()
+            .map(|j| (j.name.as_str(), j.last_modified_epoch))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ended", 1_780_000_600.5),
+                ("running", 1_780_000_000.0),
+                ("usual", 1_780_000_700.25)
+            ]
+        );
+    }
 }

@@ -6,9 +6,10 @@ use super::act::{self, observation, owns};
 use super::observe::{self, JobRef, Progress};
 use super::status::{Observation, Phase, Problem};
 use super::{Context, Error, FINALIZER};
+use crate::accounts::Scope;
 use crate::api::{DeletionPolicy, ProcessingJob, ProcessingJobStatus};
 use crate::aws::{AwsError, ErrorClass};
-use crate::job::{JobState, JobStatus, TAG_RETAINED};
+use crate::job::{JobState, JobStatus, RETAINED_UID_PREFIX, TAG_RETAINED, TAG_UID};
 
 /// An Event to publish: (reason, note).
 pub type Note = (&'static str, String);
@@ -32,6 +33,22 @@ struct Known {
     /// `None` while only the write-ahead is recorded.
     last: Option<JobState>,
     adopted: bool,
+}
+
+/// Tags the job as retained. A job may carry 50 tags: when SageMaker refuses the
+/// [`TAG_RETAINED`] tag (a job created before the CRD left room for it, with 47 user tags), the
+/// mark goes into the value of the UID tag instead, which adds no tag — either way the orphan
+/// sweep never takes a retained job for an orphan (`job::is_retained`).
+async fn mark_retained(ctx: &Context, scope: &Scope, arn: &str, job: &ProcessingJob) -> Result<(), AwsError> {
+    match ctx.jobs.add_tag(scope, arn, (TAG_RETAINED, "true")).await {
+        Err(e) if e.class == ErrorClass::Invalid => {
+            tracing::warn!(arn, error = %e, "SageMaker refused the retained tag; marking the UID tag instead");
+            let uid = job.metadata.uid.as_deref().unwrap_or_default();
+            let marked = format!("{RETAINED_UID_PREFIX}{uid}");
+            ctx.jobs.add_tag(scope, arn, (TAG_UID, &marked)).await
+        }
+        other => other,
+    }
 }
 
 /// Decides, and stops the job when it must be stopped.
@@ -92,9 +109,9 @@ pub async fn cleanup(ctx: &Context, job: &ProcessingJob, progress: Progress) -> 
         };
         // Marked, so that the orphan sweep knows it was left running on purpose.
         if let Some(arn) = last.as_ref().and_then(|l| l.arn.as_deref()) {
-            if let Err(e) = ctx.jobs.add_tag(&scope, arn, (TAG_RETAINED, "true")).await {
+            if let Err(e) = mark_retained(ctx, &scope, arn, job).await {
                 note.push_str(&format!(
-                    " (it could not be tagged {TAG_RETAINED}: {e}; the orphan sweep will report it)"
+                    " (it could not be marked as retained: {e}; the orphan sweep will report it)"
                 ));
             }
         }

@@ -330,7 +330,15 @@ impl JobService for FakeJobs {
                     "Job name must be unique within an AWS account and region",
                 ));
             }
-            let tags: Vec<(&str, &str)> = tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
+            // The job carries the user's tags and the controller's, as SageMaker stores them.
+            let tags: Vec<(&str, &str)> = job
+                .spec
+                .tags
+                .iter()
+                .flatten()
+                .chain(tags.iter())
+                .map(|t| (t.key.as_str(), t.value.as_str()))
+                .collect();
             self.insert(region, name, JobStatus::InProgress, &tags);
             Ok(arn_of(region, name))
         }
@@ -372,10 +380,23 @@ impl JobService for FakeJobs {
             self.call("AddTags", region, arn)?;
             let mut s = self.state();
             match s.jobs.values_mut().find(|(j, _)| j.arn.as_deref() == Some(arn)) {
-                Some((_, tags)) => {
-                    tags.push((tag.0.to_string(), tag.1.to_string()));
-                    Ok(())
-                }
+                // As SageMaker: a key already there is overwritten; a job carries at most 50 tags.
+                Some((_, tags)) => match tags.iter().position(|(k, _)| k == tag.0) {
+                    Some(i) => {
+                        tags[i].1 = tag.1.to_string();
+                        Ok(())
+                    }
+                    None if tags.len() >= crate::job::MAX_JOB_TAGS => Err(aws_error(
+                        "AddTags",
+                        ErrorClass::Invalid,
+                        "ValidationException",
+                        "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to 50",
+                    )),
+                    None => {
+                        tags.push((tag.0.to_string(), tag.1.to_string()));
+                        Ok(())
+                    }
+                },
                 None => Err(missing("AddTags", arn)),
             }
         }
@@ -1926,6 +1947,32 @@ async fn retained_jobs_are_released_at_once_and_marked_as_retained() {
     let tags = h.sagemaker.state().jobs[&(REGION.to_string(), job)].1.clone();
     assert!(tags.contains(&(crate::job::TAG_RETAINED.to_string(), "true".to_string())));
     assert!(h.event_reasons().contains(&"JobRetained".to_string()));
+}
+
+/// A job created with 47 user tags (the CRD allowed 47 before it left room for the retained
+/// mark) carries SageMaker's 50: the retained tag is refused, and the mark goes into the UID
+/// tag's value, so that the orphan sweep never takes the retained job for an orphan.
+#[tokio::test]
+async fn a_retained_job_without_room_for_the_retained_tag_is_still_marked() {
+    let h = Harness::new();
+    let tags: Vec<Value> = (0..47)
+        .map(|i| json!({"key": format!("team-{i}"), "value": "x"}))
+        .collect();
+    h.apply(manifest("full", json!({"tags": tags, "deletionPolicy": "Retain"})));
+    h.admit("full").await.expect("reconcile");
+    let job = h.status("full").processing_job_name.unwrap_or_default();
+    assert_eq!(h.sagemaker.state().jobs[&(REGION.to_string(), job.clone())].1.len(), 50);
+    h.delete("full");
+    h.reconcile("full").await.expect("released");
+    assert!(h.object("full").is_none());
+    let tags = h.sagemaker.state().jobs[&(REGION.to_string(), job)].1.clone();
+    assert_eq!(tags.len(), 50, "no tag added beyond SageMaker's 50");
+    assert!(crate::job::is_retained(&tags), "marked as retained: {tags:?}");
+    let notes: Vec<String> = h.api.state().events.iter().map(|e| e["note"].to_string()).collect();
+    assert!(
+        !notes.iter().any(|n| n.contains("could not be marked")),
+        "the mark was written: {notes:?}"
+    );
 }
 
 /// The deletion policy in force at deletion applies, whatever it was at creation.

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::{Directory, ScopeKey};
 use crate::api::ProcessingJob;
 use crate::aws::{AwsClients, AwsError, Scope};
-use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_RETAINED, TAG_UID};
+use crate::job::{JobState, JobStatus, TAG_NAME, TAG_NAMESPACE, TAG_UID};
 use crate::reconcile::publisher::EventWriter;
 use crate::reconcile::{Guarded, Settings, ACK_ADOPTION_POLICY_ANNOTATION, FIELD_MANAGER};
 use crate::telemetry::metrics::Metrics;
@@ -292,7 +292,7 @@ impl Sweeper {
             let (Some(uid), Some(namespace)) = (tag(TAG_UID), tag(TAG_NAMESPACE)) else {
                 continue; // not created by this controller
             };
-            if tag(TAG_RETAINED).is_some() {
+            if crate::job::is_retained(tags) {
                 continue; // left running on purpose (deletionPolicy Retain)
             }
             let watched = self.scope.as_deref().is_none_or(|s| s == namespace);
@@ -800,8 +800,16 @@ mod tests {
     async fn a_retained_job_is_never_an_orphan() {
         let aws = FakeSageMaker::default();
         let mut tags = ours(NS, "kept", "gone-uid");
-        tags.push((TAG_RETAINED.into(), "true".into()));
+        tags.push((crate::job::TAG_RETAINED.into(), "true".into()));
         aws.job(EAST, "kept", JobStatus::InProgress, tags);
+        // A job without room for the retained tag carries the mark in its UID tag's value.
+        let mut full = ours(NS, "kept-full", "gone-uid-2");
+        for (k, v) in full.iter_mut() {
+            if k == TAG_UID {
+                *v = format!("{}{v}", crate::job::RETAINED_UID_PREFIX);
+            }
+        }
+        aws.job(EAST, "kept-full", JobStatus::InProgress, full);
         let events = Announced::default();
         let mut s = sweeper(None, true);
         assert_eq!(s.sweep(&aws, Vec::new, &events).await, 0);

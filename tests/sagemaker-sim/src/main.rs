@@ -3,13 +3,28 @@
 //! It speaks the AWS JSON 1.1 protocol (`X-Amz-Target: SageMaker.<Operation>`) well enough for
 //! `aws-sdk-sagemaker` to work against it unchanged, and behaves like SageMaker where the
 //! controller cares: API-constraint validation, `ResourceInUse` on a duplicate name, jobs that
-//! start `InProgress`, Stop → `Stopping` → `Stopped`, "Could not find" for missing jobs. An admin
-//! API under `/_sim/` injects faults, makes jobs regional on demand, drives job states and reports
-//! call counts.
+//! start `InProgress`, Stop → `Stopping` → `Stopped`, "Could not find" for missing jobs. Requests
+//! are validated against SageMaker's published API model (`model/sagemaker-processing.json`,
+//! see `shapes`); jobs are keyed by (account, region, name). An admin API under `/_sim/` injects
+//! faults and delays (throttling, errors, latency, provisioning and stopping delays, a lagging
+//! List, duplicated and reordered events), drives job states and reports call counts:
+//!
+//! - `PUT|GET /_sim/config`: the `SimConfig` (camelCase members; absent ones take their
+//!   defaults);
+//! - `GET /_sim/jobs`: every job by name (`<name>@<account>:<region>` for the later ones of a
+//!   name taken in several accounts or regions);
+//! - `POST /_sim/jobs/{name}/status` `{"status", "failureReason"?, "exitMessage"?, "region"?,
+//!   "account"?}`: sets a job's status;
+//! - `POST /_sim/jobs/{name}/fail` `{"class", "message"?, "region"?, "account"?}`: fails an
+//!   InProgress job with FailureReason `<class>: <message>` (`CapacityError`,
+//!   `InternalServerError`, `ClientError`, `AlgorithmError`; a realistic default message);
+//! - `POST /_sim/bulk-status` `{"names", "status"}`; `GET|DELETE /_sim/calls`;
+//!   `GET /_sim/creates`, `/_sim/listed-ended`, `/_sim/published`, `/_sim/health`.
 
 mod accounts;
 mod events;
 mod model;
+mod shapes;
 mod validate;
 
 use std::net::SocketAddr;
@@ -78,6 +93,7 @@ async fn main() -> std::io::Result<()> {
         .route("/_sim/config", put(put_config).get(get_config))
         .route("/_sim/jobs", get(list_jobs))
         .route("/_sim/jobs/{name}/status", post(set_status))
+        .route("/_sim/jobs/{name}/fail", post(fail_job))
         .route("/_sim/calls", get(get_calls).delete(reset_calls))
         .route("/_sim/creates", get(get_creates))
         .route("/_sim/listed-ended", get(get_listed_ended))
@@ -200,6 +216,18 @@ async fn set_status(State(Shared { sim, .. }): State<Shared>, Path(name): Path<S
     match sim.lock().await.admin_set_status(&name, req) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(msg) => (StatusCode::NOT_FOUND, msg).into_response(),
+    }
+}
+
+/// Fails an InProgress job with a FailureReason of one of SageMaker's classes.
+async fn fail_job(State(Shared { sim, .. }): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
+    let req: model::FailRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid failure: {e}")).into_response(),
+    };
+    match sim.lock().await.admin_fail(&name, req) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err((status, msg)) => (status, msg).into_response(),
     }
 }
 

@@ -1,280 +1,61 @@
-//! SageMaker's API constraints for CreateProcessingJob, answered as ValidationException
-//! messages in the shape AWS uses.
+//! CreateProcessingJob's checks: the walk of SageMaker's published API model (see `shapes`),
+//! then the rules the model cannot say, answered as SageMaker answers them.
 
 use serde_json::Value;
 
-fn violation(value: &str, at: &str, constraint: &str) -> String {
-    format!("1 validation error detected: Value '{value}' at '{at}' failed to satisfy constraint: {constraint}")
-}
+use crate::model::ApiError;
+use crate::shapes::{self, violation};
 
-fn missing(at: &str) -> String {
-    violation("null", at, "Member must not be null")
-}
+/// Checks a CreateProcessingJob request as SageMaker does.
+pub fn create_request(input: &Value) -> Result<(), ApiError> {
+    shapes::model().check_input("CreateProcessingJob", input)?;
 
-/// `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$`
-pub fn job_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(violation(
-            name,
-            "processingJobName",
-            "Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}",
-        ))
-    }
-}
-
-/// SageMaker's processing instance types: known families and sizes.
-fn instance_type_known(t: &str) -> bool {
-    const FAMILIES: &[&str] = &[
-        "t3", "m4", "m5", "m5d", "m6i", "m7i", "c4", "c5", "c6i", "c7i", "r5", "r5d", "r6i", "r7i", "g4dn", "g5", "p3",
-    ];
-    const SIZES: &[&str] = &[
-        "medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge", "32xlarge",
-        "48xlarge",
-    ];
-    let mut parts = t.split('.');
-    matches!((parts.next(), parts.next(), parts.next(), parts.next()), (Some("ml"), Some(f), Some(s), None) if FAMILIES.contains(&f) && SIZES.contains(&s))
-}
-
-fn int_in(v: &Value, at: &str, min: i64, max: i64) -> Result<(), String> {
-    match v.as_i64() {
-        None => Err(missing(at)),
-        Some(n) if n < min => Err(violation(
-            &n.to_string(),
-            at,
-            &format!("Member must have value greater than or equal to {min}"),
-        )),
-        Some(n) if n > max => Err(violation(
-            &n.to_string(),
-            at,
-            &format!("Member must have value less than or equal to {max}"),
-        )),
-        Some(_) => Ok(()),
-    }
-}
-
-fn list_len(v: Option<&Value>, at: &str, min: usize, max: usize) -> Result<usize, String> {
-    let n = v.and_then(Value::as_array).map(Vec::len).unwrap_or(0);
-    if n < min || n > max {
-        return Err(violation(
-            &format!("[{n} items]"),
-            at,
-            &format!("Member must have length between {min} and {max}"),
-        ));
-    }
-    Ok(n)
-}
-
-fn s3_uri(v: Option<&Value>, at: &str) -> Result<(), String> {
-    let uri = v.and_then(Value::as_str).ok_or_else(|| missing(at))?;
-    let rest = uri.strip_prefix("s3://").or_else(|| uri.strip_prefix("https://"));
-    match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && uri.len() <= 1024 => Ok(()),
-        _ => Err(violation(
-            uri,
-            at,
-            "Member must satisfy regular expression pattern: (https|s3)://([^/]+)/?(.*)",
-        )),
-    }
-}
-
-fn id_list(v: Option<&Value>, at: &str, prefix: &str, min: usize, max: usize) -> Result<(), String> {
-    list_len(v, at, min, max)?;
-    for id in v.and_then(Value::as_array).into_iter().flatten() {
-        let s = id.as_str().unwrap_or_default();
-        let ok = s.len() <= 32
-            && s.strip_prefix(prefix)
-                .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
-        if !ok {
-            return Err(violation(
-                s,
-                at,
-                &format!("Member must satisfy regular expression pattern: {prefix}[0-9a-z]+"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-pub fn tags(tags: &[Value]) -> Result<(), String> {
-    if tags.len() > 50 {
-        return Err(violation(
-            &format!("[{} items]", tags.len()),
-            "tags",
-            "Member must have length less than or equal to 50",
-        ));
-    }
-    for t in tags {
-        let key = t.get("Key").and_then(Value::as_str).unwrap_or_default();
-        if key.is_empty() || key.len() > 128 {
-            return Err(violation(
-                key,
-                "tags.member.key",
-                "Member must have length between 1 and 128",
-            ));
-        }
-        let value = t.get("Value").and_then(Value::as_str).unwrap_or_default();
-        if value.len() > 256 {
-            return Err(violation(
-                value,
-                "tags.member.value",
-                "Member must have length less than or equal to 256",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Checks a CreateProcessingJob request against SageMaker's constraints.
-pub fn create_request(input: &Value) -> Result<(), String> {
-    let name = input
-        .get("ProcessingJobName")
-        .and_then(Value::as_str)
-        .ok_or_else(|| missing("processingJobName"))?;
-    job_name(name)?;
-
-    let image = input
-        .pointer("/AppSpecification/ImageUri")
-        .and_then(Value::as_str)
-        .ok_or_else(|| missing("appSpecification.imageUri"))?;
-    if image.is_empty() || image.len() > 255 {
-        return Err(violation(
-            image,
-            "appSpecification.imageUri",
-            "Member must have length between 1 and 255",
-        ));
-    }
-
-    let role = input
-        .get("RoleArn")
-        .and_then(Value::as_str)
-        .ok_or_else(|| missing("roleArn"))?;
-    let role_ok = role.len() >= 20
-        && role.len() <= 2048
-        && role.starts_with("arn:aws")
-        && role
-            .split(':')
-            .nth(4)
-            .is_some_and(|acct| acct.len() == 12 && acct.chars().all(|c| c.is_ascii_digit()))
-        && role.contains(":role/");
-    if !role_ok {
-        return Err(violation(role, "roleArn", "Member must satisfy regular expression pattern: ^arn:aws[a-z\\-]*:iam::\\d{12}:role/?[a-zA-Z_0-9+=,.@\\-_/]+$"));
-    }
-
-    let cluster = input
-        .pointer("/ProcessingResources/ClusterConfig")
-        .ok_or_else(|| missing("processingResources.clusterConfig"))?;
-    int_in(
-        cluster.get("InstanceCount").unwrap_or(&Value::Null),
-        "processingResources.clusterConfig.instanceCount",
-        1,
-        100,
-    )?;
-    int_in(
-        cluster.get("VolumeSizeInGB").unwrap_or(&Value::Null),
-        "processingResources.clusterConfig.volumeSizeInGB",
-        1,
-        16384,
-    )?;
-    let itype = cluster
-        .get("InstanceType")
-        .and_then(Value::as_str)
-        .ok_or_else(|| missing("processingResources.clusterConfig.instanceType"))?;
-    if !instance_type_known(itype) {
-        return Err(violation(
-            itype,
-            "processingResources.clusterConfig.instanceType",
-            "Member must satisfy enum value set: [ml.t3.medium, ml.m5.large, ml.m5.xlarge, ...]",
-        ));
-    }
-
-    if let Some(sc) = input.get("StoppingCondition") {
-        int_in(
-            sc.get("MaxRuntimeInSeconds").unwrap_or(&Value::Null),
-            "stoppingCondition.maxRuntimeInSeconds",
-            1,
-            777600,
-        )?;
-    }
-
-    if let Some(inputs) = input.get("ProcessingInputs") {
-        list_len(Some(inputs), "processingInputs", 0, 10)?;
-        for i in inputs.as_array().into_iter().flatten() {
-            if i.get("InputName").and_then(Value::as_str).is_none() {
-                return Err(missing("processingInputs.member.inputName"));
-            }
-            match (i.get("S3Input"), i.get("DatasetDefinition")) {
-                (Some(s3), None) => s3_uri(s3.get("S3Uri"), "processingInputs.member.s3Input.s3Uri")?,
-                (None, Some(_)) => {}
-                _ => {
-                    return Err(
-                        "Exactly one of S3Input or DatasetDefinition must be specified for each ProcessingInput".into(),
-                    )
+    // The model leaves InstanceType and InstanceCount optional since InstancePreferences
+    // exists; without preferences both are needed.
+    if let Some(cluster) = input.pointer("/ProcessingResources/ClusterConfig") {
+        if cluster.get("InstancePreferences").is_none_or(Value::is_null) {
+            for (member, at) in [("InstanceType", "instanceType"), ("InstanceCount", "instanceCount")] {
+                if cluster.get(member).is_none_or(Value::is_null) {
+                    return Err(ApiError::validation(
+                        shapes::validation_message(&[violation(
+                            "null",
+                            &format!("processingResources.clusterConfig.{at}"),
+                            "Member must not be null",
+                        )])
+                        .unwrap_or_default(),
+                    ));
                 }
             }
         }
     }
 
-    if let Some(cfg) = input.get("ProcessingOutputConfig") {
-        list_len(cfg.get("Outputs"), "processingOutputConfig.outputs", 1, 10)?;
-        for o in cfg.get("Outputs").and_then(Value::as_array).into_iter().flatten() {
-            if o.get("OutputName").and_then(Value::as_str).is_none() {
-                return Err(missing("processingOutputConfig.outputs.member.outputName"));
-            }
-            if let Some(s3) = o.get("S3Output") {
-                s3_uri(s3.get("S3Uri"), "processingOutputConfig.outputs.member.s3Output.s3Uri")?;
-            }
-        }
-    }
-
-    if let Some(env) = input.get("Environment").and_then(Value::as_object) {
-        if env.len() > 100 {
-            return Err(violation(
-                &format!("{{{} entries}}", env.len()),
-                "environment",
-                "Member must have length less than or equal to 100",
+    let inputs: &[Value] = input
+        .get("ProcessingInputs")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for i in inputs {
+        let present = |k: &str| i.get(k).is_some_and(|v| !v.is_null());
+        if present("S3Input") == present("DatasetDefinition") {
+            return Err(ApiError::validation(
+                "Exactly one of S3Input or DatasetDefinition must be specified for each ProcessingInput",
             ));
         }
-        for (k, v) in env {
-            let key_ok = k.len() <= 256
-                && k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !key_ok {
-                return Err(violation(
-                    k,
-                    "environment",
-                    "Map keys must satisfy regular expression pattern: [a-zA-Z_][a-zA-Z0-9_]*",
-                ));
-            }
-            if v.as_str().is_none_or(|s| s.len() > 256) {
-                return Err(violation(
-                    k,
-                    "environment",
-                    "Map value must have length less than or equal to 256",
-                ));
+    }
+
+    // Two inputs downloaded to the same LocalPath: SageMaker answers ValidationException with
+    // an empty message (real behaviour, confirmed by AWS support), and so does the simulator.
+    let mut paths = std::collections::BTreeSet::new();
+    for i in inputs {
+        let path = i
+            .pointer("/S3Input/LocalPath")
+            .or_else(|| i.pointer("/DatasetDefinition/LocalPath"))
+            .and_then(Value::as_str);
+        if let Some(path) = path {
+            if !paths.insert(path) {
+                return Err(ApiError::validation(""));
             }
         }
-    }
-
-    if let Some(vpc) = input.pointer("/NetworkConfig/VpcConfig") {
-        id_list(vpc.get("Subnets"), "networkConfig.vpcConfig.subnets", "subnet-", 1, 16)?;
-        id_list(
-            vpc.get("SecurityGroupIds"),
-            "networkConfig.vpcConfig.securityGroupIds",
-            "sg-",
-            1,
-            5,
-        )?;
-    }
-
-    if let Some(t) = input.get("Tags").and_then(Value::as_array) {
-        tags(t)?;
     }
     Ok(())
 }
@@ -293,9 +74,27 @@ mod tests {
         })
     }
 
+    fn with(pointer: &str, value: Value) -> Value {
+        let mut req = valid();
+        match req.pointer_mut(pointer) {
+            Some(v) => *v = value,
+            None => req[pointer.trim_start_matches('/')] = value,
+        }
+        req
+    }
+
+    fn message(req: &Value) -> String {
+        create_request(req).expect_err("refused").message
+    }
+
+    fn input(name: &str, local_path: &str) -> Value {
+        json!({"InputName": name, "S3Input": {"S3Uri": format!("s3://bucket/{name}"), "LocalPath": local_path,
+            "S3DataType": "S3Prefix", "S3InputMode": "File"}})
+    }
+
     #[test]
     fn accepts_a_minimal_request() {
-        assert_eq!(create_request(&valid()), Ok(()));
+        assert!(create_request(&valid()).is_ok());
     }
 
     #[test]
@@ -315,10 +114,100 @@ mod tests {
             ),
         ];
         for (pointer, value, field) in cases {
-            let mut req = valid();
-            *req.pointer_mut(pointer).expect("pointer exists") = value.clone();
-            let err = create_request(&req).expect_err(pointer);
+            let err = message(&with(pointer, value.clone()));
             assert!(err.contains(field), "{err} should name {field}");
         }
+    }
+
+    #[test]
+    fn instance_types_are_the_models_enum() {
+        for t in ["ml.m7i-flex.large", "ml.c5.9xlarge", "ml.g6.xlarge", "ml.p5.4xlarge"] {
+            let req = with("/ProcessingResources/ClusterConfig/InstanceType", json!(t));
+            assert!(create_request(&req).is_ok(), "{t} is a processing instance type");
+        }
+        let err = message(&with(
+            "/ProcessingResources/ClusterConfig/InstanceType",
+            json!("ml.m5.medium"),
+        ));
+        assert!(
+            err.starts_with("1 validation error detected: Value 'ml.m5.medium' at 'processingResources.clusterConfig.instanceType' failed to satisfy constraint: Member must satisfy enum value set: [ml.t3.medium, "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_processing_instance_type_of_the_model_is_accepted() {
+        let types = shapes::model().enum_values("ProcessingInstanceType");
+        assert!(types.len() > 100, "the model lists SageMaker's types: {}", types.len());
+        for t in types {
+            let req = with("/ProcessingResources/ClusterConfig/InstanceType", json!(t));
+            assert!(create_request(&req).is_ok(), "{t} refused");
+        }
+    }
+
+    #[test]
+    fn a_tag_value_outside_the_pattern_is_refused() {
+        let err = message(&with("/Tags", json!([{"Key": "owner", "Value": "me!"}])));
+        assert_eq!(
+            err,
+            "1 validation error detected: Value 'me!' at 'tags.member.value' failed to satisfy constraint: Member must satisfy regular expression pattern: ([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)"
+        );
+        let ok = with("/Tags", json!([{"Key": "owner", "Value": "team a/b=c@d"}]));
+        assert!(create_request(&ok).is_ok());
+    }
+
+    #[test]
+    fn a_volume_above_16384_gb_is_refused() {
+        let err = message(&with("/ProcessingResources/ClusterConfig/VolumeSizeInGB", json!(16385)));
+        assert_eq!(
+            err,
+            "1 validation error detected: Value '16385' at 'processingResources.clusterConfig.volumeSizeInGB' failed to satisfy constraint: Member must have value less than or equal to 16384"
+        );
+        assert!(create_request(&with("/ProcessingResources/ClusterConfig/VolumeSizeInGB", json!(16384))).is_ok());
+    }
+
+    #[test]
+    fn nested_paths_name_list_items_member() {
+        let mut req = valid();
+        req["ProcessingInputs"] =
+            json!([{"InputName": "in", "S3Input": {"S3Uri": "ftp://x", "S3DataType": "S3Prefix"}}]);
+        let err = message(&req);
+        assert!(err.contains("at 'processingInputs.member.s3Input.s3Uri'"), "{err}");
+        req["ProcessingInputs"] = json!([{"InputName": "in", "S3Input": {"S3Uri": "s3://b/k"}}]);
+        let err = message(&req);
+        assert!(
+            err.contains("Value null at 'processingInputs.member.s3Input.s3DataType' failed to satisfy constraint: Member must not be null"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_input_needs_exactly_one_source() {
+        let mut req = valid();
+        req["ProcessingInputs"] = json!([{"InputName": "in"}]);
+        assert!(message(&req).starts_with("Exactly one of S3Input or DatasetDefinition"));
+        req["ProcessingInputs"] = json!([{"InputName": "in", "S3Input": {"S3Uri": "s3://b/k", "S3DataType": "S3Prefix"},
+            "DatasetDefinition": {"LocalPath": "/opt/ml/processing/d"}}]);
+        assert!(message(&req).starts_with("Exactly one of S3Input or DatasetDefinition"));
+    }
+
+    #[test]
+    fn two_inputs_with_the_same_local_path_get_an_empty_message() {
+        let mut req = valid();
+        req["ProcessingInputs"] = json!([input("a", "/opt/ml/processing/in"), input("b", "/opt/ml/processing/in")]);
+        let err = create_request(&req).expect_err("same LocalPath");
+        assert_eq!((err.kind, err.message.as_str()), ("ValidationException", ""));
+        req["ProcessingInputs"] = json!([input("a", "/opt/ml/processing/a"), input("b", "/opt/ml/processing/b")]);
+        assert!(create_request(&req).is_ok());
+    }
+
+    #[test]
+    fn the_instance_type_is_needed_without_instance_preferences() {
+        let mut req = valid();
+        req["ProcessingResources"]["ClusterConfig"] = json!({"InstanceCount": 1, "VolumeSizeInGB": 30});
+        assert!(message(&req).contains("Value null at 'processingResources.clusterConfig.instanceType'"));
+        req["ProcessingResources"]["ClusterConfig"] = json!({"VolumeSizeInGB": 30,
+            "InstancePreferences": [{"InstanceType": "ml.c5.xlarge", "InstanceCount": 1}]});
+        assert!(create_request(&req).is_ok());
     }
 }
