@@ -7,7 +7,9 @@
 //! of the controller binary; default: the one cargo built with this target), BENCH_BUILD_PROFILE
 //! (its profile, written into the JSON), BENCH_EVENTS=1 (status from SageMaker's events: a
 //! queue and an EventBridge rule of the run's own in moto, `--events-queue-url`, the List poll
-//! at its default backstop interval).
+//! at its default backstop interval), BENCH_STOPPING_SECONDS (30: SageMaker's Stopping → Stopped;
+//! a tenth of the jobs are deleted while they run and the time until their resources are gone is
+//! a row; 0: no deletions), BENCH_LIST_LAG (2 s: how late the simulator's List sees a change).
 //!
 //! Rounds: with BENCH_BASELINE_CONTROLLER (and BENCH_BASELINE_REVISION), each of BENCH_ROUNDS
 //! (5) rounds runs the baseline controller and this one, in turn, on the same stack; the targets
@@ -323,6 +325,12 @@ struct Settings {
     log_level: String,
     /// How long a run may take before it is called broken.
     limit: Duration,
+    /// SageMaker's Stopping → Stopped delay (the simulator's `stoppingSeconds`): a tenth of the
+    /// jobs are deleted while they run, and the time until their resources are gone is measured.
+    /// 0: no deletions.
+    stopping: f64,
+    /// How long a List takes to see a change (the simulator's `listLagSeconds`).
+    list_lag: f64,
 }
 
 impl Settings {
@@ -339,6 +347,10 @@ impl Settings {
             log_level: std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "info,smpc::stages=debug".into()),
             // Generous for 10,000 jobs on two shared cores; a run that breaks still ends.
             limit: Duration::from_secs(600 + n as u64 / 5),
+            // Realistic: SageMaker takes tens of seconds to stop a job, and its List sees a change
+            // a moment after it happened (docs/aws-fidelity.md).
+            stopping: env_or("BENCH_STOPPING_SECONDS", 30.0),
+            list_lag: env_or("BENCH_LIST_LAG", 2.0),
         }
     }
 
@@ -452,6 +464,8 @@ fn run(
         events,
         ref log_level,
         limit,
+        stopping,
+        list_lag,
     } = *settings;
     let (bin, revision) = (&controller_to_run.bin, &controller_to_run.revision);
     let s = stack();
@@ -466,7 +480,10 @@ fn run(
     s.sim_admin(
         "PUT",
         "/_sim/config",
-        Some(&json!({"createsPerSecond": create_rate}).to_string()),
+        Some(
+            &json!({"createsPerSecond": create_rate, "stoppingSeconds": stopping, "listLagSeconds": list_lag})
+                .to_string(),
+        ),
     );
     s.sim_admin("DELETE", "/_sim/calls", None);
 
@@ -589,7 +606,54 @@ fn run(
     // resource shows Completed.
     let stagger: f64 = env_or("BENCH_STAGGER", if events { 20.0 } else { 0.0 });
     let entries: Vec<(&String, &String)> = names.iter().collect();
-    let (staggered, burst) = entries.split_at(if stagger > 0.0 { n / 2 } else { 0 });
+    // Deletions while the jobs run: a tenth of the resources are deleted (deletionPolicy Stop),
+    // and each goes once its job is Stopped — SageMaker's Stopping lasts `stopping` seconds, and
+    // the List sees the end `list_lag` later. The others complete below.
+    let deleting = if stopping > 0.0 { (n / 10).max(1).min(n) } else { 0 };
+    let (deleted, entries) = entries.split_at(deleting);
+    let calls_before_deleting: BTreeMap<String, u64> =
+        serde_json::from_str(&s.sim_admin("GET", "/_sim/calls", None)).unwrap_or_default();
+    let mut gone: Vec<f64> = Vec::new();
+    if !deleted.is_empty() {
+        let deleted_at = now();
+        let resources: Vec<String> = deleted.iter().map(|(r, _)| (*r).clone()).collect();
+        gone = runtime.block_on(async {
+            use futures::StreamExt;
+            for r in &resources {
+                api.delete(r, &Default::default()).await.expect("delete resource");
+            }
+            let deadline = Instant::now() + Duration::from_secs_f64(stopping + list_lag + poll * 3.0 + 60.0);
+            let mut left: Vec<String> = resources.clone();
+            let mut gone = Vec::new();
+            while !left.is_empty() && Instant::now() < deadline {
+                let still: Vec<Option<String>> = futures::stream::iter(left.iter().cloned())
+                    .map(|r| {
+                        let api = api.clone();
+                        async move { api.get_opt(&r).await.ok().flatten().map(|_| r) }
+                    })
+                    .buffer_unordered(16)
+                    .collect()
+                    .await;
+                let at = now();
+                let before = left.len();
+                left = still.into_iter().flatten().collect();
+                gone.extend(std::iter::repeat_n(at - deleted_at, before - left.len()));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert!(left.is_empty(), "deleted resources still there: {left:?}");
+            gone
+        });
+    }
+    let calls_after_deleting: BTreeMap<String, u64> =
+        serde_json::from_str(&s.sim_admin("GET", "/_sim/calls", None)).unwrap_or_default();
+    let deleting_calls = |op: &str| {
+        calls_after_deleting.get(op).copied().unwrap_or(0) - calls_before_deleting.get(op).copied().unwrap_or(0)
+    };
+    let (stops, describes) = (
+        deleting_calls("StopProcessingJob"),
+        deleting_calls("DescribeProcessingJob"),
+    );
+    let (staggered, burst) = entries.split_at(if stagger > 0.0 { entries.len() / 2 } else { 0 });
     let complete = |batch: &[(&String, &String)]| -> f64 {
         let jobs: Vec<&String> = batch.iter().map(|(_, job)| *job).collect();
         let body = json!({"names": jobs, "status": "Completed"}).to_string();
@@ -619,7 +683,7 @@ fn run(
     }
     let completed_at = complete(burst);
     ended_at.extend(burst.iter().map(|(resource, _)| ((*resource).clone(), completed_at)));
-    wait_all(&seen, n, "completed", limit, |s| s.completed.len());
+    wait_all(&seen, n - deleting, "completed", limit, |s| s.completed.len());
     // From the poll: the lag after the List that first returned the job ended (the simulator
     // records it), without the wait for that poll — on average half the poll interval, which
     // only a shorter interval shortens. Not from events: there the List is only the backstop.
@@ -830,6 +894,25 @@ fn run(
             ));
         }
     }
+    if deleting > 0 {
+        let mut gone = gone.clone();
+        let (p50, p99) = (percentile(&mut gone, 50.0), percentile(&mut gone, 99.0));
+        let bound = stopping + list_lag + poll + 2.0;
+        rows.extend([
+            (
+                format!("deleted while running ({deleting}), Stopping {stopping:.0} s, List lag {list_lag:.0} s → gone p50 / p99 (s)"),
+                format!("{p50:.1} / {p99:.1}"),
+                format!("p99 ≤ {bound:.0} (Stopping + lag + poll + 2)"),
+                Some(p99 <= bound),
+            ),
+            (
+                "  StopProcessingJob / DescribeProcessingJob per deleted job".into(),
+                format!("{:.2} / {:.2}", stops as f64 / deleting as f64, describes as f64 / deleting as f64),
+                "Stop ≤ 1".into(),
+                Some(stops as usize <= deleting),
+            ),
+        ]);
+    }
     rows.extend([
         (
             "time until all show Completed (s)".into(),
@@ -945,7 +1028,7 @@ fn run(
         ),
     ]);
     println!(
-        "\nController benchmark: N = {n}, {rate}, poll {poll}s, concurrency {concurrency}, status from {status_from}, {profile} build"
+        "\nController benchmark: N = {n}, {rate}, poll {poll}s, concurrency {concurrency}, status from {status_from}, SageMaker's Stopping {stopping:.0} s and List lag {list_lag:.0} s, {profile} build"
     );
     println!("{:<62} {:>28}  {:<28} met", "figure", "value", "target");
     for (name, value, target, met) in &rows {
@@ -985,6 +1068,10 @@ fn run(
             let [published, received, handed, shown] = parts.map(|p| json!({"p50": p.p50, "p99": p.p99, "max": p.max}));
             json!({"published": published, "received": received, "handed": handed, "shown": shown})
         }),
+        "stoppingSeconds": stopping, "listLagSeconds": list_lag, "deletedRunning": deleting,
+        "deletedGoneP50": (deleting > 0).then(|| percentile(&mut gone.clone(), 50.0)),
+        "deletedGoneP99": (deleting > 0).then(|| percentile(&mut gone.clone(), 99.0)),
+        "stopCallsPerDeleted": (deleting > 0).then(|| stops as f64 / deleting as f64),
         "afterPollLagP50": (after_poll_jobs > 0).then_some(p50_after_poll),
         "afterPollLagP99": (after_poll_jobs > 0).then_some(p99_after_poll),
     });

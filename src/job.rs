@@ -99,6 +99,26 @@ pub struct JobState {
 pub struct JobSummary {
     pub name: String,
     pub last_modified_epoch: f64,
+    /// The status the List gave.
+    pub status: Option<JobStatus>,
+    /// The job's CreationTime (seconds since the epoch).
+    pub created_epoch: Option<f64>,
+}
+
+/// How close to its CreationTime a job's LastModifiedTime may be for the job to be taken as
+/// unchanged since its creation (SageMaker sets both when it creates the job).
+pub const CREATION_TOLERANCE: f64 = 0.5;
+
+impl JobSummary {
+    /// The entry shows the job as it was created — InProgress, modified no later than its
+    /// creation — so it tells nothing a create's answer did not: a job the controller created
+    /// (or described) is not changed by it, whatever the two clocks say.
+    pub fn is_its_creation(&self) -> bool {
+        self.status == Some(JobStatus::InProgress)
+            && self
+                .created_epoch
+                .is_some_and(|c| self.last_modified_epoch - c <= CREATION_TOLERANCE)
+    }
 }
 
 /// Seconds since the epoch of an RFC 3339 time, as SageMaker's timestamps are compared.

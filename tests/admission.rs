@@ -107,6 +107,32 @@ fn every_example_is_accepted() {
     }
 }
 
+/// Every instance type SageMaker's API model lists for processing jobs is accepted at apply,
+/// the 33 `*-flex` types included (the CRD's old pattern refused them): one List of a job per
+/// type, applied with a server-side dry run.
+#[test]
+fn every_instance_type_of_sagemakers_model_is_accepted() {
+    let s = stack();
+    s.install_crd();
+    let ns = s.namespace("instance-types");
+    let example = in_namespace(&repo_root().join("examples/processingjob-no-vpc.yaml"), &ns);
+    let job: serde_json::Value = serde_yaml_ng::from_str(&example).expect("the example is YAML");
+    let items: Vec<serde_json::Value> = smpc::api::instance_types::PROCESSING_INSTANCE_TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut j = job.clone();
+            j["metadata"]["name"] = format!("type-{i}").into();
+            j["spec"]["processingResources"]["clusterConfig"]["instanceType"] = (*t).into();
+            j
+        })
+        .collect();
+    assert!(items.len() > 200 && items.iter().any(|j| j.to_string().contains("ml.m7i-flex.large")));
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let out = s.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &list.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn every_invalid_manifest_is_rejected_with_its_message() {
     let s = stack();

@@ -454,6 +454,58 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
     drop(c);
 }
 
+/// A controller that has done nothing — no resource in its namespace, no events queue — already
+/// exports every metric the dashboard and the alerting rules query, on its first scrape once it
+/// is ready: labelled families carry their known label values at 0 (Prometheus' instrumentation
+/// guidance), so `rate()`, the panels and absence alerts work on a new install.
+#[test]
+fn the_first_scrape_of_an_idle_controller_has_every_queried_metric() {
+    let rendered = yaml(&render("templates/grafana-dashboard.yaml", &["dashboard.enabled=true"]));
+    let dashboard: Value = serde_json::from_str(
+        rendered["data"]["sagemaker-processing-controller.json"]
+            .as_str()
+            .expect("the dashboard's key"),
+    )
+    .expect("dashboard JSON");
+    let mut queried: BTreeSet<String> = dashboard_expressions(&dashboard)
+        .iter()
+        .flat_map(|e| metric_names(e))
+        .collect();
+    queried.extend(
+        rule_expressions(&yaml(&read("docs/prometheus-rules.yaml")))
+            .iter()
+            .flat_map(|(_, e)| metric_names(e)),
+    );
+    assert!(queried.len() >= 15, "too few metrics queried: {queried:?}");
+    let s = stack();
+    s.install_crd();
+    let ns = s.namespace("obs-idle");
+    let c = ControllerProcess::start(&ns, &[], &[]);
+    let url = c.ops_url();
+    wait_for("the controller ready", T, || {
+        (http_get(&format!("{url}/readyz")).0 == 200).then_some(())
+    });
+    let (code, body) = http_get(&format!("{url}/metrics"));
+    assert_eq!(code, 200);
+    let exposed = sample_names(&body);
+    let missing: Vec<&String> = queried.iter().filter(|name| !exposed.contains(*name)).collect();
+    assert!(
+        missing.is_empty(),
+        "an idle controller's first scrape lacks {missing:?}\n{body}"
+    );
+    for family in [
+        "smpc_jobs{",
+        "smpc_network_findings{",
+        "smpc_reconcile_errors_total{",
+        "smpc_reconcile_triggers_total{",
+        "smpc_reconciles_total{",
+    ] {
+        assert!(body.contains(family), "{family} missing");
+    }
+    drop(c);
+    drop(ns);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The alerts
 

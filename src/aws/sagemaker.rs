@@ -242,6 +242,8 @@ fn summary_of(s: &sm::ProcessingJobSummary) -> Option<JobSummary> {
     Some(JobSummary {
         name,
         last_modified_epoch,
+        status: s.processing_job_status().map(|st| status_of_str(st.as_str())),
+        created_epoch: epoch(s.creation_time()),
     })
 }
 

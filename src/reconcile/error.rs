@@ -43,6 +43,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every reason a failed reconcile is counted under (`smpc_reconcile_errors_total`; a wait
+    /// is not a failure): exported at 0 from start-up.
+    pub const REASONS: [&'static str; 14] = [
+        "NamespaceUnreadable",
+        "StatusWriteFailed",
+        "WriteAheadFailed",
+        "AwsThrottled",
+        "AwsUnavailable",
+        "AwsValidationError",
+        "AwsNotFound",
+        "AwsLimitExceeded",
+        "AwsCredentialsError",
+        "AwsError",
+        "FinalizerError",
+        "ObjectUnreadable",
+        "FinalizerReleaseFailed",
+        crate::accounts::ACCOUNT_NOT_MAPPED,
+    ];
+
     /// Stable reason for logs, metric labels, conditions and Events.
     pub fn reason(&self) -> &'static str {
         match self.innermost() {
@@ -140,6 +159,44 @@ mod tests {
         assert_eq!(delay(&e, 4), Duration::from_secs(8));
         assert_eq!(delay(&e, 40), Duration::from_secs(300));
         assert_eq!(delay(&aws(ErrorClass::LimitExceeded), 1), Duration::from_secs(30));
+    }
+
+    /// Every reason `reason()` can give for a failure is one of [`Error::REASONS`].
+    #[test]
+    fn every_failure_reason_is_known() {
+        let classes = [
+            ErrorClass::Throttled,
+            ErrorClass::Transient,
+            ErrorClass::Invalid,
+            ErrorClass::NotFound,
+            ErrorClass::LimitExceeded,
+            ErrorClass::Credentials,
+            ErrorClass::Other,
+        ];
+        let kube = || kube::Error::LinesCodecMaxLineLengthExceeded;
+        let mut errors: Vec<Error> = classes
+            .iter()
+            .map(|class| {
+                Error::Aws(AwsError {
+                    service: "sagemaker",
+                    operation: "DescribeProcessingJob",
+                    class: *class,
+                    code: None,
+                    message: String::new(),
+                })
+            })
+            .collect();
+        errors.extend([
+            Error::WriteStatus(kube()),
+            Error::WriteAhead(kube()),
+            Error::ReadObject(kube()),
+            Error::ReleaseFinalizer(kube()),
+            Error::AddFinalizer(kube()),
+            Error::AccountUnreachable("x".into()),
+        ]);
+        for e in &errors {
+            assert!(Error::REASONS.contains(&e.reason()), "{} not in REASONS", e.reason());
+        }
     }
 
     #[test]

@@ -5,18 +5,23 @@
 //! send creates as fast as the reconciles run, and every throttled call is a call for nothing
 //! (and, retried blindly, another one). So creates go unpaced until SageMaker throttles one; then
 //! the pacer learns the rate SageMaker took — the creates that went through in the last second —
-//! and gives out send times at a little less than it, growing it a little with each create that
-//! goes through (probing for more: SageMaker's limits differ per account and change), and
-//! cutting it again when SageMaker throttles a create sent since the last cut (additive
-//! increase, multiplicative decrease).
+//! and gives out send times at a little less than it. It stays there for a minute; then it grows
+//! a little with each create that goes through (probing for more: SageMaker's limits differ per
+//! account and change), and is cut again when SageMaker throttles a create sent since the last
+//! cut (additive increase, multiplicative decrease). At a steady limit — CreateProcessingJob's is
+//! about one a second per account and region, not adjustable — creates stay under it, and at most
+//! one a minute is throttled, by the probe.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::accounts::ScopeKey;
 
-/// The window the rate SageMaker took is measured over.
+/// The window the rate SageMaker took is measured over: a second, or two creates at the pace
+/// when that is longer (at one create a second, a one-second window holds one create or none).
 const WINDOW: Duration = Duration::from_secs(1);
+/// How long creates stay at the pace set by a throttle before the pace probes for more.
+pub const PROBE_AFTER: Duration = Duration::from_secs(60);
 /// The pace set after a throttle, as a share of the rate measured.
 const BACKOFF: f64 = 0.9;
 /// What each create that goes through adds to the pace (creates per second).
@@ -36,7 +41,8 @@ struct Lane {
     rate: Option<f64>,
     /// The next free send time.
     next: Option<Instant>,
-    /// When the creates of the last [`WINDOW`] went through.
+    /// When the creates of the last few seconds went through (the longest window: two creates
+    /// at [`MIN_RATE`]).
     passed: VecDeque<Instant>,
     /// When the pace was last cut.
     cut: Option<Instant>,
@@ -64,10 +70,13 @@ impl Pacer {
     pub fn passed(&mut self, key: &ScopeKey, now: Instant) {
         let lane = self.lanes.entry(key.clone()).or_default();
         lane.passed.push_back(now);
-        while lane.passed.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+        let longest = window(MIN_RATE);
+        while lane.passed.front().is_some_and(|t| now.duration_since(*t) > longest) {
             lane.passed.pop_front();
         }
-        if let Some(rate) = lane.rate.as_mut() {
+        // A minute after the last cut, each create that goes through probes for more.
+        let probing = lane.cut.is_none_or(|cut| now.duration_since(cut) >= PROBE_AFTER);
+        if let (Some(rate), true) = (lane.rate.as_mut(), probing) {
             *rate += GROWTH;
         }
     }
@@ -82,11 +91,18 @@ impl Pacer {
             return;
         }
         lane.cut = Some(now);
-        let took = lane.passed.iter().filter(|t| now.duration_since(**t) <= WINDOW).count() as f64;
-        let rate = match (took > 0.0, lane.rate) {
-            (true, Some(pace)) => took.min(pace) * BACKOFF,
-            (true, None) => took * BACKOFF,
-            (false, pace) => pace.map_or(1.0, |r| r / 2.0),
+        let recent = |span: Duration| lane.passed.iter().filter(|t| now.duration_since(**t) <= span).count();
+        let in_second = recent(WINDOW) as f64;
+        let rate = match lane.rate {
+            // The first throttle: what went through in the last second, else one a second.
+            None if in_second > 0.0 => in_second * BACKOFF,
+            None => 1.0,
+            // A fast lane: what went through in the last second, if less than the pace.
+            Some(pace) if in_second >= 2.0 => in_second.min(pace) * BACKOFF,
+            // A slow lane (a second holds one create or none): the pace was a little too fast.
+            Some(pace) if recent(window(pace)) > 0 => pace * BACKOFF,
+            // Nothing goes through at all: half the pace.
+            Some(pace) => pace / 2.0,
         }
         .max(MIN_RATE);
         lane.rate = Some(rate);
@@ -98,6 +114,11 @@ impl Pacer {
     pub fn rate(&self, key: &ScopeKey) -> Option<f64> {
         self.lanes.get(key).and_then(|l| l.rate)
     }
+}
+
+/// The window the rate that went through is measured over, at a pace of `rate` creates a second.
+fn window(rate: f64) -> Duration {
+    WINDOW.max(Duration::from_secs_f64(2.0 / rate))
 }
 
 #[cfg(test)]
@@ -151,12 +172,19 @@ mod tests {
     }
 
     #[test]
-    fn the_pace_grows_with_each_create_that_goes_through_and_is_cut_on_the_next_throttle() {
+    fn a_minute_after_a_cut_the_pace_grows_with_each_create_and_is_cut_on_the_next_throttle() {
         let mut p = Pacer::default();
         let t0 = Instant::now();
         p.throttled(&key(), t0, t0);
         assert_eq!(p.rate(&key()), Some(1.0), "nothing went through: one a second");
+        // Within the minute after the cut, creates that go through do not move the pace.
         let mut now = t0;
+        for _ in 0..50 {
+            now += Duration::from_secs(1);
+            p.passed(&key(), now);
+        }
+        assert_eq!(p.rate(&key()), Some(1.0), "no probe within a minute of the cut");
+        now = t0 + PROBE_AFTER;
         for _ in 0..20 {
             now += Duration::from_millis(500);
             p.passed(&key(), now);
@@ -166,6 +194,49 @@ mod tests {
         // Two went through in the last second when SageMaker throttled again.
         p.throttled(&key(), now, now + Duration::from_millis(10));
         assert_eq!(p.rate(&key()), Some(2.0 * BACKOFF));
+    }
+
+    /// SageMaker's CreateProcessingJob limit, about one a second per account and region (a
+    /// token bucket without burst, as the simulator's `createsPerSecond: 1`): creates sent at
+    /// their paced times stay under it, and at most one a minute is throttled — the probe.
+    #[test]
+    fn at_a_steady_limit_creates_stay_under_it_and_probe_at_most_once_a_minute() {
+        let mut p = Pacer::default();
+        let t0 = Instant::now();
+        let (mut tokens, mut refilled, mut now) = (1.0f64, t0, t0);
+        let (mut passes, mut throttles) = (0u32, Vec::new());
+        while passes < 600 {
+            now += p.reserve(&key(), now, Duration::from_secs(3600)).unwrap_or_else(|w| w);
+            tokens = (tokens + now.duration_since(refilled).as_secs_f64()).min(1.0);
+            refilled = now;
+            if tokens >= 1.0 - 1e-9 {
+                tokens -= 1.0;
+                p.passed(&key(), now);
+                passes += 1;
+            } else {
+                p.throttled(&key(), now, now);
+                throttles.push(now);
+            }
+        }
+        let minutes = now.duration_since(t0).as_secs_f64() / 60.0;
+        // The first throttle shows the limit; after it, the probes.
+        let probes = throttles.len() - 1;
+        assert!(
+            (probes as f64) <= minutes.ceil(),
+            "{probes} throttles in {minutes:.1} minutes: {:?}",
+            throttles.iter().map(|t| t.duration_since(t0)).collect::<Vec<_>>()
+        );
+        for pair in throttles[1..].windows(2) {
+            assert!(
+                pair[1].duration_since(pair[0]) >= PROBE_AFTER,
+                "two probes within a minute"
+            );
+        }
+        // And it stays close to the limit: 600 creates in little more than 600 seconds.
+        let secs = now.duration_since(t0).as_secs_f64();
+        assert!(secs <= 600.0 * 1.12, "{secs:.0} s for 600 creates at one a second");
+        let calls = f64::from(passes) + throttles.len() as f64;
+        assert!(calls / f64::from(passes) <= 1.02, "{calls} calls for {passes} creates");
     }
 
     #[test]

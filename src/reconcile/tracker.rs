@@ -452,6 +452,12 @@ impl Tracker {
         let mut triggered = 0usize;
         for summary in summaries {
             if let Some(t) = r.jobs.get_mut(&summary.name) {
+                // A create is not a change: the job listed as it was created tells nothing the
+                // status does not show, however loose the clock offset behind `known` is.
+                if summary.last_modified_epoch > t.known && summary.is_its_creation() {
+                    t.learn(summary.last_modified_epoch);
+                    continue;
+                }
                 if summary.last_modified_epoch > t.known {
                     t.known = summary.last_modified_epoch;
                     t.changed = true;
@@ -581,6 +587,9 @@ mod tests {
                         (*modified > after).then(|| JobSummary {
                             name: name.clone(),
                             last_modified_epoch: *modified,
+                            // Every job runs; its first modification is its creation.
+                            status: Some(crate::job::JobStatus::InProgress),
+                            created_epoch: mods.first().map(|(created, _)| *created),
                         })
                     })
                     .flat_map(|s| std::iter::repeat_n(s, copies))
@@ -765,6 +774,35 @@ mod tests {
         }
     }
 
+    /// A create is not a change: with SageMaker's clock ahead of this machine's, the local
+    /// reading the create path tracks is older than the job's LastModifiedTime, and the List
+    /// would show the job's own creation as a change (a Describe for nothing). The entry shows
+    /// the job InProgress, unchanged since its CreationTime: taken as it is, whatever the offset.
+    #[tokio::test]
+    async fn a_job_listed_as_it_was_created_is_no_change_whatever_the_clocks() {
+        for local_ahead in [-30.0, -300.0, 0.0, 30.0] {
+            let mut h = harness(local_ahead, Duration::from_secs(3600));
+            for round in 0..3 {
+                let job = format!("created-{round}");
+                h.sagemaker.modify(&job, 0.0);
+                h.track_created(&job);
+                h.sagemaker.pass(5.0);
+                h.poll().await;
+                assert!(
+                    h.triggered().is_empty(),
+                    "{local_ahead}: the creation of {job} is no change"
+                );
+                // Its first real change is one.
+                h.sagemaker.pass(3.0);
+                h.sagemaker.modify(&job, 0.0);
+                h.sagemaker.pass(5.0);
+                h.poll().await;
+                assert_eq!(h.triggered(), std::slice::from_ref(&job), "{local_ahead}");
+                h.describe(&job);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_job_created_while_the_local_clock_runs_ahead_keeps_its_transitions() {
         let mut h = harness(60.0, Duration::from_secs(3600));
@@ -904,6 +942,7 @@ mod tests {
     #[tokio::test]
     async fn untracked_jobs_are_not_triggered() {
         let mut h = harness(0.0, Duration::from_secs(3600));
+        h.sagemaker.modified_at("mine", T0);
         h.track("mine", T0);
         h.sagemaker.pass(1.0);
         h.sagemaker.modify("mine", 0.0);

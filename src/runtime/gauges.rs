@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::server::Health;
 use crate::reconcile::tracker::Tracker;
 use crate::reconcile::Guarded;
-use crate::telemetry::metrics::{FindingLabels, Metrics, StatusLabels};
+use crate::telemetry::metrics::Metrics;
 
 /// Marks the controller ready once its cache synced, then keeps the gauges of jobs by status
 /// and findings by code up to date from the cache.
@@ -53,14 +53,8 @@ pub async fn report(
                 *findings.entry((f.code.clone(), f.severity.to_string())).or_default() += 1;
             }
         }
-        metrics.jobs.clear();
-        for (status, n) in jobs {
-            metrics.jobs.get_or_create(&StatusLabels { status }).set(n);
-        }
-        metrics.findings.clear();
-        for ((code, severity), n) in findings {
-            metrics.findings.get_or_create(&FindingLabels { code, severity }).set(n);
-        }
+        metrics.set_jobs(jobs);
+        metrics.set_findings(findings);
         metrics.active_jobs.set(tracker.active() as i64);
         tokio::select! {
             _ = shutdown.cancelled() => return,

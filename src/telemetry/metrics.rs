@@ -53,6 +53,50 @@ pub struct FindingLabels {
     pub severity: String,
 }
 
+/// The label values each labelled family exports from start-up, at 0, as Prometheus'
+/// instrumentation guidance asks: dashboards, `rate()` and alerts (an alert on a metric's absence
+/// included) work on a new install, before anything has happened.
+pub mod known {
+    /// `smpc_reconciles_total{result}`.
+    pub const RESULTS: [&str; 3] = ["ok", "error", "waiting"];
+    /// `smpc_reconcile_triggers_total{trigger}` (`runtime::run_controller`).
+    pub const TRIGGERS: [&str; 6] = ["watch_event", "watch", "tracker", "namespace", "carm", "requeue"];
+    /// `smpc_events_total{outcome}` (`runtime::events`).
+    pub const EVENT_OUTCOMES: [&str; 7] = [
+        "applied",
+        "duplicate",
+        "unknown_job",
+        "incomplete",
+        "other_event",
+        "malformed",
+        "pending",
+    ];
+    /// `smpc_aws_calls_total{service="sagemaker",operation,outcome}`: the SageMaker operations the
+    /// controller makes (other services' calls appear as they are made).
+    pub const SAGEMAKER_OPERATIONS: [&str; 6] = [
+        "CreateProcessingJob",
+        "DescribeProcessingJob",
+        "StopProcessingJob",
+        "ListProcessingJobs",
+        "AddTags",
+        "ListTags",
+    ];
+    /// The outcomes of an AWS call (`aws::CallObserver`).
+    pub const AWS_OUTCOMES: [&str; 3] = ["success", "service_error", "transport_error"];
+
+    /// `smpc_jobs{status}`: not created yet (`None`) and every SageMaker status.
+    pub fn job_statuses() -> impl Iterator<Item = &'static str> {
+        std::iter::once("None").chain(crate::job::JobStatus::ALL.iter().map(|s| s.as_str()))
+    }
+
+    /// `smpc_network_findings{code,severity}`: every finding code with its severity.
+    pub fn findings() -> impl Iterator<Item = (&'static str, String)> {
+        crate::network::Code::ALL
+            .iter()
+            .map(|c| (c.as_str(), c.severity().to_string()))
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
@@ -82,7 +126,7 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
+        let metrics = Self {
             reconciles: Family::default(),
             triggers: Family::default(),
             reconcile_duration: latency_histogram(),
@@ -99,11 +143,66 @@ impl Default for Metrics {
             event_receive_errors: Counter::default(),
             events_flowing: Gauge::default(),
             kube_events_dropped: Counter::default(),
-        }
+        };
+        metrics.zero_known_labels();
+        metrics
     }
 }
 
 impl Metrics {
+    /// Creates every known label set of every labelled family at 0 ([`known`]).
+    fn zero_known_labels(&self) {
+        for result in known::RESULTS {
+            drop(self.reconciles.get_or_create(&ResultLabels { result }));
+        }
+        for trigger in known::TRIGGERS {
+            drop(self.triggers.get_or_create(&TriggerLabels { trigger }));
+        }
+        for reason in crate::reconcile::Error::REASONS {
+            drop(self.errors.get_or_create(&ReasonLabels { reason }));
+        }
+        for outcome in known::EVENT_OUTCOMES {
+            drop(self.events.get_or_create(&OutcomeLabels { outcome }));
+        }
+        for operation in known::SAGEMAKER_OPERATIONS {
+            for outcome in known::AWS_OUTCOMES {
+                let labels = AwsLabels {
+                    service: "sagemaker",
+                    operation,
+                    outcome,
+                };
+                drop(self.aws_calls.get_or_create(&labels));
+                drop(self.aws_call_duration.get_or_create(&labels));
+            }
+        }
+        self.set_jobs(std::iter::empty());
+        self.set_findings(std::iter::empty());
+    }
+
+    /// Sets `smpc_jobs` to these counts by status: every known status is exported, at 0 when
+    /// it has no resource, and a status this build does not know appears while it is counted.
+    pub fn set_jobs(&self, counts: impl IntoIterator<Item = (String, i64)>) {
+        let mut all: std::collections::BTreeMap<String, i64> =
+            known::job_statuses().map(|s| (s.to_string(), 0)).collect();
+        all.extend(counts);
+        self.jobs.clear();
+        for (status, n) in all {
+            self.jobs.get_or_create(&StatusLabels { status }).set(n);
+        }
+    }
+
+    /// Sets `smpc_network_findings` to these counts by (code, severity), as [`Self::set_jobs`].
+    pub fn set_findings(&self, counts: impl IntoIterator<Item = ((String, String), i64)>) {
+        let mut all: std::collections::BTreeMap<(String, String), i64> = known::findings()
+            .map(|(code, severity)| ((code.to_string(), severity), 0))
+            .collect();
+        all.extend(counts);
+        self.findings.clear();
+        for ((code, severity), n) in all {
+            self.findings.get_or_create(&FindingLabels { code, severity }).set(n);
+        }
+    }
+
     /// Registers everything under the `smpc_` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("smpc");
@@ -257,6 +356,40 @@ mod tests {
                 _ => name.to_string(),
             })
             .collect()
+    }
+
+    /// A controller that has done nothing exports every family with its known label values at
+    /// 0 (Prometheus' guidance): the dashboard's and the alerts' queries find them on a new
+    /// install.
+    #[test]
+    fn a_fresh_registry_exports_every_known_label_value_at_zero() {
+        let metrics = Metrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("metrics encode");
+        for wanted in [
+            r#"smpc_reconciles_total{result="error"} 0"#.to_string(),
+            r#"smpc_reconcile_triggers_total{trigger="tracker"} 0"#.to_string(),
+            r#"smpc_reconcile_errors_total{reason="AwsThrottled"} 0"#.to_string(),
+            r#"smpc_jobs{status="None"} 0"#.to_string(),
+            r#"smpc_jobs{status="Failed"} 0"#.to_string(),
+            r#"smpc_network_findings{code="NoS3Route",severity="Error"} 0"#.to_string(),
+            r#"smpc_events_total{outcome="applied"} 0"#.to_string(),
+            r#"smpc_aws_calls_total{service="sagemaker",operation="CreateProcessingJob",outcome="success"} 0"#
+                .to_string(),
+        ] {
+            assert!(text.contains(&wanted), "{wanted} missing from:\n{text}");
+        }
+        for code in crate::network::Code::ALL {
+            assert!(text.contains(&format!(r#"code="{}""#, code.as_str())), "{code:?}");
+        }
+        // The gauges keep their zeros when the counts are set.
+        metrics.set_jobs([("Completed".to_string(), 2)]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("metrics encode");
+        assert!(text.contains(r#"smpc_jobs{status="Completed"} 2"#), "{text}");
+        assert!(text.contains(r#"smpc_jobs{status="InProgress"} 0"#), "{text}");
     }
 
     #[test]

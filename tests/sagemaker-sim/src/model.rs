@@ -133,6 +133,15 @@ pub struct SimConfig {
     /// until then, and is then `CreationTime + provisioningSeconds` (a change, with its
     /// LastModifiedTime and event; the status stays InProgress). 0: started at creation.
     pub provisioning_seconds: f64,
+    /// Instance types the model lists but the region does not offer: a create with one is
+    /// answered ValidationException, as SageMaker answers it (the model cannot say which types a
+    /// region has; the message's wording is not verified against AWS).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unavailable_instance_types: Vec<String>,
+    /// SageMaker's clock runs this many seconds ahead of the machine's (negative: behind): every
+    /// time it answers (CreationTime, LastModifiedTime, …) is shifted so, as an unsynchronised
+    /// clock would have it. The controller measures the offset from List answers.
+    pub clock_skew_seconds: f64,
 }
 
 impl Default for SimConfig {
@@ -152,6 +161,8 @@ impl Default for SimConfig {
             reorder_events: false,
             publish_create_event: true,
             provisioning_seconds: 0.0,
+            unavailable_instance_types: Vec::new(),
+            clock_skew_seconds: 0.0,
         }
     }
 }
@@ -363,11 +374,15 @@ pub struct Sim {
 /// SageMaker's clock, to the millisecond as SageMaker's timestamps are (so that an event's
 /// epoch milliseconds and Describe's epoch seconds name the same instant).
 pub fn now() -> f64 {
+    let skew = CLOCK_SKEW_MS.load(std::sync::atomic::Ordering::Relaxed);
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as f64 / 1000.0)
+        .map(|d| (d.as_millis() as i64 + skew) as f64 / 1000.0)
         .unwrap_or_default()
 }
+
+/// SageMaker's clock minus this machine's, in milliseconds (`clockSkewSeconds`).
+static CLOCK_SKEW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 /// The `source` and `detail-type` of SageMaker's processing-job state-change events.
 pub const EVENT_SOURCE: &str = "aws.sagemaker";
@@ -531,6 +546,10 @@ impl Sim {
     }
 
     pub fn set_config(&mut self, config: SimConfig) {
+        CLOCK_SKEW_MS.store(
+            (config.clock_skew_seconds * 1000.0).round() as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.create_tokens = config.creates_per_second;
         self.create_refill_at = now();
         self.config = config;
@@ -685,6 +704,16 @@ impl Sim {
             *self.create_attempts.entry(name.to_string()).or_default() += 1;
         }
         validate::create_request(input)?;
+        if let Some(t) = input
+            .pointer("/ProcessingResources/ClusterConfig/InstanceType")
+            .and_then(Value::as_str)
+            .filter(|t| self.config.unavailable_instance_types.iter().any(|u| u == t))
+        {
+            return Err(ApiError::validation(format!(
+                "The instance type {t} is not supported for processing jobs in {}.",
+                scope.region
+            )));
+        }
         let request = input.as_object().cloned().unwrap_or_default();
         let name = request
             .get("ProcessingJobName")
