@@ -117,8 +117,9 @@ async fn the_poll_mirrors_through_list_lag_provisioning_and_a_slow_stop() {
     for name in &names {
         assert_eq!(sim_create_calls(name), 1, "{name} created once");
     }
-    drop(c);
+    // The namespace goes first, while the controller still runs to release its resources.
     drop(ns);
+    drop(c);
 }
 
 /// From events: every event published twice, and the events of one publishing tick shuffled.
@@ -192,8 +193,9 @@ async fn duplicated_and_reordered_events_change_nothing() {
         assert_eq!(sim_create_calls(&format!("{prefix}-{j}")), 1, "{j} created once");
     }
     remove_queue_and_rule(&queue, &prefix);
-    drop(c);
+    // The namespace goes first, while the controller still runs to release its resources.
     drop(ns);
+    drop(c);
 }
 
 /// A create is not a change: with SageMaker's clock half a minute ahead of this machine's, the
@@ -233,6 +235,7 @@ async fn in_poll_mode_a_job_costs_its_create_and_one_describe_whatever_the_clock
     );
     assert_eq!(creates, jobs.len() as u64, "{v}");
     assert_eq!(describes, jobs.len() as u64, "one Describe a job, at its end: {v}");
-    drop(c);
+    // The namespace goes first, while the controller still runs to release its resources.
     drop(ns);
+    drop(c);
 }

@@ -502,8 +502,8 @@ fn the_first_scrape_of_an_idle_controller_has_every_queried_metric() {
     ] {
         assert!(body.contains(family), "{family} missing");
     }
-    drop(c);
     drop(ns);
+    drop(c);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,28 @@ const T: Duration = Duration::from_secs(60);
 /// hundreds of jobs would add pages to this one's ListProcessingJobs.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// An instance type SageMaker's model lists but, while this guard lives, the simulated region
+/// does not offer: SageMaker refuses the create (InvalidSpec). The CRD takes only the model's
+/// types, so a refused spec needs a type the region lacks. The simulator's config is global:
+/// held under `SERIAL`, reset when the guard goes.
+const REFUSED_TYPE: &str = "ml.p5.4xlarge";
+
+struct RegionLacks;
+
+impl RegionLacks {
+    fn refused_type() -> Self {
+        let body = format!(r#"{{"unavailableInstanceTypes": ["{REFUSED_TYPE}"]}}"#);
+        stack().sim_admin("PUT", "/_sim/config", Some(&body));
+        RegionLacks
+    }
+}
+
+impl Drop for RegionLacks {
+    fn drop(&mut self) {
+        stack().sim_admin("PUT", "/_sim/config", Some("{}"));
+    }
+}
+
 /// The quiet window. The poll interval is 1 s, revalidation and resync stay at their defaults.
 const WINDOW: Duration = Duration::from_secs(15);
 
@@ -105,7 +127,8 @@ async fn every_resting_state_is_quiet_and_so_is_a_restart() {
     for name in ["completed", "failed", "stopped", "running"] {
         apply(&manifest(name, ""));
     }
-    apply(&manifest("invalid-spec", "").replace("ml.m5.xlarge", "ml.m5.huge"));
+    let _lacks = RegionLacks::refused_type();
+    apply(&manifest("invalid-spec", "").replace("ml.m5.xlarge", REFUSED_TYPE));
     apply(&manifest("name-in-use", &format!("  processingJobName: {taken}\n")));
     apply(&job_manifest_in(
         &ns,
@@ -233,10 +256,11 @@ async fn a_restart_over_hundreds_of_ended_and_refused_resources_is_quiet() {
     let (t, ns) = healthy_setup("10.45", "quiet-restart").await;
     controller = ControllerProcess::start(&ns, &[], &[]);
     let manifest = |name: &str| job_manifest_in(&ns, name, 1, &t.private, &[&t.sg], "");
+    let _lacks = RegionLacks::refused_type();
     let mut all = String::new();
     for i in 0..EACH {
         all.push_str(&manifest(&format!("ended-{i}")));
-        all.push_str(&manifest(&format!("refused-{i}")).replace("ml.m5.xlarge", "ml.m5.huge"));
+        all.push_str(&manifest(&format!("refused-{i}")).replace("ml.m5.xlarge", REFUSED_TYPE));
     }
     apply(&all);
     let settled = |prefix: &str, pred: &dyn Fn(&serde_json::Value) -> bool| {

@@ -288,6 +288,8 @@ async fn send_create(
             // tracker reports; the resync backstop covers clock skew.
             ctx.tracker
                 .track(scope, &at.name, object_ref(job), crate::reconcile::tracker::now_epoch());
+            // With events consumed, this creation's event is owed: its absence shows a silent flow.
+            ctx.tracker.expect_creation(&at.key(), &at.name);
             Ok(Outcome::report(
                 job,
                 Some(&at),

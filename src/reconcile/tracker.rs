@@ -72,6 +72,45 @@ struct Tracked {
     /// The newest LastModifiedTime an event handed over: an older event arriving later (SQS
     /// does not keep order) is not handed over again.
     event_newest: f64,
+    /// An event owed for this job and not heard yet (only while the controller consumes events).
+    expected: Option<Expected>,
+}
+
+/// An event the controller knows it should hear: SageMaker publishes a state change when it
+/// creates a job and at every transition. One that does not come within its bound means the flow
+/// of events stopped without an error (a rule disabled or deleted, its target removed, a queue
+/// policy that no longer lets EventBridge send) — see [`Tracker::overdue_events`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Expected {
+    /// Local time (seconds since the epoch) since when it is owed.
+    pub since: f64,
+    pub what: Owed,
+}
+
+/// What an owed event is for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Owed {
+    /// The job's creation (its InProgress event).
+    Creation,
+    /// A change the List showed, of this LastModifiedTime.
+    Change(f64),
+}
+
+impl std::fmt::Display for Owed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owed::Creation => f.write_str("the event of its creation"),
+            Owed::Change(_) => f.write_str("the event of a change the List showed"),
+        }
+    }
+}
+
+/// An owed event that did not come in time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missed {
+    pub key: ScopeKey,
+    pub job: String,
+    pub what: Owed,
 }
 
 impl Tracked {
@@ -146,6 +185,10 @@ impl ClockOffset {
 struct State {
     regions: BTreeMap<ScopeKey, Region>,
     offset: Option<ClockOffset>,
+    /// An events consumer runs: creations and the changes the List shows are owed events.
+    listening: bool,
+    /// When (local seconds) an owed creation event was last heard.
+    heard_creation: Option<f64>,
 }
 
 pub struct Tracker {
@@ -171,7 +214,7 @@ impl Tracker {
         Self::with_clock(trigger, resync, now_epoch)
     }
 
-    fn with_clock(
+    pub(crate) fn with_clock(
         trigger: UnboundedSender<ObjectRef<Guarded>>,
         resync: Duration,
         clock: impl Fn() -> f64 + Send + Sync + 'static,
@@ -241,6 +284,7 @@ impl Tracker {
                     described_at: Instant::now(),
                     event: None,
                     event_newest: f64::NEG_INFINITY,
+                    expected: None,
                 });
                 let back = floor - LIST_LAG_MARGIN;
                 r.reach_back = Some(r.reach_back.map_or(back, |b| b.min(back)));
@@ -314,6 +358,7 @@ impl Tracker {
     pub fn observe_event(&self, region: &ScopeKey, state: JobState) -> Option<ObjectRef<Guarded>> {
         let modified = state.last_modified_epoch?;
         let name = state.name.clone();
+        self.heard(region, &name, Some(modified));
         let mut object = None;
         self.tracked(region, &name, |t| {
             object = Some(t.object.clone());
@@ -335,7 +380,92 @@ impl Tracker {
     /// which has no time, confirmed by the job's first event): it replaces a local reading, so
     /// that the List need not report the job's creation as a change. Triggers nothing.
     pub fn confirm(&self, region: &ScopeKey, job: &str, modified: f64) {
+        self.heard(region, job, Some(modified));
         self.tracked(region, job, |t| t.learn(modified));
+    }
+
+    /// The events consumer runs: from now on the creations this controller makes and the
+    /// changes the List shows are owed events.
+    pub fn listen(&self) {
+        self.state().listening = true;
+    }
+
+    /// A job this controller has just created: its creation's event is owed.
+    pub fn expect_creation(&self, region: &ScopeKey, job: &str) {
+        let now = (self.clock)();
+        let mut s = self.state();
+        if !s.listening {
+            return;
+        }
+        if let Some(t) = s.regions.get_mut(region).and_then(|r| r.jobs.get_mut(job)) {
+            t.expected = Some(Expected {
+                since: now,
+                what: Owed::Creation,
+            });
+        }
+    }
+
+    /// An event of a tracked job was heard (`modified`: its LastModifiedTime, when it has one):
+    /// it pays what was owed for the job up to that time.
+    pub fn heard(&self, region: &ScopeKey, job: &str, modified: Option<f64>) {
+        let now = (self.clock)();
+        let mut s = self.state();
+        let mut creation = false;
+        if let Some(t) = s.regions.get_mut(region).and_then(|r| r.jobs.get_mut(job)) {
+            match t.expected.map(|e| e.what) {
+                Some(Owed::Creation) => {
+                    creation = true;
+                    t.expected = None;
+                }
+                Some(Owed::Change(m)) if modified.is_none_or(|heard| heard >= m) => t.expected = None,
+                _ => {}
+            }
+        }
+        if creation {
+            s.heard_creation = Some(now);
+        }
+    }
+
+    /// The owed events older than `bound` (local seconds), each given once: the flow of events
+    /// stopped. Creations are owed from the create; a change from the poll that showed it.
+    pub fn overdue_events(&self, bound: f64) -> Vec<Missed> {
+        let now = (self.clock)();
+        let mut s = self.state();
+        let mut missed = Vec::new();
+        for (key, r) in s.regions.iter_mut() {
+            for (job, t) in r.jobs.iter_mut() {
+                if let Some(e) = t.expected.filter(|e| now - e.since > bound) {
+                    t.expected = None;
+                    missed.push(Missed {
+                        key: key.clone(),
+                        job: job.clone(),
+                        what: e.what,
+                    });
+                }
+            }
+        }
+        missed
+    }
+
+    /// Forgets every owed event: the flow was heard again, and the poll that follows catches up
+    /// whatever the silence before hid (an event owed from then would only silence it again).
+    pub fn forgive_owed(&self) {
+        for r in self.state().regions.values_mut() {
+            for t in r.jobs.values_mut() {
+                t.expected = None;
+            }
+        }
+    }
+
+    /// Whether a creation's owed event was heard after `since` (local seconds): events are heard
+    /// again for jobs this controller created.
+    pub fn creation_heard_since(&self, since: f64) -> bool {
+        self.state().heard_creation.is_some_and(|at| at > since)
+    }
+
+    /// This machine's clock (seconds since the epoch), as the tracker reads it.
+    pub fn now(&self) -> f64 {
+        (self.clock)()
     }
 
     /// The state an event handed over for the job, once.
@@ -439,6 +569,7 @@ impl Tracker {
             ClockOffset::observe(&mut s.offset, newest - received, received);
         }
         let offset = s.offset;
+        let listening = s.listening;
         let Some(r) = s.regions.get_mut(region) else {
             return;
         };
@@ -461,6 +592,13 @@ impl Tracker {
                 if summary.last_modified_epoch > t.known {
                     t.known = summary.last_modified_epoch;
                     t.changed = true;
+                    // While events are consumed, no event has told this change yet: one is owed.
+                    if listening && t.expected.is_none() {
+                        t.expected = Some(Expected {
+                            since: received,
+                            what: Owed::Change(summary.last_modified_epoch),
+                        });
+                    }
                     triggered += 1;
                     let _ = self.trigger.unbounded_send(t.object.clone());
                 }
@@ -801,6 +939,76 @@ mod tests {
                 h.describe(&job);
             }
         }
+    }
+
+    /// Events are heard, not assumed: a job created while events are consumed owes the event of
+    /// its creation, reported missed once it is older than the bound; heard in time, it is not.
+    #[tokio::test]
+    async fn a_creation_whose_event_does_not_come_is_missed_once() {
+        let h = harness(0.0, Duration::from_secs(3600));
+        // Without an events consumer nothing is owed.
+        h.sagemaker.modify("quiet", 0.0);
+        h.track_created("quiet");
+        h.tracker.expect_creation(&key(), "quiet");
+        h.sagemaker.pass(60.0);
+        assert!(h.tracker.overdue_events(10.0).is_empty());
+
+        h.tracker.listen();
+        for job in ["silent", "heard"] {
+            h.sagemaker.modify(job, 0.0);
+            h.track_created(job);
+            h.tracker.expect_creation(&key(), job);
+        }
+        let created = h.tracker.now();
+        h.sagemaker.pass(1.0);
+        h.tracker.heard(&key(), "heard", Some(h.sagemaker.now()));
+        assert!(h.tracker.creation_heard_since(created));
+        h.sagemaker.pass(8.0);
+        assert!(h.tracker.overdue_events(10.0).is_empty(), "within the bound");
+        h.sagemaker.pass(2.0);
+        let missed = h.tracker.overdue_events(10.0);
+        assert_eq!(
+            missed,
+            [Missed {
+                key: key(),
+                job: "silent".into(),
+                what: Owed::Creation
+            }]
+        );
+        assert!(h.tracker.overdue_events(10.0).is_empty(), "reported once");
+    }
+
+    /// A change the List showed while events are consumed owes its event; an event of that
+    /// change (or a later one) pays it, an older one does not.
+    #[tokio::test]
+    async fn a_change_the_list_showed_without_its_event_is_missed() {
+        let mut h = harness(0.0, Duration::from_secs(3600));
+        h.tracker.listen();
+        for job in ["told", "untold"] {
+            h.sagemaker.modified_at(job, T0 - 100.0);
+            h.track(job, T0 - 100.0);
+        }
+        h.poll().await;
+        h.sagemaker.pass(2.0);
+        let changed = h.sagemaker.modify("told", 0.0);
+        h.sagemaker.modify("untold", 0.0);
+        h.sagemaker.pass(4.0);
+        h.poll().await;
+        assert_eq!(h.triggered(), ["told", "untold"]);
+        // An older event of "untold" does not pay for the change; the change's own event of
+        // "told" does.
+        h.tracker.heard(&key(), "untold", Some(T0 - 50.0));
+        h.tracker.heard(&key(), "told", Some(changed));
+        h.sagemaker.pass(11.0);
+        let missed: Vec<(String, Owed)> = h
+            .tracker
+            .overdue_events(10.0)
+            .into_iter()
+            .map(|m| (m.job, m.what))
+            .collect();
+        assert_eq!(missed.len(), 1, "{missed:?}");
+        assert_eq!(missed[0].0, "untold");
+        assert!(matches!(missed[0].1, Owed::Change(_)));
     }
 
     #[tokio::test]

@@ -22,6 +22,16 @@
 //! once one poll has run a whole normal interval after the flow began (that poll catches up what
 //! the gap before missed). A failed receive ends the flow: the poll is back at its normal
 //! interval at once.
+//!
+//! But a flow can stop without any error: the EventBridge rule disabled or deleted, its target
+//! removed, a queue policy that no longer lets EventBridge send — every receive still succeeds,
+//! empty. So "events flow" is proven by events, not by receives: the controller knows what it
+//! should hear (every create it makes is followed by the job's InProgress event, every change the
+//! List shows should have had its event; [`Tracker::overdue_events`]). An owed event that has not
+//! come within [`Cadence::owed_bound`] ends the flow as a failed receive does, counts
+//! `smpc_events_missed_total`, and says in a warning which queue and what was missed
+//! ([`Hearing`]). Once the event of a job the controller created is heard again, the flow
+//! resumes (one catch-up poll, then the backstop).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +46,7 @@ use crate::aws::events::{self, Parsed};
 use crate::aws::sqs::{Message, Queue, BATCH};
 use crate::aws::AwsClients;
 use crate::job::{epoch_of, JobStatus};
-use crate::reconcile::tracker::{ChangeLister, Tracker};
+use crate::reconcile::tracker::{ChangeLister, Missed, Tracker};
 use crate::reconcile::Guarded;
 use crate::telemetry::metrics::{Metrics, OutcomeLabels};
 use crate::telemetry::stages;
@@ -78,6 +88,12 @@ impl Cadence {
         matches!((last_poll, flowing_since), (Some(last), Some(since)) if last >= since + self.normal)
     }
 
+    /// How long an owed event may take before the flow is taken for stopped: twice the normal
+    /// poll interval (an event normally comes within a second or two).
+    pub fn owed_bound(&self) -> Duration {
+        self.normal * 2
+    }
+
     /// When the next poll is due (the first one at once). After a gap begins, the normal
     /// interval from the last poll is usually past already: the catch-up poll runs at once.
     pub fn next_poll(&self, last_poll: Option<Instant>, flowing_since: Option<Instant>, now: Instant) -> Instant {
@@ -102,6 +118,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let queue = aws.queue(&settings.queue_url);
+    tracker.listen();
     let (flow_tx, flow_rx) = watch::channel(None);
     let cadence = Cadence {
         normal: poll_interval,
@@ -114,34 +131,125 @@ pub async fn run(
         metrics: metrics.clone(),
     };
     tokio::join!(
-        poll(tracker, aws, cadence, flow_rx, metrics, shutdown.clone()),
+        poll(
+            tracker,
+            aws,
+            cadence,
+            flow_rx,
+            metrics,
+            settings.queue_url.clone(),
+            shutdown.clone()
+        ),
         consumer.run(flow_tx, shutdown),
     );
 }
 
-/// The tracker's List poll, at the cadence the flow of events allows.
+/// How often the poll loop looks for owed events that did not come.
+const OWED_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether SageMaker's events are heard: owed events that did not come silence the flow until
+/// the event of a job the controller created is heard again. Pure but for the tracker's clock.
+#[derive(Debug, Default)]
+pub struct Hearing {
+    /// When (the tracker's clock) missed events silenced the flow.
+    silent_since: Option<f64>,
+    /// When the flow was heard again after a silence.
+    resumed: Option<Instant>,
+}
+
+/// What one look at the owed events found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Heard {
+    /// Owed events that did not come in time (each reported once).
+    pub missed: Vec<Missed>,
+    /// The flow went silent with this look.
+    pub silenced: bool,
+    /// The flow was heard again with this look.
+    pub resumed: bool,
+}
+
+impl Hearing {
+    pub fn look(&mut self, tracker: &Tracker, bound: Duration) -> Heard {
+        let missed = tracker.overdue_events(bound.as_secs_f64());
+        let silenced = !missed.is_empty() && self.silent_since.is_none();
+        if silenced {
+            self.silent_since = Some(tracker.now());
+        }
+        let resumed = !silenced && self.silent_since.is_some_and(|at| tracker.creation_heard_since(at));
+        if resumed {
+            self.silent_since = None;
+            self.resumed = Some(Instant::now());
+            tracker.forgive_owed();
+        }
+        Heard {
+            missed,
+            silenced,
+            resumed,
+        }
+    }
+
+    /// Since when events flow, given the receives' view (`since`): none while silent, and not
+    /// before the flow was heard again.
+    pub fn flowing_since(&self, since: Option<Instant>) -> Option<Instant> {
+        if self.silent_since.is_some() {
+            return None;
+        }
+        match (since, self.resumed) {
+            (Some(s), Some(r)) => Some(s.max(r)),
+            (s, _) => s,
+        }
+    }
+}
+
+/// The tracker's List poll, at the cadence the flow of events allows; it also looks, every
+/// [`OWED_CHECK`], for owed events that did not come.
 pub async fn poll<L: ChangeLister + ?Sized>(
     tracker: Arc<Tracker>,
     lister: Arc<L>,
     cadence: Cadence,
     mut flow: watch::Receiver<Option<Instant>>,
     metrics: Arc<Metrics>,
+    queue_url: String,
     shutdown: CancellationToken,
 ) {
     let mut last = None;
     let mut open = true;
+    let mut hearing = Hearing::default();
     loop {
-        let since = if open { *flow.borrow_and_update() } else { None };
+        let heard = hearing.look(&tracker, cadence.owed_bound());
+        if !heard.missed.is_empty() {
+            metrics.events_missed.inc_by(heard.missed.len() as u64);
+            let what: Vec<String> = heard
+                .missed
+                .iter()
+                .take(5)
+                .map(|m| format!("{} ({}, {})", m.job, m.key, m.what))
+                .collect();
+            tracing::warn!(
+                queue = queue_url,
+                missed = heard.missed.len(),
+                jobs = what.join("; "),
+                "SageMaker events owed to this controller did not arrive: the flow stopped without an error (the EventBridge rule disabled or deleted, its target removed, the queue's policy, another region; docs/events.md). The List poll is back at its normal interval"
+            );
+        }
+        if heard.resumed {
+            tracing::info!(queue = queue_url, "SageMaker events are heard again for jobs this controller created: the List poll returns to its backstop interval after one more poll");
+        }
+        let since = hearing.flowing_since(if open { *flow.borrow_and_update() } else { None });
         metrics.events_flowing.set(i64::from(cadence.at_backstop(last, since)));
-        let due = cadence.next_poll(last, since, Instant::now());
+        let now = Instant::now();
+        let due = cadence.next_poll(last, since, now);
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = tokio::time::sleep_until(due.min(now + OWED_CHECK).into()) => {}
             changed = flow.changed(), if open => {
                 // The consumer is gone: no flow any more.
                 open = changed.is_ok();
                 continue;
             }
+        }
+        if Instant::now() < due {
+            continue;
         }
         last = Some(Instant::now());
         tracker.poll_once(lister.as_ref()).await;
@@ -266,10 +374,10 @@ fn step(message: &Message, tracker: &Tracker, store: &Store<Guarded>) -> Step {
             region,
             name,
             missing,
-        }) => match tracker
-            .locate(account.as_deref(), &region, &name)
-            .and_then(|key| tracker.describe_soon(&key, &name))
-        {
+        }) => match tracker.locate(account.as_deref(), &region, &name).and_then(|key| {
+            tracker.heard(&key, &name, None);
+            tracker.describe_soon(&key, &name)
+        }) {
             Some(_) => {
                 tracing::info!(
                     job = name,
@@ -285,6 +393,8 @@ fn step(message: &Message, tracker: &Tracker, store: &Store<Guarded>) -> Step {
             let Some(key) = tracker.locate(account.as_deref(), &region, &state.name) else {
                 return Step::Done("unknown_job");
             };
+            // Whatever it brings, it is an event owed for the job: the flow is heard.
+            tracker.heard(&key, &state.name, state.last_modified_epoch);
             let (Some(object), Some(modified)) = (tracker.object_of(&key, &state.name), state.last_modified_epoch)
             else {
                 return Step::Done("unknown_job");
@@ -936,5 +1046,53 @@ mod tests {
                 .take_changed(&crate::accounts::Scope::own(REGION).key(), "job-a"),
             "described on the next reconcile"
         );
+    }
+
+    /// A silent flow: an owed creation event that does not come silences the flow (no backstop,
+    /// the poll at its normal interval) until the event of a job the controller created is heard
+    /// again; a receive that succeeds does not end the silence by itself.
+    #[test]
+    fn owed_events_that_do_not_come_silence_the_flow_until_one_is_heard() {
+        use crate::accounts::ScopeKey;
+        use std::sync::Mutex;
+        let clock = Arc::new(Mutex::new(1_800_000_000.0f64));
+        let read = clock.clone();
+        let (tx, _rx) = futures::channel::mpsc::unbounded();
+        let tracker = Tracker::with_clock(tx, Duration::from_secs(600), move || *read.lock().unwrap());
+        let pass = |s: f64| *clock.lock().unwrap() += s;
+        let scope = crate::accounts::Scope::own("us-east-1");
+        let key: ScopeKey = scope.key();
+        let object = |name: &str| ObjectRef::new(name).within("ns");
+        tracker.listen();
+        let bound = Duration::from_secs(10);
+        let mut hearing = Hearing::default();
+        let receives_since = Some(Instant::now());
+
+        let now = || *clock.lock().unwrap();
+        let created = now();
+        tracker.track(&scope, "a", object("a"), created);
+        tracker.expect_creation(&key, "a");
+        pass(5.0);
+        assert_eq!(hearing.look(&tracker, bound), Heard::default());
+        assert_eq!(hearing.flowing_since(receives_since), receives_since);
+        pass(6.0);
+        let heard = hearing.look(&tracker, bound);
+        assert!(heard.silenced && heard.missed.len() == 1, "{heard:?}");
+        assert_eq!(hearing.flowing_since(receives_since), None, "silent: no backstop");
+        // Receives go on succeeding; still silent.
+        pass(30.0);
+        assert_eq!(hearing.look(&tracker, bound), Heard::default());
+        assert_eq!(hearing.flowing_since(receives_since), None);
+
+        // A new job's creation event is heard: the flow resumes, from now.
+        let created = now();
+        tracker.track(&scope, "b", object("b"), created);
+        tracker.expect_creation(&key, "b");
+        pass(1.0);
+        tracker.heard(&key, "b", None);
+        let heard = hearing.look(&tracker, bound);
+        assert!(heard.resumed && !heard.silenced && heard.missed.is_empty(), "{heard:?}");
+        let since = hearing.flowing_since(receives_since).expect("flowing again");
+        assert!(receives_since.is_some_and(|r| since >= r));
     }
 }

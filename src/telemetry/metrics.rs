@@ -118,6 +118,8 @@ pub struct Metrics {
     /// SageMaker state-change events taken from the queue, by what became of them.
     pub events: Family<OutcomeLabels, Counter>,
     pub event_receive_errors: Counter,
+    /// Events owed to the controller (a creation's, a change the List showed) that did not come.
+    pub events_missed: Counter,
     /// 1 while events flow and the List poll runs at its backstop interval.
     pub events_flowing: Gauge<i64, AtomicI64>,
     /// Kubernetes Events dropped because the publisher's queue was full.
@@ -141,6 +143,7 @@ impl Default for Metrics {
             orphaned_jobs: Gauge::default(),
             events: Family::default(),
             event_receive_errors: Counter::default(),
+            events_missed: Counter::default(),
             events_flowing: Gauge::default(),
             kube_events_dropped: Counter::default(),
         };
@@ -271,6 +274,11 @@ impl Metrics {
             "event_receive_errors",
             "Failed receives from the events queue (the List poll returns to its normal interval)",
             self.event_receive_errors.clone(),
+        );
+        r.register(
+            "events_missed",
+            "SageMaker events owed to the controller (a job's creation, a change the List showed) that did not arrive within twice the poll interval: the flow stopped without an error, and the List poll is back at its normal interval",
+            self.events_missed.clone(),
         );
         r.register(
             "events_flowing",
