@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use crate::accounts::ScopeKey;
 
-/// The window the rate SageMaker took is measured over: a second, or two creates at the pace
+/// The window the rate SageMaker took is measured over: a second, or five creates at the pace
 /// when that is longer (at one create a second, a one-second window holds one create or none).
 const WINDOW: Duration = Duration::from_secs(1);
 /// How long creates stay at the pace set by a throttle before the pace probes for more.
 pub const PROBE_AFTER: Duration = Duration::from_secs(60);
-/// The pace set after a throttle, as a share of the rate measured.
-const BACKOFF: f64 = 0.9;
+/// The pace set after a throttle, as a share of the rate measured: close under it, since the
+/// pace does not probe upward for a minute after (at one create a second, 0.95 s a create).
+const BACKOFF: f64 = 0.95;
 /// What each create that goes through adds to the pace (creates per second).
 const GROWTH: f64 = 0.05;
 /// The slowest pace: one create every five seconds.
@@ -41,7 +42,7 @@ struct Lane {
     rate: Option<f64>,
     /// The next free send time.
     next: Option<Instant>,
-    /// When the creates of the last few seconds went through (the longest window: two creates
+    /// When the creates of the last few seconds went through (the longest window: five creates
     /// at [`MIN_RATE`]).
     passed: VecDeque<Instant>,
     /// When the pace was last cut.
@@ -97,12 +98,19 @@ impl Pacer {
             // The first throttle: what went through in the last second, else one a second.
             None if in_second > 0.0 => in_second * BACKOFF,
             None => 1.0,
-            // A fast lane: what went through in the last second, if less than the pace.
-            Some(pace) if in_second >= 2.0 => in_second.min(pace) * BACKOFF,
-            // A slow lane (a second holds one create or none): the pace was a little too fast.
-            Some(pace) if recent(window(pace)) > 0 => pace * BACKOFF,
-            // Nothing goes through at all: half the pace.
-            Some(pace) => pace / 2.0,
+            // Paced: a little under what last went through unthrottled — the pace one probe step
+            // back — or, in a fast lane, under what went through in the last second if less.
+            Some(pace) => {
+                let last_good = (pace - GROWTH).max(MIN_RATE);
+                if in_second >= 5.0 {
+                    in_second.min(last_good) * BACKOFF
+                } else if recent(window(pace)) > 0 {
+                    last_good * BACKOFF
+                } else {
+                    // Nothing goes through at all: half the pace.
+                    pace / 2.0
+                }
+            }
         }
         .max(MIN_RATE);
         lane.rate = Some(rate);
@@ -118,7 +126,7 @@ impl Pacer {
 
 /// The window the rate that went through is measured over, at a pace of `rate` creates a second.
 fn window(rate: f64) -> Duration {
-    WINDOW.max(Duration::from_secs_f64(2.0 / rate))
+    WINDOW.max(Duration::from_secs_f64(5.0 / rate))
 }
 
 #[cfg(test)]
@@ -155,9 +163,9 @@ mod tests {
         let t1 = t0 + Duration::from_millis(600);
         p.throttled(&key(), t1, t1);
         let rate = p.rate(&key()).unwrap_or_default();
-        assert!((rate - 45.0).abs() < 1e-9, "{rate}");
+        assert!((rate - 50.0 * BACKOFF).abs() < 1e-9, "{rate}");
         // Send times one pace apart, the first one pace after the throttle.
-        let spacing = Duration::from_secs_f64(1.0 / 45.0);
+        let spacing = Duration::from_secs_f64(1.0 / rate);
         let waits: Vec<Duration> = (0..3)
             .map(|_| p.reserve(&key(), t1, HOLD).unwrap_or_default())
             .collect();
@@ -165,10 +173,10 @@ mod tests {
         // The creates sent before the cut are throttled too: they cut nothing.
         p.throttled(&key(), t1 - Duration::from_millis(5), t1 + Duration::from_millis(100));
         assert_eq!(p.rate(&key()), Some(rate));
-        // One sent at the pace and throttled still: cut again, from the pace.
+        // One sent at the pace and throttled still: cut again, from the pace one step back.
         let t2 = t1 + Duration::from_millis(200);
         p.throttled(&key(), t1 + spacing, t2);
-        assert_eq!(p.rate(&key()), Some(rate * BACKOFF));
+        assert_eq!(p.rate(&key()), Some((rate - GROWTH) * BACKOFF));
     }
 
     #[test]
@@ -191,9 +199,10 @@ mod tests {
         }
         let grown = p.rate(&key()).unwrap_or_default();
         assert!((grown - 2.0).abs() < 1e-9, "{grown}");
-        // Two went through in the last second when SageMaker throttled again.
+        // The probe was throttled at 2 a second: a little under what went through before it.
         p.throttled(&key(), now, now + Duration::from_millis(10));
-        assert_eq!(p.rate(&key()), Some(2.0 * BACKOFF));
+        let cut = p.rate(&key()).unwrap_or_default();
+        assert!((cut - (2.0 - GROWTH) * BACKOFF).abs() < 1e-9, "{cut}");
     }
 
     /// SageMaker's CreateProcessingJob limit, about one a second per account and region (a
