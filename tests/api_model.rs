@@ -99,6 +99,16 @@ fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
 }
 
+/// The strings of the array at `key` (a schema's or a shape's `required`).
+fn strings<'a>(v: &'a Value, key: &str) -> BTreeSet<&'a str> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// A model pattern every string within the length bounds satisfies.
 fn trivial_pattern(p: &str) -> bool {
     // `+` forms only add "not empty", which the model's `min` says again (and is compared).
@@ -249,20 +259,7 @@ impl Walk<'_> {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let crd_required: BTreeSet<&str> = crd
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let model_required: BTreeSet<&str> = shape
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let (crd_required, model_required) = (strings(crd, "required"), strings(shape, "required"));
         let mut matched = BTreeSet::new();
         let join = |field: &str| {
             if path.is_empty() {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use support::controller::*;
 use support::events::{queue_and_rule, remove_queue_and_rule};
 use support::stack;
-use support::vpc::{healthy_setup, job_manifest_in};
+use support::vpc::{healthy_setup, job_manifest_in, prefixed_job_manifests};
 
 const T: Duration = Duration::from_secs(90);
 
@@ -145,14 +145,7 @@ async fn duplicated_and_reordered_events_change_nothing() {
         &[],
     );
     let jobs = ["completes", "stops", "fails"];
-    let manifests: String = jobs
-        .iter()
-        .map(|j| {
-            let spec = format!("  processingJobName: {prefix}-{j}\n");
-            job_manifest_in(&ns, j, 1, &t.private, &[&t.sg], &spec)
-        })
-        .collect();
-    apply(&manifests);
+    apply(&prefixed_job_manifests(&ns, &t, &prefix, &jobs));
     for j in jobs {
         wait_status(&ns, j, "InProgress");
     }

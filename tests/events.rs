@@ -13,7 +13,7 @@ use serde_json::Value;
 use support::controller::*;
 use support::events::{boto, queue_and_rule, queued, remove_queue_and_rule};
 use support::stack;
-use support::vpc::{healthy_setup, job_manifest_in};
+use support::vpc::{healthy_setup, prefixed_job_manifests};
 
 fn calls() -> Value {
     serde_json::from_str(&stack().sim_admin("GET", "/_sim/calls", None)).unwrap_or(Value::Null)
@@ -21,14 +21,6 @@ fn calls() -> Value {
 
 fn count(v: &Value, op: &str) -> u64 {
     v[op].as_u64().unwrap_or(0)
-}
-
-/// A sample of the controller's metrics (`name{labels}` → value).
-fn metric(c: &ControllerProcess, sample: &str) -> f64 {
-    let (_, body) = http_get(&format!("{}/metrics", c.ops_url()));
-    body.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn wait_status(ns: &str, name: &str, status: &str, within: Duration) -> Value {
@@ -63,14 +55,7 @@ async fn events_drive_the_status_and_the_poll_catches_up_when_they_stop() {
     });
 
     let jobs = ["done", "failed", "after-malformed", "after-gap"];
-    let manifests: String = jobs
-        .iter()
-        .map(|j| {
-            let spec = format!("  processingJobName: {prefix}-{j}\n");
-            job_manifest_in(&ns, j, 1, &t.private, &[&t.sg], &spec)
-        })
-        .collect();
-    apply(&manifests);
+    apply(&prefixed_job_manifests(&ns, &t, &prefix, &jobs));
     for j in jobs {
         wait_status(&ns, j, "InProgress", Duration::from_secs(60));
     }

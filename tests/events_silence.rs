@@ -14,17 +14,9 @@ use std::time::{Duration, Instant};
 
 use support::controller::*;
 use support::events::{boto, queue_and_rule, remove_queue_and_rule};
-use support::vpc::{healthy_setup, job_manifest_in};
+use support::vpc::{healthy_setup, prefixed_job_manifests};
 
 const T: Duration = Duration::from_secs(60);
-
-/// A sample of the controller's metrics (`name{labels}` → value).
-fn metric(c: &ControllerProcess, sample: &str) -> f64 {
-    let (_, body) = http_get(&format!("{}/metrics", c.ops_url()));
-    body.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
 
 fn in_progress(ns: &str, name: &str) -> String {
     let job = wait_job(ns, name, "InProgress", T, |j| {
@@ -54,10 +46,7 @@ async fn a_rule_that_stops_sending_is_noticed_and_the_poll_mirrors_every_end() {
     let prefix = format!("silent-{}", support::unique_suffix());
     let url = queue_and_rule(&prefix, &prefix);
     let c = ControllerProcess::start(&ns, &["--events-queue-url", &url, "--poll-interval", "5s"], &[]);
-    let manifest = |name: &str| {
-        let spec = format!("  processingJobName: {prefix}-{name}\n");
-        job_manifest_in(&ns, name, 1, &t.private, &[&t.sg], &spec)
-    };
+    let manifest = |name: &str| prefixed_job_manifests(&ns, &t, &prefix, &[name]);
     wait_for("events flowing", T, || {
         (metric(&c, "smpc_events_flowing") == 1.0).then_some(())
     });

@@ -350,6 +350,17 @@ impl Drop for Ec2Faults {
     }
 }
 
+/// The dashboard as the chart renders it for the Grafana sidecar.
+fn rendered_dashboard() -> Value {
+    let rendered = yaml(&render("templates/grafana-dashboard.yaml", &["dashboard.enabled=true"]));
+    serde_json::from_str(
+        rendered["data"]["sagemaker-processing-controller.json"]
+            .as_str()
+            .expect("the dashboard's key"),
+    )
+    .expect("dashboard JSON")
+}
+
 /// The names of the samples of a text exposition (`name{labels} value` or `name value`).
 fn sample_names(text: &str) -> BTreeSet<String> {
     text.lines()
@@ -365,13 +376,7 @@ fn sample_names(text: &str) -> BTreeSet<String> {
 /// failed for a while (reconcile errors) — a family with no sample is not in the exposition.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
-    let rendered = yaml(&render("templates/grafana-dashboard.yaml", &["dashboard.enabled=true"]));
-    let dashboard: Value = serde_json::from_str(
-        rendered["data"]["sagemaker-processing-controller.json"]
-            .as_str()
-            .expect("the dashboard's key"),
-    )
-    .expect("dashboard JSON");
+    let dashboard = rendered_dashboard();
     let mut queried: Vec<(String, String)> = dashboard_expressions(&dashboard)
         .into_iter()
         .map(|e| ("dashboard".to_string(), e))
@@ -460,13 +465,7 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
 /// guidance), so `rate()`, the panels and absence alerts work on a new install.
 #[test]
 fn the_first_scrape_of_an_idle_controller_has_every_queried_metric() {
-    let rendered = yaml(&render("templates/grafana-dashboard.yaml", &["dashboard.enabled=true"]));
-    let dashboard: Value = serde_json::from_str(
-        rendered["data"]["sagemaker-processing-controller.json"]
-            .as_str()
-            .expect("the dashboard's key"),
-    )
-    .expect("dashboard JSON");
+    let dashboard = rendered_dashboard();
     let mut queried: BTreeSet<String> = dashboard_expressions(&dashboard)
         .iter()
         .flat_map(|e| metric_names(e))

@@ -285,6 +285,14 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// A sample of a controller's metrics (`name{labels}` → value; 0 when absent).
+pub fn metric(c: &ControllerProcess, sample: &str) -> f64 {
+    let (_, body) = http_get(&format!("{}/metrics", c.ops_url()));
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// GET a URL; (status code, body).
 pub fn http_get(url: &str) -> (u16, String) {
     let out = std::process::Command::new("curl")

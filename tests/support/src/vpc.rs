@@ -506,6 +506,18 @@ pub fn job_manifest(name: &str, instances: u32, subnets: &[String], groups: &[&s
 }
 
 /// A ProcessingJob manifest in namespace `ns` using the given network.
+/// One job per name in `ns`, on the topology's private subnets and group, each with the SageMaker
+/// job name `<prefix>-<name>` (an events rule of the test's own routes `prefix…` to its queue).
+pub fn prefixed_job_manifests(ns: &str, t: &Topology, prefix: &str, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| {
+            let spec = format!("  processingJobName: {prefix}-{name}\n");
+            job_manifest_in(ns, name, 1, &t.private, &[&t.sg], &spec)
+        })
+        .collect()
+}
+
 pub fn job_manifest_in(
     ns: &str,
     name: &str,
