@@ -99,6 +99,17 @@ fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
 }
 
+/// The CEL rules (`x-kubernetes-validations`) of a schema, as text.
+fn cel_rules(schema: &Value) -> Vec<String> {
+    schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["rule"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// The strings of the array at `key` (a schema's or a shape's `required`).
 fn strings<'a>(v: &'a Value, key: &str) -> BTreeSet<&'a str> {
     v.get(key)
@@ -149,7 +160,7 @@ impl Walk<'_> {
         }
     }
 
-    fn member(&mut self, path: &str, shape_name: &str, crd: &Value, rules: &[String]) {
+    fn member(&mut self, path: &str, shape_name: &str, crd: &Value) {
         let shape = self.shape(shape_name).clone();
         let ty = shape["type"].as_str().unwrap_or_default();
         match ty {
@@ -159,18 +170,12 @@ impl Walk<'_> {
                 self.upper(path, &shape, crd, "maxItems");
                 let item = shape["member"]["shape"].as_str().unwrap_or_default().to_string();
                 let items = crd.get("items").cloned().unwrap_or(Value::Null);
-                self.member(&format!("{path}[]"), &item, &items, &[]);
+                self.member(&format!("{path}[]"), &item, &items);
             }
             "map" => {
                 self.lower(path, &shape, crd, "minProperties");
                 self.upper(path, &shape, crd, "maxProperties");
-                let rules: Vec<String> = crd
-                    .get("x-kubernetes-validations")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|r| r["rule"].as_str().map(str::to_string))
-                    .collect();
+                let rules = cel_rules(crd);
                 // Keys cannot carry a schema: their constraints are CEL rules on the map.
                 let key = self.shape(shape["key"]["shape"].as_str().unwrap_or_default()).clone();
                 let key_path = format!("{path}{{key}}");
@@ -197,7 +202,7 @@ impl Walk<'_> {
                     }
                 }
             }
-            "string" => self.string(path, &shape, crd, rules),
+            "string" => self.string(path, &shape, crd),
             "integer" | "long" => {
                 if crd["type"] != "integer" {
                     self.looser(path, &format!("type {} (SageMaker: integer)", crd["type"]));
@@ -214,7 +219,7 @@ impl Walk<'_> {
         }
     }
 
-    fn string(&mut self, path: &str, shape: &Value, crd: &Value, _rules: &[String]) {
+    fn string(&mut self, path: &str, shape: &Value, crd: &Value) {
         if crd["type"] != "string" {
             self.looser(path, &format!("type {} (SageMaker: string)", crd["type"]));
         }
@@ -292,19 +297,7 @@ impl Walk<'_> {
                 (false, true) => self.stricter(&field_path, "required"),
                 _ => {}
             }
-            let rules: Vec<String> = schema
-                .get("x-kubernetes-validations")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r["rule"].as_str().map(str::to_string))
-                .collect();
-            self.member(
-                &field_path,
-                member["shape"].as_str().unwrap_or_default(),
-                schema,
-                &rules,
-            );
+            self.member(&field_path, member["shape"].as_str().unwrap_or_default(), schema);
         }
         for field in properties.keys().filter(|k| !matched.contains(*k)) {
             self.stricter(&join(field), "added");
