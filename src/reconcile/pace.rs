@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use crate::accounts::ScopeKey;
 
-/// The window the rate SageMaker took is measured over: a second, or five creates at the pace
-/// when that is longer (at one create a second, a one-second window holds one create or none).
+/// The window the rate SageMaker took is measured over after a burst (see [`window`] for a paced
+/// lane).
 const WINDOW: Duration = Duration::from_secs(1);
 /// How long creates stay at the pace set by a throttle before the pace probes for more.
-pub const PROBE_AFTER: Duration = Duration::from_secs(60);
+const PROBE_AFTER: Duration = Duration::from_secs(60);
 /// The pace set after a throttle, as a share of the rate measured: close under it, since the
 /// pace does not probe upward for a minute after (at one create a second, 0.95 s a create).
 const BACKOFF: f64 = 0.95;

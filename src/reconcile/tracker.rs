@@ -358,7 +358,6 @@ impl Tracker {
     pub fn observe_event(&self, region: &ScopeKey, state: JobState) -> Option<ObjectRef<Guarded>> {
         let modified = state.last_modified_epoch?;
         let name = state.name.clone();
-        self.heard(region, &name, Some(modified));
         let mut object = None;
         self.tracked(region, &name, |t| {
             object = Some(t.object.clone());
@@ -380,7 +379,6 @@ impl Tracker {
     /// which has no time, confirmed by the job's first event): it replaces a local reading, so
     /// that the List need not report the job's creation as a change. Triggers nothing.
     pub fn confirm(&self, region: &ScopeKey, job: &str, modified: f64) {
-        self.heard(region, job, Some(modified));
         self.tracked(region, job, |t| t.learn(modified));
     }
 
@@ -405,7 +403,8 @@ impl Tracker {
         }
     }
 
-    /// An event of a tracked job was heard (`modified`: its LastModifiedTime, when it has one):
+    /// An event of a tracked job was heard (`modified`: its LastModifiedTime, when it has one;
+    /// the events consumer says so of every event it locates, whatever becomes of it):
     /// it pays what was owed for the job up to that time.
     pub fn heard(&self, region: &ScopeKey, job: &str, modified: Option<f64>) {
         let now = (self.clock)();
@@ -583,13 +582,13 @@ impl Tracker {
         let mut triggered = 0usize;
         for summary in summaries {
             if let Some(t) = r.jobs.get_mut(&summary.name) {
-                // A create is not a change: the job listed as it was created tells nothing the
-                // status does not show, however loose the clock offset behind `known` is.
-                if summary.last_modified_epoch > t.known && summary.is_its_creation() {
-                    t.learn(summary.last_modified_epoch);
-                    continue;
-                }
                 if summary.last_modified_epoch > t.known {
+                    // A create is not a change: the job listed as it was created tells nothing
+                    // the status does not show, however loose the clock offset behind `known` is.
+                    if summary.is_its_creation() {
+                        t.learn(summary.last_modified_epoch);
+                        continue;
+                    }
                     t.known = summary.last_modified_epoch;
                     t.changed = true;
                     // While events are consumed, no event has told this change yet: one is owed.
